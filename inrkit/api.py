@@ -1,0 +1,339 @@
+"""The Python API: :func:`fit` a run, :func:`load` a run folder, decode an item at any size.
+
+The CLI is a thin layer over these functions, so research code gets the same behaviour::
+
+    import inrkit
+    result = inrkit.fit({"sharing": {"name": "minr"}, "data": ["photos/"]}, out="runs/demo")
+    run = inrkit.load("runs/demo")
+    image = run.decode("kodim01", scale=2)   # (H*2, W*2, 3) float32 in [0, 1]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inrkit import artifacts
+from inrkit.config import ResolvedRun, RunConfig, merge, validate_run_config
+from inrkit.coords import grid_coords
+from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, PluginError
+from inrkit.interfaces import Item, ModelSpec
+from inrkit.metrics import mean_std, psnr, ssim
+from inrkit.nn import MultiINR, ParamCounts, count_parameters
+from inrkit.plugins import PluginRegistry, get_registry
+from inrkit.train import PointSet, Trainer, render, resolve_device
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns: the metrics, the trained model and where the run was saved."""
+
+    config: RunConfig
+    metrics: dict[str, Any]
+    model: MultiINR
+    items: list[Item]
+    reconstructions: list[np.ndarray]
+    run_dir: Path | None
+
+
+def as_config(config: RunConfig | Mapping[str, Any] | None = None, **sections: Any) -> RunConfig:
+    """A validated :class:`RunConfig` from a config object or a (partial) dict plus overrides."""
+    if isinstance(config, RunConfig):
+        data = config.model_dump()
+    else:
+        data = RunConfig().model_dump(exclude={"activation", "sharing", "signal"})
+        data = merge(data, dict(config or {}))
+    data = merge(data, {k: v for k, v in sections.items() if v is not None})
+    return validate_run_config(data)
+
+
+def build_model(
+    resolved: ResolvedRun, item_shapes: Sequence[tuple[int, ...]], channels: int, **spec_extra: Any
+) -> MultiINR:
+    """Ask the sharing strategy for a model; validate it follows the ``shared``/``items`` layout."""
+    cfg = resolved.config
+    spec = ModelSpec(
+        in_dim=resolved.signal.in_dim,
+        out_dim=channels,
+        width=cfg.model.width,
+        layers=cfg.model.layers,
+        item_shapes=tuple(tuple(s) for s in item_shapes),
+        **spec_extra,
+    )
+    model = resolved.sharing.build(resolved.activation, spec)
+    if not isinstance(model, MultiINR):
+        raise PluginError(
+            f"sharing strategy {resolved.sharing.name!r} returned {type(model).__name__}, not an inrkit.nn.MultiINR"
+        )
+    return model
+
+
+def parameter_counts(
+    config: RunConfig | Mapping[str, Any] | None = None,
+    *,
+    n_items: int,
+    item_shape: tuple[int, ...] = (64, 64),
+    channels: int = 3,
+    registry: PluginRegistry | None = None,
+) -> ParamCounts:
+    """Exact parameter counts for ``n_items`` items, without allocating or training the model."""
+    if n_items <= 0:
+        raise ConfigError(f"the number of items must be positive (got {n_items})")
+    resolved = ResolvedRun(as_config(config), registry)
+    with torch.device("meta"):
+        model = build_model(resolved, [item_shape] * n_items, channels)
+    return count_parameters(model)
+
+
+def _check_items(items: list[Item], signal_name: str) -> None:
+    if not items:
+        raise DataError(f"signal {signal_name!r} loaded no items")
+    channels = {item.channels for item in items}
+    ndims = {item.data.ndim for item in items}
+    if len(channels) > 1 or len(ndims) > 1:
+        raise DataError(
+            "items differ in channel count or dimensionality ("
+            + ", ".join(f"{it.name}: {it.data.shape}" for it in items)
+            + "); all items of a run must have the same channels"
+        )
+    for item in items:
+        if item.data.size == 0:
+            raise DataError(f"item {item.name!r} is empty")
+
+
+def _plugin_info(resolved: ResolvedRun, registry: PluginRegistry) -> dict[str, Any]:
+    info = {}
+    for kind in ("activation", "sharing", "signal"):
+        entry = registry.entry(kind, getattr(resolved, kind).name)
+        info[kind] = {
+            "name": entry.name,
+            "plugin": entry.plugin,
+            "distribution": entry.distribution,
+            "version": entry.version,
+        }
+    return info
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def fit(
+    config: RunConfig | Mapping[str, Any] | None = None,
+    *,
+    data: Sequence[str] | None = None,
+    out: str | Path | None = None,
+    save: bool = True,
+    progress: bool = False,
+    registry: PluginRegistry | None = None,
+) -> FitResult:
+    """Fit a run: load the signal's items, build the shared model, train, evaluate, save.
+
+    ``config`` is a :class:`RunConfig` or a (partial) dict of one; ``data`` replaces its
+    ``data``. With ``save`` the run folder ``out`` (default ``runs/<time>-<activation>-<sharing>``)
+    receives ``config.json``, ``metrics.json``, ``recon/`` and ``checkpoint.safetensors``.
+    Raises :class:`inrkit.errors.InrkitError` subclasses for anything the user can fix.
+    """
+    from inrkit import __version__
+
+    cfg = as_config(config, data=list(data) if data is not None else None)
+    registry = registry or get_registry()
+    resolved = ResolvedRun(cfg, registry)
+    cfg = resolved.normalized_config()
+    resolved.config = cfg
+    device = resolve_device(cfg.train.device)
+
+    items = resolved.signal.load(cfg.data)
+    _check_items(items, resolved.signal.name)
+    train_arrays = [resolved.signal.train_view(item) for item in items]
+    channels = items[0].channels
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(resolved, [a.shape[:-1] for a in train_arrays], channels).to(device)
+    counts = count_parameters(model)
+    lr = cfg.train.lr if cfg.train.lr is not None else resolved.activation.default_lr
+
+    run_dir = None
+    if save:
+        run_dir = artifacts.new_run_folder(out, f"{resolved.activation.name}-{resolved.sharing.name}")
+        artifacts.write_json(run_dir / artifacts.CONFIG_FILE, cfg.model_dump(mode="json"))
+
+    trainer = Trainer(cfg.train, lr=lr, device=device, progress=progress)
+    started = time.perf_counter()
+    result = trainer.fit(model, PointSet.from_arrays(train_arrays))
+
+    eval_arrays = [resolved.signal.eval_view(item) for item in items]
+    eval_points = PointSet.from_arrays(eval_arrays)
+    rendered = render(model, eval_points.coords.to(device)).cpu()
+    recons = [
+        rendered[i, : eval_points.counts[i]].reshape(arr.shape).numpy() for i, arr in enumerate(eval_arrays)
+    ]
+    per_item = []
+    for item, recon, target in zip(items, recons, eval_arrays, strict=True):
+        per_item.append(
+            {"name": item.name, "shape": list(target.shape), "psnr": _finite(psnr(recon, target)), "ssim": ssim(recon, target)}
+        )
+    psnr_mean, psnr_std = mean_std([r["psnr"] for r in per_item])
+    ssim_mean, ssim_std = mean_std([r["ssim"] for r in per_item])
+    metrics: dict[str, Any] = {
+        "psnr_mean": psnr_mean,
+        "psnr_std": psnr_std,
+        "ssim_mean": ssim_mean,
+        "ssim_std": ssim_std,
+        "params": counts.as_dict(),
+        "items": per_item,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "total_seconds": None,
+        "lr": lr,
+        "device": str(device),
+        "activation": resolved.activation.name,
+        "sharing": resolved.sharing.name,
+        "signal": resolved.signal.name,
+        "inrkit_version": __version__,
+        "history": result.history,
+    }
+
+    if run_dir is not None:
+        recon_dir = run_dir / artifacts.RECON_DIR
+        for item, recon in zip(items, recons, strict=True):
+            resolved.signal.save(item, recon, recon_dir)
+        metadata = {
+            "config": cfg.model_dump(mode="json"),
+            "plugins": _plugin_info(resolved, registry),
+            "items": [
+                {"name": it.name, "shape": list(a.shape[:-1]), "eval_shape": list(e.shape[:-1]), "channels": channels}
+                for it, a, e in zip(items, train_arrays, eval_arrays, strict=True)
+            ],
+            "params": counts.as_dict(),
+            "inrkit_version": __version__,
+        }
+        artifacts.save_checkpoint(run_dir / artifacts.CHECKPOINT_FILE, model, metadata)
+    metrics["total_seconds"] = time.perf_counter() - started
+    if run_dir is not None:
+        artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
+    return FitResult(cfg, metrics, model, items, recons, run_dir)
+
+
+class Run:
+    """A finished run folder: its config, metrics and checkpoint, decoded one item at a time."""
+
+    def __init__(self, path: str | Path, registry: PluginRegistry | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise CheckpointError(f"run folder not found: {self.path}")
+        self.checkpoint = self.path / artifacts.CHECKPOINT_FILE
+        self.metadata = artifacts.read_metadata(self.checkpoint)
+        try:
+            self.config = RunConfig.model_validate(self.metadata["config"])
+            self.items: list[dict[str, Any]] = list(self.metadata["items"])
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"{self.checkpoint}: metadata is incomplete or invalid: {exc}") from None
+        self._registry = registry
+
+    @property
+    def item_names(self) -> list[str]:
+        return [it["name"] for it in self.items]
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        path = self.path / artifacts.METRICS_FILE
+        return artifacts.read_json(path) if path.is_file() else None
+
+    def item_index(self, item: str | int) -> int:
+        """Index of an item given by name or index (a numeric string counts as an index)."""
+        if isinstance(item, str) and item in self.item_names:
+            return self.item_names.index(item)
+        try:
+            index = int(item)
+        except (TypeError, ValueError):
+            index = -1
+        if 0 <= index < len(self.items):
+            return index
+        shown = ", ".join(self.item_names[:10]) + (" ..." if len(self.items) > 10 else "")
+        raise DataError(f"item {item!r} is not in run {self.path}; items are 0..{len(self.items) - 1}: {shown}")
+
+    def model_for(self, item: str | int, device: str | torch.device = "cpu") -> MultiINR:
+        """A one-item model holding the shared tensors and this item's tensors only."""
+        index = self.item_index(item)
+        resolved = ResolvedRun(self.config, self._registry or get_registry())
+        info = self.items[index]
+        model = build_model(
+            resolved,
+            [tuple(info["shape"])],
+            int(info["channels"]),
+            item_indices=(index,),
+            total_items=len(self.items),
+        )
+        state = artifacts.read_item_state(self.checkpoint, index)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{self.checkpoint} does not match its own config: {exc}") from None
+        return model.to(resolve_device(str(device)) if str(device) != "cpu" else torch.device("cpu"))
+
+    def output_shape(self, item: str | int, *, size: Sequence[int] | None = None, scale: float | None = None) -> tuple[int, ...]:
+        info = self.items[self.item_index(item)]
+        base = tuple(int(s) for s in info.get("eval_shape", info["shape"]))
+        if size is not None and scale is not None:
+            raise ConfigError("give a size or a scale, not both")
+        if size is not None:
+            shape = tuple(int(s) for s in size)
+            if len(shape) != len(base) or any(s <= 0 for s in shape):
+                raise ConfigError(f"size must be {len(base)} positive numbers (got {tuple(size)})")
+            return shape
+        if scale is not None:
+            if not (scale > 0 and math.isfinite(scale)):
+                raise ConfigError(f"scale must be a positive number (got {scale})")
+            return tuple(max(1, round(s * scale)) for s in base)
+        return base
+
+    def decode(
+        self,
+        item: str | int,
+        *,
+        size: Sequence[int] | None = None,
+        scale: float | None = None,
+        device: str | torch.device = "cpu",
+    ) -> np.ndarray:
+        """Render one item at its own size, a ``scale`` of it, or an explicit spatial ``size``.
+
+        Returns ``(*size, channels)`` float32 in [0, 1]; points are rendered in chunks, so large
+        sizes need little memory beyond the output itself.
+        """
+        shape = self.output_shape(item, size=size, scale=scale)
+        model = self.model_for(item, device)
+        device = next(model.parameters()).device
+        coords = grid_coords(shape, device=device).unsqueeze(0)
+        values = render(model, coords)
+        return values[0].reshape(*shape, -1).cpu().numpy()
+
+
+def load(path: str | Path, registry: PluginRegistry | None = None) -> Run:
+    """Open a run folder written by :func:`fit`."""
+    return Run(path, registry)
+
+
+def decode(
+    path: str | Path, item: str | int, *, size: Sequence[int] | None = None, scale: float | None = None
+) -> np.ndarray:
+    """Shortcut for ``load(path).decode(item, size=..., scale=...)``."""
+    return load(path).decode(item, size=size, scale=scale)
+
+
+__all__ = [
+    "FitResult",
+    "InrkitError",
+    "Run",
+    "as_config",
+    "decode",
+    "fit",
+    "load",
+    "parameter_counts",
+]

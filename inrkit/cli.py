@@ -1,0 +1,235 @@
+"""The ``inrkit`` command line: parse, call :mod:`inrkit.api`, print.
+
+Importing this module loads no plugin (``inrkit --help`` always works); plugin names are checked
+against the registry when an option is actually used.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from inrkit.errors import InrkitError
+
+KINDS = ("activation", "sharing", "signal")
+
+
+class UserError(click.ClickException):
+    """An :class:`InrkitError` shown as ``Error: <message>`` with its exit code, no traceback."""
+
+    def __init__(self, error: InrkitError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class InrkitGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InrkitError as exc:
+            raise UserError(exc) from None
+
+
+class PluginName(click.ParamType):
+    """A plugin name checked against the registry at use, so choices come from installed plugins."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.name = f"{kind} name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from inrkit.plugins import get_registry
+
+        names = get_registry().names(self.kind)
+        if value not in names:
+            self.fail(
+                f"unknown {self.kind} {value!r}; valid {self.kind} names: {', '.join(names) or '(none installed)'}",
+                param,
+                ctx,
+            )
+        return str(value)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        from inrkit.plugins import get_registry
+
+        return [CompletionItem(n) for n in get_registry().names(self.kind) if n.startswith(incomplete)]
+
+
+def _format_warning(message: Any, category: Any, filename: str, lineno: int, line: str | None = None) -> str:
+    return f"Warning: {message}\n"
+
+
+@click.group(cls=InrkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="inrkit", prog_name="inrkit")
+def main() -> None:
+    """Fit implicit neural representations to many signals at once (MINR and friends)."""
+    warnings.formatwarning = _format_warning  # type: ignore[assignment]
+
+
+def _plugin_section(data: dict[str, Any], kind: str, name: str | None) -> None:
+    """Set a plugin name from a flag; options from a config file for another plugin are dropped."""
+    if name is None:
+        return
+    section = data.get(kind)
+    if isinstance(section, dict) and section.get("name") == name:
+        return
+    data[kind] = {"name": name}
+
+
+def build_config_dict(
+    config_file: str | None, flags: dict[str, Any], assignments: Sequence[str]
+) -> dict[str, Any]:
+    """Defaults < ``--config`` file < explicit flags < ``--set`` assignments."""
+    from inrkit.config import apply_overrides, read_config_file
+
+    data: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    for kind in KINDS:
+        _plugin_section(data, kind, flags.get(kind))
+    if flags.get("data"):
+        data["data"] = list(flags["data"])
+    for section, keys in (("model", ("width", "layers")), ("train", ("steps", "lr", "seed", "device"))):
+        for key in keys:
+            if flags.get(key) is not None:
+                data.setdefault(section, {})
+                if not isinstance(data[section], dict):
+                    from inrkit.errors import ConfigError
+
+                    raise ConfigError(f"config: {section!r} must be a table")
+                data[section][key] = flags[key]
+    return apply_overrides(data, assignments)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def print_metrics_table(metrics: dict[str, Any], run_dir: Any) -> None:
+    rows = [
+        (item["name"], "x".join(str(s) for s in item["shape"][:-1]), _fmt(item["psnr"], 2), _fmt(item["ssim"], 4))
+        for item in metrics["items"]
+    ]
+    mean = (
+        "mean ± std",
+        "",
+        f"{_fmt(metrics['psnr_mean'], 2)} ± {_fmt(metrics['psnr_std'], 2)}",
+        f"{_fmt(metrics['ssim_mean'], 4)} ± {_fmt(metrics['ssim_std'], 4)}",
+    )
+    header = ("item", "size", "PSNR (dB)", "SSIM")
+    widths = [max(len(r[i]) for r in [header, mean, *rows]) for i in range(4)]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+
+    click.echo(line(header))
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo(line(row))
+    click.echo("  ".join("-" * w for w in widths))
+    click.echo(line(mean))
+    p = metrics["params"]
+    click.echo(f"params: total {p['total']:,} · shared {p['shared']:,} · per item {p['per_item']:,}")
+    click.echo(
+        f"{metrics['activation']} + {metrics['sharing']}: {metrics['steps']} steps in "
+        f"{metrics['seconds']:.1f} s on {metrics['device']} (lr {metrics['lr']:g})"
+    )
+    if run_dir is not None:
+        click.echo(f"run folder: {run_dir}")
+
+
+@main.command()
+@click.option("--activation", type=PluginName("activation"), help="Activation plugin [default: siren].")
+@click.option("--sharing", type=PluginName("sharing"), help="Sharing strategy plugin [default: minr].")
+@click.option("--signal", type=PluginName("signal"), help="Signal plugin [default: image].")
+@click.option("--data", multiple=True, metavar="PATH", help="File, folder or glob (repeatable) [default: built-in samples].")
+@click.option("--width", type=int, help="Hidden width [default: 256].")
+@click.option("--layers", type=int, help="Linear layers of one plain MLP, as the paper counts them [default: 5].")
+@click.option("--steps", type=int, help="Training steps, each over every point [default: 300].")
+@click.option("--lr", type=float, help="Adam learning rate [default: the activation's].")
+@click.option("--seed", type=int, help="Random seed [default: 0].")
+@click.option("--device", help="auto, cpu, cuda or cuda:N [default: auto].")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (new or empty) [default: runs/<time>-<activation>-<sharing>].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or YAML run config.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a config value by dotted key, e.g. sharing.projection=false (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal].")
+def run(config_file: str | None, assignments: tuple[str, ...], as_json: bool, progress: bool | None, out: str | None, **flags: Any) -> None:
+    """Fit INRs to the items of a signal and write a run folder.
+
+    With no arguments: MINR with SIREN on four built-in sample images.
+    """
+    from inrkit import api
+
+    config = api.as_config(build_config_dict(config_file, flags, assignments))
+    if progress is None:
+        progress = sys.stderr.isatty()
+    result = api.fit(config, out=out, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.metrics, indent=2))
+    else:
+        print_metrics_table(result.metrics, result.run_dir)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins: name, kind, providing distribution and version."""
+    from inrkit.plugins import get_registry
+
+    registry = get_registry()
+    entries = [
+        {"name": e.name, "kind": e.kind, "distribution": e.distribution, "version": e.version, "plugin": e.plugin}
+        for e in registry.entries()
+    ]
+    failures = [f.__dict__ for f in registry.failures]
+    if as_json:
+        click.echo(json.dumps({"plugins": entries, "failures": failures, "conflicts": registry.conflicts()}, indent=2))
+        return
+    header = {"kind": "kind", "name": "name", "distribution": "distribution", "version": "version", "plugin": "entry point"}
+    cols = ["kind", "name", "distribution", "version", "plugin"]
+    widths = {c: max(len(str(r[c])) for r in [header, *entries]) for c in cols}
+    for row in [header, *entries]:
+        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in cols).rstrip())
+    for f in registry.failures:
+        click.echo(f"failed: {f.describe()}", err=True)
+    for message in registry.conflicts():
+        click.echo(f"conflict: {message}", err=True)
+
+
+@main.command()
+@click.option("--activation", type=PluginName("activation"), default="siren", show_default=True)
+@click.option("--sharing", type=PluginName("sharing"), default="minr", show_default=True)
+@click.option("--n", "n_items", type=click.IntRange(min=1), default=4, show_default=True, help="Number of items.")
+@click.option("--width", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--layers", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--channels", type=click.IntRange(min=1), default=3, show_default=True, help="Output channels.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Plugin option, e.g. sharing.projection=false.")
+@click.option("--json", "as_json", is_flag=True, help="Print {total, shared, per_item} as JSON.")
+def params(activation: str, sharing: str, n_items: int, width: int, layers: int, channels: int, assignments: tuple[str, ...], as_json: bool) -> None:
+    """Exact parameter counts for N items, without training."""
+    from inrkit import api
+    from inrkit.config import apply_overrides
+
+    data = {
+        "activation": {"name": activation},
+        "sharing": {"name": sharing},
+        "model": {"width": width, "layers": layers},
+    }
+    counts = api.parameter_counts(apply_overrides(data, assignments), n_items=n_items, channels=channels)
+    if as_json:
+        click.echo(json.dumps(counts.as_dict()))
+    else:
+        click.echo(
+            f"{activation} + {sharing}, {n_items} items, width {width}, {layers} layers: "
+            f"total {counts.total:,} · shared {counts.shared:,} · per item {counts.per_item:,}"
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

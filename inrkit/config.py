@@ -1,0 +1,210 @@
+"""Run configuration as plain, validated data.
+
+A run config names one plugin of each kind plus that plugin's options, written flat beside the
+name (``{"name": "siren", "omega": 30}``), so ``--set activation.omega=30`` and a TOML table
+``[activation]`` read the same way. Validation happens in two steps: the shape here, then each
+plugin's own ``Options`` model once the plugin is known (:func:`resolve`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+
+from inrkit.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+from inrkit.interfaces import Activation, Plugin, SharingStrategy, Signal
+
+DEFAULT_ACTIVATION = "siren"
+DEFAULT_SHARING = "minr"
+DEFAULT_SIGNAL = "image"
+
+
+class PluginChoice(pydantic.BaseModel):
+    """A plugin name plus its options, the options kept flat beside the name."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ModelConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    #: Hidden width of the MLP.
+    width: int = pydantic.Field(256, gt=0)
+    #: Linear layers of one plain MLP, as the paper counts them (first + hidden + last).
+    layers: int = pydantic.Field(5, ge=2)
+
+
+class TrainConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    #: Optimisation steps; each step sees every point of every item once.
+    steps: int = pydantic.Field(300, gt=0)
+    #: Adam learning rate; ``None`` takes the activation's default.
+    lr: float | None = pydantic.Field(None, gt=0)
+    #: Learning rate at the last step as a fraction of ``lr`` (decayed as ``ratio ** (t / T)``).
+    lr_final_ratio: float = pydantic.Field(0.1, gt=0, le=1)
+    #: Points per item per chunk (gradients accumulate over chunks); ``auto`` picks by device.
+    chunk_points: int | Literal["auto"] = "auto"
+    #: Seed for initialisation; the same seed gives bit-identical reruns on the CPU.
+    seed: int = 0
+    #: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+    device: str = "auto"
+    #: Record loss/PSNR (and refresh the progress bar) every this many steps; 0 picks ~100 records.
+    log_every: int = pydantic.Field(0, ge=0)
+
+    @pydantic.field_validator("chunk_points")
+    @classmethod
+    def _positive_chunk(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("must be a positive number of points or 'auto'")
+        return value
+
+
+class RunConfig(pydantic.BaseModel):
+    """Everything that defines a run; saved as ``config.json`` in the run folder."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    activation: PluginChoice = PluginChoice(name=DEFAULT_ACTIVATION)
+    sharing: PluginChoice = PluginChoice(name=DEFAULT_SHARING)
+    signal: PluginChoice = PluginChoice(name=DEFAULT_SIGNAL)
+    #: Files, folders or globs; empty means the signal's built-in samples.
+    data: list[str] = []
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def format_validation_error(exc: pydantic.ValidationError, prefix: str = "") -> str:
+    """One line per problem, ``path: message (got value)``, without pydantic's URLs."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"])
+        where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+            continue
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        lines.append(f"{where}: {err['msg']}{shown}")
+    return "; ".join(lines)
+
+
+def validate_run_config(data: Mapping[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(dict(data))
+    except pydantic.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {format_validation_error(exc)}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) run config into a plain dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: unknown format {path.suffix!r}; use .toml, .yaml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parser's error becomes one message
+        raise ConfigError(f"config file {path} could not be parsed: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a table/mapping at the top level")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Interpret a ``--set`` value: JSON when it parses (numbers, true/false, lists), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` assignments (dotted keys) to a nested config dict, returning a copy."""
+    data = copy.deepcopy(data)
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE with a dotted key, e.g. train.steps=500")
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {assignment!r}: {part!r} is a value, not a section")
+            node = child
+        node[leaf] = parse_value(raw)
+    return data
+
+
+def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base`` (mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def instantiate(kind: str, choice: PluginChoice, registry: Any = None) -> Plugin:
+    """Build the plugin named by ``choice`` with its options validated by the plugin's model."""
+    from inrkit.plugins import get_registry
+
+    registry = registry or get_registry()
+    cls = registry.get(kind, choice.name)
+    try:
+        options = cls.Options(**choice.options)
+    except pydantic.ValidationError as exc:
+        valid = ", ".join(cls.Options.model_fields) or "(none)"
+        message = format_validation_error(exc, prefix=f"{kind}.")
+        raise ConfigError(f"{kind} {choice.name!r}: {message} (valid options: {valid})") from None
+    return cls(options)
+
+
+class ResolvedRun:
+    """A validated config together with the plugin instances it names."""
+
+    def __init__(self, config: RunConfig, registry: Any = None) -> None:
+        self.config = config
+        self.activation: Activation = instantiate("activation", config.activation, registry)  # type: ignore[assignment]
+        self.sharing: SharingStrategy = instantiate("sharing", config.sharing, registry)  # type: ignore[assignment]
+        self.signal: Signal = instantiate("signal", config.signal, registry)  # type: ignore[assignment]
+
+    def normalized_config(self) -> RunConfig:
+        """The config with every plugin option spelled out (defaults included), as saved."""
+        data = self.config.model_dump()
+        for kind in ("activation", "sharing", "signal"):
+            plugin: Plugin = getattr(self, kind)
+            data[kind] = {"name": plugin.name, **plugin.options.model_dump(mode="json")}
+        return RunConfig.model_validate(data)

@@ -1,0 +1,29 @@
+"""Coordinate grids and the value range conventions shared by training and decoding.
+
+Coordinates are pixel centres in [-1, 1] per axis, so an item rendered on a finer grid samples
+the same continuous function. Targets are mapped from [0, 1] to [-1, 1] for training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def grid_coords(shape: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
+    """``(prod(shape), len(shape))`` pixel-centre coordinates in [-1, 1], row-major like the data."""
+    axes = [(2.0 * torch.arange(n, dtype=torch.float32, device=device) + 1.0) / n - 1.0 for n in shape]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack(mesh, dim=-1).reshape(-1, len(shape))
+
+
+def to_signed(values: np.ndarray) -> torch.Tensor:
+    """Values in [0, 1] as a float32 tensor in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)) * 2.0 - 1.0
+
+
+def to_unit(values: torch.Tensor) -> torch.Tensor:
+    """Network outputs in about [-1, 1] back to [0, 1], clamped (as PSNR is measured)."""
+    return ((values + 1.0) * 0.5).clamp_(0.0, 1.0)

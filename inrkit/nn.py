@@ -1,0 +1,183 @@
+"""Reusable torch modules for many INRs at once.
+
+Weights are laid out ``(in_features, out_features)`` (per item: ``(N, in, out)``) so that one
+initialisation routine serves shared and per-item layers alike, and a per-item layer is a single
+``baddbmm`` over all items instead of a Python loop over N modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from inrkit.interfaces import Activation, LayerPosition, ModelSpec
+
+
+def _default_uniform_(weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """PyTorch's ``nn.Linear`` default: U(±1/sqrt(fan_in)) for weight and bias."""
+    bound = 1.0 / math.sqrt(weight.shape[-2])
+    with torch.no_grad():
+        weight.uniform_(-bound, bound)
+        bias.uniform_(-bound, bound)
+
+
+class Linear(nn.Module):
+    """A linear layer shared by all items: ``x @ W + b`` with ``W`` of shape ``(in, out)``.
+
+    Input ``(..., in)``; all items' points go through one matrix product.
+    """
+
+    def __init__(self, in_features: int, out_features: int, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(in_features, out_features, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype))
+        _default_uniform_(self.weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        out = torch.addmm(self.bias, flat, self.weight)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, shared"
+
+
+class BatchedLinear(nn.Module):
+    """N independent linear layers applied as one batched product.
+
+    Weight ``(N, in, out)``, bias ``(N, out)``; input ``(N, P, in)`` gives ``(N, P, out)``.
+    Item ``i`` sees exactly ``x[i] @ W[i] + b[i]``, as an ``nn.Linear`` of its own would.
+    """
+
+    def __init__(
+        self, n_items: int, in_features: int, out_features: int, dtype: torch.dtype | None = None
+    ) -> None:
+        super().__init__()
+        self.n_items, self.in_features, self.out_features = n_items, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(n_items, in_features, out_features, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(n_items, out_features, dtype=dtype))
+        _default_uniform_(self.weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[0] != self.n_items:
+            raise ValueError(f"expected input (N={self.n_items}, P, {self.in_features}), got {tuple(x.shape)}")
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+
+    @classmethod
+    def from_linears(cls, linears: Sequence[nn.Linear]) -> BatchedLinear:
+        """Stack ``nn.Linear`` layers (weight ``(out, in)``) into one batched layer."""
+        first = linears[0]
+        layer = cls(len(linears), first.in_features, first.out_features, dtype=first.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(torch.stack([lin.weight.t() for lin in linears]))
+            layer.bias.copy_(torch.stack([lin.bias for lin in linears]))
+        return layer
+
+    def extra_repr(self) -> str:
+        return f"items={self.n_items}, in={self.in_features}, out={self.out_features}"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerDef:
+    """One linear layer of a :class:`MultiINR`, in forward order."""
+
+    name: str
+    in_features: int
+    out_features: int
+    position: LayerPosition
+    shared: bool
+
+
+class MultiINR(nn.Module):
+    """An MLP for N items whose layers are each either shared or per item.
+
+    Parameters live under ``shared.<layer>`` or ``items.<layer>`` (leading dimension N); this is
+    the convention checkpoints, parameter counts and single-item decoding rely on. Strategies
+    that remap coordinates (a canvas, an appended item index) override :meth:`map_coords`.
+    """
+
+    def __init__(self, activation: Activation, spec: ModelSpec, layers: Sequence[LayerDef]) -> None:
+        super().__init__()
+        if not layers or layers[-1].position != "last":
+            raise ValueError("a MultiINR needs at least one layer and must end with a 'last' layer")
+        self.activation = activation
+        self.spec = spec
+        self.layer_defs = tuple(layers)
+        self.shared = nn.ModuleDict()
+        self.items = nn.ModuleDict()
+        for d in self.layer_defs:
+            if d.shared:
+                module: nn.Module = Linear(d.in_features, d.out_features)
+                self.shared[d.name] = module
+            else:
+                module = BatchedLinear(spec.n_items, d.in_features, d.out_features)
+                self.items[d.name] = module
+            activation.init_(module.weight, module.bias, d.position)
+
+    @property
+    def n_items(self) -> int:
+        return self.spec.n_items
+
+    def layer(self, name: str) -> nn.Module:
+        return self.shared[name] if name in self.shared else self.items[name]
+
+    def map_coords(self, coords: torch.Tensor) -> torch.Tensor:
+        """Coordinates ``(N, P, in_dim)`` as the network's first layer sees them."""
+        return coords
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """``(N, P, in_dim)`` coordinates in [-1, 1] to ``(N, P, out_dim)`` values in about [-1, 1]."""
+        x = self.activation.encode(self.map_coords(coords))
+        for d in self.layer_defs:
+            x = self.layer(d.name)(x)
+            if d.position != "last":
+                x = self.activation.activate(x, d.position)
+        return x
+
+
+def mlp_layer_defs(spec: ModelSpec, in_features: int, shared_hidden: Sequence[bool], projection: bool) -> list[LayerDef]:
+    """Layer list of a plain (``layers``-deep) MLP, optionally with a per-item projection layer.
+
+    ``shared_hidden[k]`` says whether hidden layer ``k`` (the paper's layer ``k + 2``) is shared;
+    the first and last layers are always per item. The projection layer, when present, is a
+    per-item hidden layer inserted right after the first layer (MINR's Eq. 2).
+    """
+    n_hidden = spec.layers - 2
+    if len(shared_hidden) != n_hidden:
+        raise ValueError(f"expected {n_hidden} sharing flags, got {len(shared_hidden)}")
+    w = spec.width
+    defs = [LayerDef("first", in_features, w, "first", shared=False)]
+    if projection:
+        defs.append(LayerDef("projection", w, w, "hidden", shared=False))
+    for k, shared in enumerate(shared_hidden):
+        defs.append(LayerDef(f"hidden{k + 2}", w, w, "hidden", shared=shared))
+    defs.append(LayerDef("last", w, spec.out_dim, "last", shared=False))
+    return defs
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamCounts:
+    """Exact parameter counts; a complex number counts as two real parameters."""
+
+    total: int
+    shared: int
+    per_item: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def _real_numel(t: torch.Tensor) -> int:
+    return t.numel() * (2 if t.is_complex() else 1)
+
+
+def count_parameters(model: MultiINR) -> ParamCounts:
+    shared = sum(_real_numel(p) for p in model.shared.parameters())
+    per_item_total = sum(_real_numel(p) for p in model.items.parameters())
+    per_item = per_item_total // max(model.n_items, 1)
+    return ParamCounts(total=shared + per_item_total, shared=shared, per_item=per_item)

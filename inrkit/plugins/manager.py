@@ -1,0 +1,284 @@
+"""Plugin discovery and the class registry.
+
+Discovery is lazy (first use of the registry, never at import of ``inrkit.cli``), loads each
+entry point on its own so one broken plugin is reported and skipped instead of breaking every
+command, and rejects duplicate names naming both sources. Environment switches:
+
+- ``INRKIT_DISABLE_PLUGINS=a,b`` skips the named entry points;
+- ``INRKIT_LOAD_PLUGINS=a,b`` loads only the named entry points (empty string: none);
+- ``INRKIT_STRICT_PLUGINS=1`` re-raises a plugin's import error instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import threading
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+
+from inrkit.errors import PluginError
+from inrkit.interfaces import PLUGIN_BASES, Plugin
+from inrkit.plugins import hookspecs
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginFailure:
+    """An entry point that could not be loaded or registered."""
+
+    plugin: str
+    distribution: str
+    version: str
+    error: str
+
+    def describe(self) -> str:
+        return f"plugin {self.plugin!r} ({self.distribution} {self.version}) failed to load: {self.error}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisteredClass:
+    """One plugin class and where it came from."""
+
+    kind: str
+    name: str
+    cls: type[Plugin]
+    plugin: str
+    distribution: str
+    version: str
+
+    @property
+    def source(self) -> str:
+        return f"plugin {self.plugin!r} from {self.distribution} {self.version}"
+
+
+def _inrkit_version() -> str:
+    from inrkit import __version__
+
+    return __version__
+
+
+def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "unknown", "?"
+    return dist.metadata["Name"] or "unknown", dist.version or "?"
+
+
+def _env_list(name: str) -> list[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class PluginRegistry:
+    """A pluggy ``PluginManager`` plus the classes its plugins registered, by kind and name.
+
+    ``entry_points`` defaults to the installed ``inrkit`` group; tests pass their own list
+    (fake or broken entry points) to get a fresh, isolated registry.
+    """
+
+    def __init__(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
+        self._entry_points = None if entry_points is None else list(entry_points)
+        self._lock = threading.Lock()
+        self._loaded = False
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.failures: list[PluginFailure] = []
+        self._sources: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+        self._classes: dict[str, dict[str, RegisteredClass]] = {kind: {} for kind in PLUGIN_BASES}
+        self._conflicts: dict[str, dict[str, str]] = {kind: {} for kind in PLUGIN_BASES}
+
+    # -- discovery --------------------------------------------------------------------------
+    def register(self, plugin: Any, name: str, distribution: str = "local", version: str = "?") -> None:
+        """Register a plugin object directly (tests, notebooks) and re-collect classes."""
+        self.pm.register(plugin, name=name)
+        self._sources[name] = (distribution, version)
+        if self._loaded:
+            self._collect()
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self._sources.pop(name, None)
+        if self._loaded:
+            self._collect()
+
+    def load(self) -> PluginRegistry:
+        """Discover plugins once; later calls are free."""
+        if self._loaded:
+            return self
+        with self._lock:
+            if self._loaded:
+                return self
+            self._load_entry_points()
+            self.pm.check_pending()
+            self._collect()
+            self._loaded = True
+        return self
+
+    def _selected_entry_points(self) -> list[importlib.metadata.EntryPoint]:
+        if self._entry_points is not None:
+            eps = self._entry_points
+        else:
+            eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        # One distribution may be visible twice (e.g. an editable install plus a path entry).
+        unique: dict[tuple[str, str], importlib.metadata.EntryPoint] = {}
+        for ep in eps:
+            unique.setdefault((ep.name, ep.value), ep)
+        eps = list(unique.values())
+        only = _env_list("INRKIT_LOAD_PLUGINS")
+        if only is not None:
+            eps = [ep for ep in eps if ep.name in only]
+        disabled = set(_env_list("INRKIT_DISABLE_PLUGINS") or [])
+        return [ep for ep in eps if ep.name not in disabled]
+
+    def _load_entry_points(self) -> None:
+        strict = os.environ.get("INRKIT_STRICT_PLUGINS", "") not in ("", "0")
+        for ep in self._selected_entry_points():
+            distribution, version = _dist_of(ep)
+            try:
+                if self.pm.get_plugin(ep.name) is not None:
+                    other = self._sources.get(ep.name, ("unknown", "?"))
+                    raise PluginError(
+                        f"entry point name {ep.name!r} is used by both {other[0]} {other[1]} "
+                        f"and {distribution} {version}"
+                    )
+                plugin = ep.load()
+                self.pm.register(plugin, name=ep.name)
+                self._sources[ep.name] = (distribution, version)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+                if strict:
+                    raise
+                failure = PluginFailure(ep.name, distribution, version, f"{type(exc).__name__}: {exc}")
+                self.failures.append(failure)
+                warnings.warn(
+                    f"{failure.describe()} (inrkit {_inrkit_version()}); it is skipped",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    def _collect(self) -> None:
+        """Ask every plugin for its classes, validating and de-duplicating them.
+
+        A plugin whose hook raises or returns something that is not a proper plugin class is
+        reported and skipped. A name registered twice is rejected: it stays unusable, with an
+        error naming both sources, rather than one silently shadowing the other.
+        """
+        classes: dict[str, dict[str, RegisteredClass]] = {kind: {} for kind in PLUGIN_BASES}
+        conflicts: dict[str, dict[str, str]] = {kind: {} for kind in PLUGIN_BASES}
+        failures = [f for f in self.failures if not f.error.startswith("registration: ")]
+        for kind, hook_name in hookspecs.REGISTER_HOOKS.items():
+            base = PLUGIN_BASES[kind]
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in reversed(hook.get_hookimpls()):  # registration order
+                plugin_name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+                distribution, version = self._sources.get(plugin_name, ("local", "?"))
+                try:
+                    entries = [
+                        self._validated(kind, base, cls, plugin_name, distribution, version, hook_name)
+                        for cls in impl.function() or []
+                    ]
+                except Exception as exc:  # noqa: BLE001 - one bad plugin must not break the rest
+                    if os.environ.get("INRKIT_STRICT_PLUGINS", "") not in ("", "0"):
+                        raise
+                    failure = PluginFailure(
+                        plugin_name, distribution, version, f"registration: {type(exc).__name__}: {exc}"
+                    )
+                    failures.append(failure)
+                    warnings.warn(f"{failure.describe()}; it is skipped", RuntimeWarning, stacklevel=3)
+                    continue
+                for entry in entries:
+                    first = classes[kind].get(entry.name)
+                    if first is None and entry.name not in conflicts[kind]:
+                        classes[kind][entry.name] = entry
+                        continue
+                    message = conflicts[kind].get(entry.name) or (
+                        f"duplicate {kind} name {entry.name!r}: registered by {first.source} "
+                        f"and by {entry.source}"
+                    )
+                    if entry.name not in conflicts[kind]:
+                        message += "; uninstall or disable one of them (INRKIT_DISABLE_PLUGINS)"
+                    else:
+                        message += f" (and by {entry.source})"
+                    conflicts[kind][entry.name] = message
+                    classes[kind].pop(entry.name, None)
+                    warnings.warn(message, RuntimeWarning, stacklevel=3)
+        self._classes = classes
+        self._conflicts = conflicts
+        self.failures = failures
+
+    @staticmethod
+    def _validated(
+        kind: str, base: type, cls: Any, plugin: str, distribution: str, version: str, hook_name: str
+    ) -> RegisteredClass:
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginError(f"{hook_name} returned {cls!r}, which is not a subclass of {base.__name__}")
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{kind} class {cls.__qualname__} has no 'name'")
+        if getattr(cls, "__abstractmethods__", None):
+            missing = ", ".join(sorted(cls.__abstractmethods__))
+            raise PluginError(f"{kind} class {cls.__qualname__} ({name!r}) does not implement {missing}")
+        return RegisteredClass(kind, name, cls, plugin, distribution, version)
+
+    # -- lookup -----------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        self.load()
+        return sorted(self._classes[kind])
+
+    def conflicts(self) -> list[str]:
+        """Messages for names registered more than once (each such name is unusable)."""
+        self.load()
+        return [msg for kind in self._conflicts.values() for msg in kind.values()]
+
+    def entries(self, kind: str | None = None) -> list[RegisteredClass]:
+        self.load()
+        kinds = [kind] if kind else list(PLUGIN_BASES)
+        return [self._classes[k][n] for k in kinds for n in sorted(self._classes[k])]
+
+    def entry(self, kind: str, name: str) -> RegisteredClass:
+        self.load()
+        if kind not in self._classes:
+            raise PluginError(f"unknown plugin kind {kind!r}; valid kinds: {', '.join(PLUGIN_BASES)}")
+        if name in self._conflicts[kind]:
+            raise PluginError(self._conflicts[kind][name])
+        try:
+            return self._classes[kind][name]
+        except KeyError:
+            valid = ", ".join(sorted(self._classes[kind])) or "(none installed)"
+            hint = ""
+            if self.failures:
+                hint = "; plugins that failed to load: " + ", ".join(f.plugin for f in self.failures)
+            raise PluginError(
+                f"unknown {kind} {name!r}; valid {kind} names: {valid}{hint}. "
+                f"A plugin providing it may need to be installed (see 'inrkit plugins')."
+            ) from None
+
+    def get(self, kind: str, name: str) -> type[Plugin]:
+        return self.entry(kind, name).cls
+
+
+_default: PluginRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def get_registry() -> PluginRegistry:
+    """The process-wide registry over installed entry points, loaded on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = PluginRegistry()
+    return _default.load()
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry (tests; after installing a plugin at run time)."""
+    global _default
+    with _default_lock:
+        _default = None

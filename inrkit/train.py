@@ -1,0 +1,186 @@
+"""The generic trainer: many items, one optimiser, full-image steps in chunks.
+
+Each step sees every point of every item once. Points are processed in chunks (same point range
+of every item at a time) and gradients accumulate, which gives exactly the full-batch gradient
+while keeping activations cache-sized on the CPU (a 128x128 SIREN step: 917 ms full batch vs
+180 ms in chunks of 2048 points, see the benchmarks). The loss is each item's mean squared error,
+averaged over items, so items of different sizes weigh the same (shorter items are padded with
+points of weight zero).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from inrkit.config import TrainConfig
+from inrkit.coords import grid_coords, to_signed, to_unit
+from inrkit.errors import ConfigError, TrainingError
+from inrkit.metrics import psnr_from_mse
+
+#: Rows (points x items) per chunk on the CPU: keeps a width-256 layer's activations in cache.
+CPU_CHUNK_ROWS = 8192
+#: Rows per chunk on a GPU: large enough to fill it, small enough for a few GB of activations.
+GPU_CHUNK_ROWS = 1 << 18
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present; an unavailable device is a configuration error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device: {name!r} requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"train.device: {name!r} does not exist ({torch.cuda.device_count()} GPU(s))")
+    elif device.type != "cpu":
+        raise ConfigError(f"train.device: {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+@dataclasses.dataclass
+class PointSet:
+    """All items' coordinates and targets, padded to a common point count."""
+
+    coords: torch.Tensor  # (N, P, in_dim) in [-1, 1]
+    targets: torch.Tensor  # (N, P, C) in [-1, 1]
+    weights: torch.Tensor | None  # (N, P, 1) loss weight per point, None when no padding
+    counts: list[int]
+
+    @property
+    def n_items(self) -> int:
+        return self.coords.shape[0]
+
+    @property
+    def points(self) -> int:
+        return self.coords.shape[1]
+
+    def to(self, device: torch.device) -> PointSet:
+        weights = None if self.weights is None else self.weights.to(device)
+        return PointSet(self.coords.to(device), self.targets.to(device), weights, self.counts)
+
+    @classmethod
+    def from_arrays(cls, arrays: Sequence[np.ndarray]) -> PointSet:
+        """Arrays ``(*spatial, C)`` in [0, 1] to padded coordinates and targets."""
+        n = len(arrays)
+        channels = arrays[0].shape[-1]
+        counts = [int(np.prod(a.shape[:-1])) for a in arrays]
+        p_max = max(counts)
+        in_dim = arrays[0].ndim - 1
+        coords = torch.zeros(n, p_max, in_dim)
+        targets = torch.zeros(n, p_max, channels)
+        padded = any(c != p_max for c in counts)
+        weights = torch.zeros(n, p_max, 1) if padded else None
+        for i, arr in enumerate(arrays):
+            c = counts[i]
+            coords[i, :c] = grid_coords(arr.shape[:-1])
+            targets[i, :c] = to_signed(arr).reshape(c, channels)
+            if weights is not None:
+                weights[i, :c] = 1.0 / (c * channels * n)
+        return cls(coords, targets, weights, counts)
+
+
+def auto_chunk_points(n_items: int, points: int, device: torch.device) -> int:
+    rows = GPU_CHUNK_ROWS if device.type == "cuda" else CPU_CHUNK_ROWS
+    return max(1, min(points, rows // max(n_items, 1)))
+
+
+@dataclasses.dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    final_loss: float
+    history: list[dict[str, float]]
+
+
+class Trainer:
+    """Adam with ``lr * ratio ** (t / T)`` decay, chunked full-image steps, live progress."""
+
+    def __init__(self, config: TrainConfig, lr: float, device: torch.device, progress: bool = True) -> None:
+        self.config = config
+        self.lr = lr
+        self.device = device
+        self.progress = progress
+
+    def chunk_points(self, points: PointSet) -> int:
+        if self.config.chunk_points == "auto":
+            return auto_chunk_points(points.n_items, points.points, self.device)
+        return min(int(self.config.chunk_points), points.points)
+
+    def fit(self, model: torch.nn.Module, points: PointSet) -> TrainResult:
+        cfg = self.config
+        steps = cfg.steps
+        points = points.to(self.device)
+        chunk = self.chunk_points(points)
+        scale = 1.0 / (points.points * points.targets.shape[-1] * points.n_items)
+        slices = [slice(s, min(s + chunk, points.points)) for s in range(0, points.points, chunk)]
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=self.lr)
+        ratio = cfg.lr_final_ratio
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / steps))
+        log_every = cfg.log_every or max(1, steps // 100)
+        check_every = 1 if self.device.type == "cpu" else log_every
+        history: list[dict[str, float]] = []
+        bar = _progress_bar(steps, self.progress)
+        model.train()
+        start = time.perf_counter()
+        loss_value = math.nan
+        try:
+            for step in range(1, steps + 1):
+                optimizer.zero_grad(set_to_none=True)
+                total = torch.zeros((), device=self.device)
+                for sl in slices:
+                    pred = model(points.coords[:, sl])
+                    sq = (pred - points.targets[:, sl]).square()
+                    if points.weights is None:
+                        loss = sq.sum() * scale
+                    else:
+                        loss = (sq * points.weights[:, sl]).sum()
+                    loss.backward()
+                    total += loss.detach()
+                if step % check_every == 0 or step == steps or step % log_every == 0:
+                    loss_value = float(total)
+                    if not math.isfinite(loss_value):
+                        raise TrainingError(
+                            f"the loss became {loss_value} at step {step} of {steps}; training diverged. "
+                            f"Lower the learning rate (--lr, it was {self.lr:g})."
+                        )
+                    if step % log_every == 0 or step == steps:
+                        # Loss is on [-1, 1] targets: the [0, 1] MSE is a quarter of it.
+                        record = {"step": step, "loss": loss_value, "psnr": psnr_from_mse(loss_value / 4.0)}
+                        history.append(record)
+                        bar.set_postfix(loss=f"{loss_value:.2e}", psnr=f"{record['psnr']:.2f}dB", refresh=False)
+                optimizer.step()
+                scheduler.step()
+                bar.update(1)
+        finally:
+            bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        return TrainResult(steps=steps, seconds=seconds, final_loss=loss_value, history=history)
+
+
+@torch.no_grad()
+def render(model: torch.nn.Module, coords: torch.Tensor, chunk_rows: int = CPU_CHUNK_ROWS) -> torch.Tensor:
+    """Evaluate ``model`` on ``(N, P, in_dim)`` coordinates in chunks; values in [0, 1]."""
+    model.eval()
+    n, p, _ = coords.shape
+    chunk = max(1, chunk_rows // max(n, 1))
+    outs = [model(coords[:, s : s + chunk]) for s in range(0, p, chunk)]
+    return to_unit(torch.cat(outs, dim=1))
+
+
+def _progress_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc="fitting", unit="step", leave=False, dynamic_ncols=True)

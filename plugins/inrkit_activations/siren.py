@@ -1,0 +1,50 @@
+"""SIREN (Sitzmann et al., 2020): ``sin(omega * (W x + b))``.
+
+Initialisation as the reference implementation: first layer ``W ~ U(±1/fan_in)``, hidden and last
+layers ``W ~ U(±sqrt(6/fan_in)/omega)``, biases PyTorch's default ``U(±1/sqrt(fan_in))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pydantic
+import torch
+
+import inrkit
+from inrkit.interfaces import Activation, LayerPosition, PluginOptions
+
+
+class Siren(Activation):
+    name = "siren"
+    default_lr = 5e-4
+
+    class Options(PluginOptions):
+        #: Frequency factor omega_0 of the hidden layers (and of the first, unless set apart).
+        omega: float = pydantic.Field(30.0, gt=0)
+        #: Frequency factor of the first layer; ``None`` uses ``omega``.
+        first_omega: float | None = pydantic.Field(None, gt=0)
+
+    def _omega(self, position: LayerPosition) -> float:
+        if position == "first" and self.options.first_omega is not None:
+            return self.options.first_omega
+        return self.options.omega
+
+    def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
+        return torch.sin(self._omega(position) * z)
+
+    def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
+        fan_in = weight.shape[-2]
+        if position == "first":
+            bound = 1.0 / fan_in
+        else:
+            bound = math.sqrt(6.0 / fan_in) / self.options.omega
+        with torch.no_grad():
+            weight.uniform_(-bound, bound)
+            bias_bound = 1.0 / math.sqrt(fan_in)
+            bias.uniform_(-bias_bound, bias_bound)
+
+
+@inrkit.hookimpl
+def inrkit_register_activations() -> list[type[Activation]]:
+    return [Siren]
