@@ -90,6 +90,20 @@ class RunConfig(pydantic.BaseModel):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _default_plugin_names(cls, data: Any) -> Any:
+        """A plugin section with options but no name (``--set signal.max_side=64``) keeps the default."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for kind, default in (("activation", DEFAULT_ACTIVATION), ("sharing", DEFAULT_SHARING), ("signal", DEFAULT_SIGNAL)):
+                section = data.get(kind)
+                if isinstance(section, str):
+                    data[kind] = {"name": section}
+                elif isinstance(section, dict) and "name" not in section:
+                    data[kind] = {"name": default, **section}
+        return data
+
 
 def format_validation_error(exc: pydantic.ValidationError, prefix: str = "") -> str:
     """One line per problem, ``path: message (got value)``, without pydantic's URLs."""

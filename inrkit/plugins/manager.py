@@ -99,6 +99,11 @@ class PluginRegistry:
     def register(self, plugin: Any, name: str, distribution: str = "local", version: str = "?") -> None:
         """Register a plugin object directly (tests, notebooks) and re-collect classes."""
         self.pm.register(plugin, name=name)
+        try:
+            self.pm.check_pending()
+        except Exception:
+            self.pm.unregister(name=name)
+            raise
         self._sources[name] = (distribution, version)
         if self._loaded:
             self._collect()
@@ -151,6 +156,11 @@ class PluginRegistry:
                     )
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
+                try:
+                    self.pm.check_pending()  # a misspelled hook name fails loudly, naming it
+                except Exception:
+                    self.pm.unregister(name=ep.name)
+                    raise
                 self._sources[ep.name] = (distribution, version)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
                 if strict:

@@ -1,0 +1,75 @@
+"""Shared fixtures: small generated images (tests never need real data) and fresh registries."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from inrkit.plugins import PluginRegistry
+
+
+def make_image(height: int, width: int, seed: int = 0, channels: int = 3) -> np.ndarray:
+    """A smooth, structured uint8 test image (sums of a few random sinusoids)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    planes = []
+    for _ in range(channels):
+        f = rng.uniform(1.0, 4.0, size=(3, 2))
+        p = rng.uniform(0, 2 * np.pi, size=3)
+        v = sum(np.sin(2 * np.pi * (f[k, 0] * x + f[k, 1] * y) + p[k]) for k in range(3))
+        planes.append((v - v.min()) / (v.max() - v.min() + 1e-9))
+    img = np.stack(planes, axis=-1)
+    return np.round(img * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def image_dir(tmp_path: Path) -> Path:
+    """A folder of four small RGB PNGs, 24x24."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        iio.imwrite(folder / f"img{i}.png", make_image(24, 24, seed=i))
+    return folder
+
+
+@pytest.fixture
+def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], str]:
+    """Write a module into a temporary import path; returns its importable name."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    created: list[str] = []
+
+    def write(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        created.append(name)
+        return name
+
+    yield write
+    for name in created:
+        sys.modules.pop(name, None)
+
+
+def entry_point(name: str, module: str) -> importlib.metadata.EntryPoint:
+    return importlib.metadata.EntryPoint(name=name, value=module, group="inrkit")
+
+
+def builtin_entry_points() -> list[importlib.metadata.EntryPoint]:
+    """The built-ins exactly as installed (they must be installed: we never fake them)."""
+    return [ep for ep in importlib.metadata.entry_points(group="inrkit") if ep.dist and ep.dist.name == "inrkit"]
+
+
+@pytest.fixture
+def fresh_registry() -> Callable[..., PluginRegistry]:
+    """A new registry over the built-ins plus any extra entry points."""
+
+    def make(*extra: importlib.metadata.EntryPoint, builtins: bool = True) -> PluginRegistry:
+        eps = (builtin_entry_points() if builtins else []) + list(extra)
+        return PluginRegistry(entry_points=eps).load()
+
+    return make
