@@ -93,7 +93,9 @@ class ImageSignal(Signal):
         import imageio.v3 as iio
 
         try:
-            arr = np.asarray(iio.imread(source))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # imageio's legacy plugin notices
+                arr = np.asarray(iio.imread(source))
         except Exception as exc:  # noqa: BLE001 - every decoder failure is the file's fault
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"cannot read image {source}: {reason}") from None
