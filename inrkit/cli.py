@@ -169,7 +169,7 @@ def run(config_file: str | None, assignments: tuple[str, ...], as_json: bool, pr
     config = api.as_config(build_config_dict(config_file, flags, assignments))
     if progress is None:
         progress = sys.stderr.isatty()
-    result = api.fit(config, out=out, progress=progress)
+    result = api.fit(config, out=out, progress=progress, on_note=lambda note: click.echo(f"Note: {note}", err=True))
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
     else:

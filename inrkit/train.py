@@ -64,6 +64,13 @@ class PointSet:
     def points(self) -> int:
         return self.coords.shape[1]
 
+    def loss(self, pred: torch.Tensor, sl: slice) -> torch.Tensor:
+        """This chunk's share of the mean over items of each item's mean squared error."""
+        sq = (pred - self.targets[:, sl]).square()
+        if self.weights is None:
+            return sq.sum() / (self.points * self.targets.shape[-1] * self.n_items)
+        return (sq * self.weights[:, sl]).sum()
+
     def to(self, device: torch.device) -> PointSet:
         weights = None if self.weights is None else self.weights.to(device)
         return PointSet(self.coords.to(device), self.targets.to(device), weights, self.counts)
@@ -121,7 +128,6 @@ class Trainer:
         steps = cfg.steps
         points = points.to(self.device)
         chunk = self.chunk_points(points)
-        scale = 1.0 / (points.points * points.targets.shape[-1] * points.n_items)
         slices = [slice(s, min(s + chunk, points.points)) for s in range(0, points.points, chunk)]
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.lr)
@@ -139,12 +145,7 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 total = torch.zeros((), device=self.device)
                 for sl in slices:
-                    pred = model(points.coords[:, sl])
-                    sq = (pred - points.targets[:, sl]).square()
-                    if points.weights is None:
-                        loss = sq.sum() * scale
-                    else:
-                        loss = (sq * points.weights[:, sl]).sum()
+                    loss = points.loss(model(points.coords[:, sl]), sl)
                     loss.backward()
                     total += loss.detach()
                 if step % check_every == 0 or step == steps or step % log_every == 0:

@@ -82,7 +82,7 @@ def test_max_side_downscales_antialiased_and_never_upscales(tmp_path: Path):
 def test_built_in_samples_are_small_by_default():
     items = signal().load([])
     assert [it.name for it in items] == ["astronaut", "coffee", "chelsea", "rocket"]
-    assert all(max(it.shape) == 64 for it in items)
+    assert all(max(it.shape) == 128 for it in items)
 
 
 def test_duplicate_names_are_made_unique(tmp_path: Path):

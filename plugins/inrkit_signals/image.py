@@ -8,7 +8,7 @@ Conversion rules, applied explicitly rather than left to the decoder:
   composited over a white background (``channels="rgba"`` keeps alpha as a fourth channel).
 - Multi-frame files (GIF, TIFF stacks) use their first frame.
 - ``max_side`` shrinks an image (antialiased) so its longer side is at most that many pixels;
-  images are never enlarged. The built-in samples default to a longer side of 64 pixels.
+  images are never enlarged. The built-in samples default to a longer side of 128 pixels.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from inrkit.interfaces import Item, PluginOptions, Signal
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pnm"}
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket")
 SAMPLE_PREFIX = "sample:"
-SAMPLE_MAX_SIDE = 64
+SAMPLE_MAX_SIDE = 128
 
 
 class ImageSignal(Signal):
