@@ -63,10 +63,14 @@ class BatchedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(n_items, out_features, dtype=dtype))
         _default_uniform_(self.weight, self.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 3 or x.shape[0] != self.n_items:
-            raise ValueError(f"expected input (N={self.n_items}, P, {self.in_features}), got {tuple(x.shape)}")
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+    def forward(self, x: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``items`` (indices into N) selects which items' weights the rows of ``x`` use."""
+        weight, bias = self.weight, self.bias
+        if items is not None:
+            weight, bias = weight.index_select(0, items), bias.index_select(0, items)
+        if x.dim() != 3 or x.shape[0] != weight.shape[0]:
+            raise ValueError(f"expected input (N={weight.shape[0]}, P, {self.in_features}), got {tuple(x.shape)}")
+        return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
     @classmethod
     def from_linears(cls, linears: Sequence[nn.Linear]) -> BatchedLinear:
@@ -123,18 +127,19 @@ class MultiINR(nn.Module):
     def n_items(self) -> int:
         return self.spec.n_items
 
-    def layer(self, name: str) -> nn.Module:
-        return self.shared[name] if name in self.shared else self.items[name]
-
-    def map_coords(self, coords: torch.Tensor) -> torch.Tensor:
+    def map_coords(self, coords: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Coordinates ``(N, P, in_dim)`` as the network's first layer sees them."""
         return coords
 
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """``(N, P, in_dim)`` coordinates in [-1, 1] to ``(N, P, out_dim)`` values in about [-1, 1]."""
-        x = self.activation.encode(self.map_coords(coords))
+    def forward(self, coords: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, P, in_dim)`` coordinates in [-1, 1] to ``(N, P, out_dim)`` values in about [-1, 1].
+
+        ``items`` optionally names which of the model's items the N rows belong to (a subset, in
+        any order); by default row ``i`` is item ``i``.
+        """
+        x = self.activation.encode(self.map_coords(coords, items))
         for d in self.layer_defs:
-            x = self.layer(d.name)(x)
+            x = self.items[d.name](x, items) if d.name in self.items else self.shared[d.name](x)
             if d.position != "last":
                 x = self.activation.activate(x, d.position)
         return x

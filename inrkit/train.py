@@ -64,12 +64,30 @@ class PointSet:
     def points(self) -> int:
         return self.coords.shape[1]
 
-    def loss(self, pred: torch.Tensor, sl: slice) -> torch.Tensor:
-        """This chunk's share of the mean over items of each item's mean squared error."""
-        sq = (pred - self.targets[:, sl]).square()
+    def loss(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
+        """This chunk's share of the mean over items of each item's mean squared error.
+
+        ``items`` restricts the chunk to some items (``pred`` then has one row per listed item).
+        """
+        targets = self.targets[:, sl] if items is None else self.targets[items, sl]
+        sq = (pred - targets).square()
         if self.weights is None:
             return sq.sum() / (self.points * self.targets.shape[-1] * self.n_items)
-        return (sq * self.weights[:, sl]).sum()
+        weights = self.weights[:, sl] if items is None else self.weights[items, sl]
+        return (sq * weights).sum()
+
+    def chunks(self, chunk: int) -> list[tuple[slice, torch.Tensor | None]]:
+        """Point ranges of at most ``chunk`` points, each with the items that still have points there.
+
+        Items of different sizes are padded to the largest; a chunk past an item's last point
+        leaves that item out instead of computing its padding.
+        """
+        out: list[tuple[slice, torch.Tensor | None]] = []
+        for start in range(0, self.points, chunk):
+            active = [i for i, c in enumerate(self.counts) if c > start]
+            items = None if len(active) == self.n_items else torch.tensor(active, device=self.coords.device)
+            out.append((slice(start, min(start + chunk, self.points)), items))
+        return out
 
     def to(self, device: torch.device) -> PointSet:
         weights = None if self.weights is None else self.weights.to(device)
@@ -128,7 +146,7 @@ class Trainer:
         steps = cfg.steps
         points = points.to(self.device)
         chunk = self.chunk_points(points)
-        slices = [slice(s, min(s + chunk, points.points)) for s in range(0, points.points, chunk)]
+        chunks = points.chunks(chunk)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.lr)
         ratio = cfg.lr_final_ratio
@@ -144,8 +162,9 @@ class Trainer:
             for step in range(1, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
                 total = torch.zeros((), device=self.device)
-                for sl in slices:
-                    loss = points.loss(model(points.coords[:, sl]), sl)
+                for sl, items in chunks:
+                    coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+                    loss = points.loss(model(coords, items), sl, items)
                     loss.backward()
                     total += loss.detach()
                 if step % check_every == 0 or step == steps or step % log_every == 0:

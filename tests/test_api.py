@@ -87,6 +87,27 @@ def test_mixed_sizes_weigh_items_equally(tmp_path: Path):
     torch.testing.assert_close(chunked, sum(per_item) / 2)
 
 
+def test_chunks_skip_finished_items_without_changing_the_gradient():
+    from inrkit.config import ResolvedRun
+    from inrkit.train import PointSet
+
+    rng = np.random.default_rng(1)
+    points = PointSet.from_arrays([rng.random((9, 8, 3), dtype=np.float32), rng.random((4, 5, 3), dtype=np.float32)])
+    chunks = points.chunks(16)
+    assert [(c.start, None if i is None else i.tolist()) for c, i in chunks] == [(0, None), (16, [0]), (32, [0]), (48, [0]), (64, [0])]
+    model = inrkit.api.build_model(ResolvedRun(inrkit.as_config({"model": {"width": 8}})), [(9, 8), (4, 5)], 3)
+
+    def grads(chunk: int) -> list[torch.Tensor]:
+        model.zero_grad()
+        for sl, items in points.chunks(chunk):
+            coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+            points.loss(model(coords, items), sl, items).backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    for a, b in zip(grads(16), grads(points.points)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_fit_items_of_different_sizes(tmp_path: Path):
     import imageio.v3 as iio
     from conftest import make_image
