@@ -94,7 +94,7 @@ def test_chunks_skip_finished_items_without_changing_the_gradient():
     rng = np.random.default_rng(1)
     points = PointSet.from_arrays([rng.random((9, 8, 3), dtype=np.float32), rng.random((4, 5, 3), dtype=np.float32)])
     chunks = points.chunks(16)
-    assert [(c.start, None if i is None else i.tolist()) for c, i in chunks] == [(0, None), (16, [0]), (32, [0]), (48, [0]), (64, [0])]
+    assert [(c.start, None if i is None else i.tolist()) for c, i in chunks] == [(0, None), (16, None), (32, [0]), (48, [0]), (64, [0])]
     model = inrkit.api.build_model(ResolvedRun(inrkit.as_config({"model": {"width": 8}})), [(9, 8), (4, 5)], 3)
 
     def grads(chunk: int) -> list[torch.Tensor]:
