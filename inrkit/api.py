@@ -199,7 +199,13 @@ def fit(
     per_item = []
     for item, recon, target in zip(items, recons, eval_arrays, strict=True):
         per_item.append(
-            {"name": item.name, "shape": list(target.shape), "psnr": _finite(psnr(recon, target)), "ssim": ssim(recon, target)}
+            {
+                "name": item.name,
+                "shape": list(target.shape[:-1]),
+                "channels": int(target.shape[-1]),
+                "psnr": _finite(psnr(recon, target)),
+                "ssim": ssim(recon, target),
+            }
         )
     psnr_mean, psnr_std = mean_std([r["psnr"] for r in per_item])
     ssim_mean, ssim_std = mean_std([r["ssim"] for r in per_item])

@@ -45,13 +45,10 @@ class PluginName(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from inrkit.plugins import get_registry
 
-        names = get_registry().names(self.kind)
-        if value not in names:
-            self.fail(
-                f"unknown {self.kind} {value!r}; valid {self.kind} names: {', '.join(names) or '(none installed)'}",
-                param,
-                ctx,
-            )
+        try:
+            get_registry().entry(self.kind, str(value))
+        except InrkitError as exc:  # unknown, or registered twice: the registry's message says which
+            self.fail(str(exc), param, ctx)
         return str(value)
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
@@ -112,7 +109,7 @@ def _fmt(value: float | None, digits: int) -> str:
 
 def print_metrics_table(metrics: dict[str, Any], run_dir: Any) -> None:
     rows = [
-        (item["name"], "x".join(str(s) for s in item["shape"][:-1]), _fmt(item["psnr"], 2), _fmt(item["ssim"], 4))
+        (item["name"], "x".join(str(s) for s in item["shape"]), _fmt(item["psnr"], 2), _fmt(item["ssim"], 4))
         for item in metrics["items"]
     ]
     mean = (
@@ -182,7 +179,9 @@ def plugins(as_json: bool) -> None:
     """List installed plugins: name, kind, providing distribution and version."""
     from inrkit.plugins import get_registry
 
-    registry = get_registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # failures are listed below instead
+        registry = get_registry()
     entries = [
         {"name": e.name, "kind": e.kind, "distribution": e.distribution, "version": e.version, "plugin": e.plugin}
         for e in registry.entries()
@@ -221,12 +220,14 @@ def params(activation: str, sharing: str, n_items: int, width: int, layers: int,
         "sharing": {"name": sharing},
         "model": {"width": width, "layers": layers},
     }
-    counts = api.parameter_counts(apply_overrides(data, assignments), n_items=n_items, channels=channels)
+    config = api.as_config(apply_overrides(data, assignments))
+    counts = api.parameter_counts(config, n_items=n_items, channels=channels)
     if as_json:
         click.echo(json.dumps(counts.as_dict()))
     else:
         click.echo(
-            f"{activation} + {sharing}, {n_items} items, width {width}, {layers} layers: "
+            f"{config.activation.name} + {config.sharing.name}, {n_items} items, width {config.model.width}, "
+            f"{config.model.layers} layers: "
             f"total {counts.total:,} · shared {counts.shared:,} · per item {counts.per_item:,}"
         )
 
