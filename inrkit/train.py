@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Sequence
 
+import einops
 import numpy as np
 import torch
 
@@ -108,7 +109,7 @@ class PointSet:
         for i, arr in enumerate(arrays):
             c = counts[i]
             coords[i, :c] = grid_coords(arr.shape[:-1])
-            targets[i, :c] = to_signed(arr).reshape(c, channels)
+            targets[i, :c] = einops.rearrange(to_signed(arr), "... c -> (...) c")
             if weights is not None:
                 weights[i, :c] = 1.0 / (c * channels * n)
         return cls(coords, targets, weights, counts)

@@ -119,3 +119,13 @@ def test_fit_items_of_different_sizes(tmp_path: Path):
     assert [r.shape for r in result.reconstructions] == [(32, 32, 3), (12, 20, 3)]
     first = result.metrics["history"][0]["psnr"]
     assert all(it["psnr"] > first + 8 for it in result.metrics["items"]), result.metrics["items"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_and_decode_on_cuda(image_dir: Path, tmp_path: Path):
+    config = {"model": {"width": 64}, "train": {"steps": 60, "lr": 1e-3, "device": "cuda"}}
+    result = inrkit.fit(config, data=[str(image_dir)], out=tmp_path / "gpu")
+    assert result.metrics["device"].startswith("cuda")
+    assert result.metrics["psnr_mean"] > result.metrics["history"][0]["psnr"] + 10
+    cpu = inrkit.load(result.run_dir).decode(0)
+    np.testing.assert_allclose(cpu, result.reconstructions[0], atol=1e-4)
