@@ -84,6 +84,31 @@ class Activation(Plugin):
         """Width of :meth:`encode`'s output for ``in_dim`` coordinates."""
         return in_dim
 
+    def hidden_width(self, width: int) -> int:
+        """The hidden width actually built for a requested ``width``.
+
+        Complex activations (WIRE) return ``int(width / sqrt(2))`` so that, counting a complex
+        weight as two real numbers, the parameter count stays comparable.
+        """
+        return width
+
+    def layer_dtype(self, position: LayerPosition) -> torch.dtype | None:
+        """dtype of a layer's parameters; ``None`` is the default float. Complex activations
+        return a complex dtype after the first layer (the first layer takes real coordinates)."""
+        if self.is_complex and position != "first":
+            import torch
+
+            return torch.complex64
+        return None
+
+    def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float] | None:
+        """``(weight_bound, bias_bound)`` of a uniform initialisation, for the contract kit.
+
+        Return ``None`` when the initialisation is not uniform; the kit then only checks that the
+        values are finite and not constant.
+        """
+        return None
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:

@@ -115,11 +115,12 @@ class MultiINR(nn.Module):
         self.shared = nn.ModuleDict()
         self.items = nn.ModuleDict()
         for d in self.layer_defs:
+            dtype = activation.layer_dtype(d.position)
             if d.shared:
-                module: nn.Module = Linear(d.in_features, d.out_features)
+                module: nn.Module = Linear(d.in_features, d.out_features, dtype=dtype)
                 self.shared[d.name] = module
             else:
-                module = BatchedLinear(spec.n_items, d.in_features, d.out_features)
+                module = BatchedLinear(spec.n_items, d.in_features, d.out_features, dtype=dtype)
                 self.items[d.name] = module
             activation.init_(module.weight, module.bias, d.position)
 
@@ -142,20 +143,24 @@ class MultiINR(nn.Module):
             x = self.items[d.name](x, items) if d.name in self.items else self.shared[d.name](x)
             if d.position != "last":
                 x = self.activation.activate(x, d.position)
-        return x
+        return x.real if x.is_complex() else x  # complex networks (WIRE) output the real part
 
 
-def mlp_layer_defs(spec: ModelSpec, in_features: int, shared_hidden: Sequence[bool], projection: bool) -> list[LayerDef]:
+def mlp_layer_defs(
+    spec: ModelSpec, activation: Activation, shared_hidden: Sequence[bool], projection: bool = False
+) -> list[LayerDef]:
     """Layer list of a plain (``layers``-deep) MLP, optionally with a per-item projection layer.
 
     ``shared_hidden[k]`` says whether hidden layer ``k`` (the paper's layer ``k + 2``) is shared;
     the first and last layers are always per item. The projection layer, when present, is a
-    per-item hidden layer inserted right after the first layer (MINR's Eq. 2).
+    per-item hidden layer inserted right after the first layer (MINR's Eq. 2). The input width
+    and hidden width come from the activation (coordinate encodings, complex layers).
     """
     n_hidden = spec.layers - 2
     if len(shared_hidden) != n_hidden:
         raise ValueError(f"expected {n_hidden} sharing flags, got {len(shared_hidden)}")
-    w = spec.width
+    in_features = activation.encoded_dim(spec.in_dim)
+    w = activation.hidden_width(spec.width)
     defs = [LayerDef("first", in_features, w, "first", shared=False)]
     if projection:
         defs.append(LayerDef("projection", w, w, "hidden", shared=False))

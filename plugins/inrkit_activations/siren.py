@@ -33,15 +33,14 @@ class Siren(Activation):
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         return torch.sin(self._omega(position) * z)
 
+    def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
+        weight = 1.0 / fan_in if position == "first" else math.sqrt(6.0 / fan_in) / self.options.omega
+        return weight, 1.0 / math.sqrt(fan_in)
+
     def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
-        fan_in = weight.shape[-2]
-        if position == "first":
-            bound = 1.0 / fan_in
-        else:
-            bound = math.sqrt(6.0 / fan_in) / self.options.omega
+        weight_bound, bias_bound = self.init_bounds(position, weight.shape[-2])
         with torch.no_grad():
-            weight.uniform_(-bound, bound)
-            bias_bound = 1.0 / math.sqrt(fan_in)
+            weight.uniform_(-weight_bound, weight_bound)
             bias.uniform_(-bias_bound, bias_bound)
 
 

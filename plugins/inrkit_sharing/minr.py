@@ -48,10 +48,7 @@ class Minr(SharingStrategy):
         return [k in chosen for k in hidden]
 
     def build(self, activation: Activation, spec: ModelSpec) -> MultiINR:
-        in_features = activation.encoded_dim(spec.in_dim)
-        defs = mlp_layer_defs(
-            spec, in_features, self.shared_flags(spec.layers), projection=self.options.projection
-        )
+        defs = mlp_layer_defs(spec, activation, self.shared_flags(spec.layers), projection=self.options.projection)
         return MultiINR(activation, spec, defs)
 
 

@@ -15,8 +15,7 @@ class Separate(SharingStrategy):
     name = "separate"
 
     def build(self, activation: Activation, spec: ModelSpec) -> MultiINR:
-        in_features = activation.encoded_dim(spec.in_dim)
-        defs = mlp_layer_defs(spec, in_features, [False] * (spec.layers - 2), projection=False)
+        defs = mlp_layer_defs(spec, activation, [False] * (spec.layers - 2))
         return MultiINR(activation, spec, defs)
 
 

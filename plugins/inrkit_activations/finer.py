@@ -1,0 +1,49 @@
+"""FINER (Liu et al., 2024): variable-periodic ``sin(omega * (|z| + 1) * z)``, ``z = W x + b``.
+
+The scale ``|z| + 1`` is computed without gradient, as the reference code does. Weights use
+SIREN's initialisation; ``first_bias_scale`` k draws the first layer's bias from ``U(±k)``
+(k of about 1 to 20 widens the represented spectrum), otherwise biases keep PyTorch's default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pydantic
+import torch
+
+import inrkit
+from inrkit.interfaces import Activation, LayerPosition, PluginOptions
+
+
+class Finer(Activation):
+    name = "finer"
+    default_lr = 5e-4
+
+    class Options(PluginOptions):
+        #: Frequency factor omega_0.
+        omega: float = pydantic.Field(30.0, gt=0)
+        #: k of the first layer's bias ``U(±k)``; ``None`` keeps ``U(±1/sqrt(fan_in))``.
+        first_bias_scale: float | None = pydantic.Field(None, gt=0)
+
+    def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
+        with torch.no_grad():
+            scale = z.abs() + 1.0
+        return torch.sin(self.options.omega * scale * z)
+
+    def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
+        if position == "first":
+            bias = self.options.first_bias_scale or 1.0 / math.sqrt(fan_in)
+            return 1.0 / fan_in, bias
+        return math.sqrt(6.0 / fan_in) / self.options.omega, 1.0 / math.sqrt(fan_in)
+
+    def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
+        weight_bound, bias_bound = self.init_bounds(position, weight.shape[-2])
+        with torch.no_grad():
+            weight.uniform_(-weight_bound, weight_bound)
+            bias.uniform_(-bias_bound, bias_bound)
+
+
+@inrkit.hookimpl
+def inrkit_register_activations() -> list[type[Activation]]:
+    return [Finer]

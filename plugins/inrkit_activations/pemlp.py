@@ -1,0 +1,55 @@
+"""PE-MLP: a ReLU MLP on positional (Fourier) encoded coordinates, the common NeRF-style baseline.
+
+Each coordinate x in [-1, 1] becomes ``[x, sin(2^k pi x), cos(2^k pi x) for k < frequencies]``.
+Layers use PyTorch's default initialisation, ``U(±1/sqrt(fan_in))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pydantic
+import torch
+
+import inrkit
+from inrkit.interfaces import Activation, LayerPosition, PluginOptions
+
+
+class PeMlp(Activation):
+    name = "pemlp"
+    default_lr = 5e-3
+
+    class Options(PluginOptions):
+        #: Number of octaves L of the encoding (frequencies 2^0 .. 2^(L-1)).
+        frequencies: int = pydantic.Field(10, ge=0, le=30)
+        #: Keep the raw coordinates beside their encoding.
+        include_input: bool = True
+
+    def encode(self, coords: torch.Tensor) -> torch.Tensor:
+        parts = [coords] if self.options.include_input else []
+        if self.options.frequencies:
+            freqs = math.pi * 2.0 ** torch.arange(self.options.frequencies, dtype=coords.dtype, device=coords.device)
+            angles = (coords.unsqueeze(-1) * freqs).flatten(-2)  # (..., d * L)
+            parts += [torch.sin(angles), torch.cos(angles)]
+        return torch.cat(parts, dim=-1)
+
+    def encoded_dim(self, in_dim: int) -> int:
+        return in_dim * (int(self.options.include_input) + 2 * self.options.frequencies)
+
+    def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
+        return torch.relu(z)
+
+    def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
+        bound = 1.0 / math.sqrt(fan_in)
+        return bound, bound
+
+    def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
+        weight_bound, bias_bound = self.init_bounds(position, weight.shape[-2])
+        with torch.no_grad():
+            weight.uniform_(-weight_bound, weight_bound)
+            bias.uniform_(-bias_bound, bias_bound)
+
+
+@inrkit.hookimpl
+def inrkit_register_activations() -> list[type[Activation]]:
+    return [PeMlp]
