@@ -131,7 +131,7 @@ BAD_INPUTS = {
     "missing-file": (lambda t: ["--data", str(t / "nope.png")], "no such file or folder"),
     "corrupt-image": (_corrupt, "cannot read image"),
     "empty-folder": (_empty, "holds no images"),
-    "unknown-activation": (lambda t: ["--activation", "sirne"], "valid activation names: siren"),
+    "unknown-activation": (lambda t: ["--activation", "sirne"], "unknown activation 'sirne'; valid activation names: finer, gauss, pemlp, siren"),
     "unknown-sharing": (lambda t: ["--sharing", "nope"], "valid sharing names"),
     "unknown-option-key": (lambda t: ["--set", "activation.omgea=3"], "activation.omgea: unknown key"),
     "bad-option-value": (lambda t: ["--set", "activation.omega=-1"], "activation.omega"),

@@ -93,7 +93,7 @@ def test_every_strategy_builds_and_counts_exactly(sharing, activation):
     model = api.build_model(resolved, [(5, 6)] * 2, 3)
     out = model(torch.zeros(2, 7, 2))
     assert out.shape == (2, 7, 3) and torch.isfinite(out).all()
-    numel = sum(p.numel() for p in model.parameters())
+    numel = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())  # complex counts 2
     c = count_parameters(model)
     assert c.total == numel == c.shared + 2 * c.per_item
     # A one-item model for item 1 holds exactly the shared tensors and one item's tensors.
