@@ -25,6 +25,12 @@ class PeMlp(Activation):
         #: Keep the raw coordinates beside their encoding.
         include_input: bool = True
 
+        @pydantic.model_validator(mode="after")
+        def _not_empty(self) -> PeMlp.Options:
+            if self.frequencies == 0 and not self.include_input:
+                raise ValueError("frequencies=0 with include_input=false leaves the network no input")
+            return self
+
     def encode(self, coords: torch.Tensor) -> torch.Tensor:
         parts = [coords] if self.options.include_input else []
         if self.options.frequencies:
