@@ -297,7 +297,7 @@ class Run:
             [tuple(info["shape"])],
             int(info["channels"]),
             item_indices=(index,),
-            total_items=len(self.items),
+            run_item_shapes=tuple(tuple(it["shape"]) for it in self.items),
         )
         state = artifacts.read_item_state(self.checkpoint, index)
         try:

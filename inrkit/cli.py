@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -140,22 +140,41 @@ def print_metrics_table(metrics: dict[str, Any], run_dir: Any) -> None:
         click.echo(f"run folder: {run_dir}")
 
 
+def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options ``run`` and ``compare`` share (``compare`` takes a list of strategies instead)."""
+    options = [
+        click.option("--activation", type=PluginName("activation"), help="Activation plugin [default: siren]."),
+        click.option("--signal", type=PluginName("signal"), help="Signal plugin [default: image]."),
+        click.option("--data", multiple=True, metavar="PATH", help="File, folder or glob (repeatable) [default: built-in samples]."),
+        click.option("--width", type=int, help="Hidden width [default: 256]."),
+        click.option("--layers", type=int, help="Linear layers of one plain MLP, as the paper counts them [default: 5]."),
+        click.option("--steps", type=int, help="Training steps, each over every point [default: 300; 100 for the samples demo]."),
+        click.option("--lr", type=float, help="Adam learning rate [default: the activation's]."),
+        click.option("--seed", type=int, help="Random seed [default: 0]."),
+        click.option("--device", help="auto, cpu, cuda or cuda:N [default: auto]."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML, YAML or JSON run config."),
+        click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a config value by dotted key, e.g. sharing.projection=false (repeatable)."),
+        click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal]."),
+    ]
+    if sharing:
+        options.insert(1, click.option("--sharing", type=PluginName("sharing"), help="Sharing strategy plugin [default: minr]."))
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _note(note: str) -> None:
+    click.echo(f"Note: {note}", err=True)
+
+
 @main.command()
-@click.option("--activation", type=PluginName("activation"), help="Activation plugin [default: siren].")
-@click.option("--sharing", type=PluginName("sharing"), help="Sharing strategy plugin [default: minr].")
-@click.option("--signal", type=PluginName("signal"), help="Signal plugin [default: image].")
-@click.option("--data", multiple=True, metavar="PATH", help="File, folder or glob (repeatable) [default: built-in samples].")
-@click.option("--width", type=int, help="Hidden width [default: 256].")
-@click.option("--layers", type=int, help="Linear layers of one plain MLP, as the paper counts them [default: 5].")
-@click.option("--steps", type=int, help="Training steps, each over every point [default: 300].")
-@click.option("--lr", type=float, help="Adam learning rate [default: the activation's].")
-@click.option("--seed", type=int, help="Random seed [default: 0].")
-@click.option("--device", help="auto, cpu, cuda or cuda:N [default: auto].")
+@common_run_options()
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (new or empty) [default: runs/<time>-<activation>-<sharing>].")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or YAML run config.")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a config value by dotted key, e.g. sharing.projection=false (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
-@click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal].")
 def run(config_file: str | None, assignments: tuple[str, ...], as_json: bool, progress: bool | None, out: str | None, **flags: Any) -> None:
     """Fit INRs to the items of a signal and write a run folder.
 
@@ -166,11 +185,54 @@ def run(config_file: str | None, assignments: tuple[str, ...], as_json: bool, pr
     config = api.as_config(build_config_dict(config_file, flags, assignments))
     if progress is None:
         progress = sys.stderr.isatty()
-    result = api.fit(config, out=out, progress=progress, on_note=lambda note: click.echo(f"Note: {note}", err=True))
+    result = api.fit(config, out=out, progress=progress, on_note=_note)
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
     else:
         print_metrics_table(result.metrics, result.run_dir)
+
+
+def _sharing_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
+    if not value:
+        return []
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    kind = PluginName("sharing")
+    return [kind.convert(name, param, ctx) for name in names]
+
+
+@main.command()
+@common_run_options(sharing=False)
+@click.option("--sharing", "sharing_names", callback=_sharing_list, metavar="NAME[,NAME...]", help="Sharing strategies to compare, e.g. separate,minr,row,column,grid,id,coinpp.")
+@click.option("--variant", "variant_texts", multiple=True, metavar="NAME:KEY=VALUE[,...]", help="An extra row: a name and --set assignments, e.g. 'w/o projection:sharing.projection=false' (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder (new or empty) for table.md, table.json and one run folder per method [default: runs/<time>-compare].")
+@click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the table.")
+def compare(
+    config_file: str | None,
+    assignments: tuple[str, ...],
+    progress: bool | None,
+    sharing_names: list[str],
+    variant_texts: tuple[str, ...],
+    out: str | None,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    """Fit several methods on the same items and budget; write the paper-style table."""
+    from inrkit import compare as comparison
+
+    base = build_config_dict(config_file, flags, assignments)
+    variants = comparison.sharing_variants(sharing_names) + [comparison.parse_variant(t) for t in variant_texts]
+    if progress is None:
+        progress = sys.stderr.isatty()
+
+    def report(row: dict[str, Any]) -> None:
+        if not as_json:
+            click.echo(f"{row['method']}: {row['psnr_mean']:.2f} dB, {row['params']:,} params, {row['seconds']:.1f} s", err=True)
+
+    rows = comparison.compare(base, variants, out or None, progress=progress, on_note=_note, on_row=report)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(comparison.markdown_table(rows), nl=False)
 
 
 @main.command()

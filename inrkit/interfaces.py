@@ -128,12 +128,16 @@ class ModelSpec:
     item_indices: tuple[int, ...] | None = None
     #: Number of items in the whole run.
     total_items: int | None = None
+    #: Spatial shape of every item of the whole run (a canvas layout needs them all).
+    run_item_shapes: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.item_indices is None:
             object.__setattr__(self, "item_indices", tuple(range(len(self.item_shapes))))
+        if self.run_item_shapes is None:
+            object.__setattr__(self, "run_item_shapes", tuple(self.item_shapes))
         if self.total_items is None:
-            object.__setattr__(self, "total_items", len(self.item_shapes))
+            object.__setattr__(self, "total_items", len(self.run_item_shapes))
 
     @property
     def n_items(self) -> int:

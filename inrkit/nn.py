@@ -10,11 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from inrkit.interfaces import Activation, LayerPosition, ModelSpec
+
+if TYPE_CHECKING:
+    from inrkit.train import PointSet
 
 
 def _default_uniform_(weight: torch.Tensor, bias: torch.Tensor) -> None:
@@ -145,28 +149,53 @@ class MultiINR(nn.Module):
                 x = self.activation.activate(x, d.position)
         return x.real if x.is_complex() else x  # complex networks (WIRE) output the real part
 
+    # -- training hooks: strategies with their own optimisation (COIN++'s meta-learning) override
+    def accumulate_gradients(self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]]) -> torch.Tensor:
+        """One step's loss over every chunk, with its gradient accumulated into ``.grad``.
+
+        Returns the (detached) loss: each item's mean squared error averaged over items.
+        """
+        total = torch.zeros((), device=points.coords.device)
+        for sl, items in chunks:
+            coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+            loss = points.loss(self(coords, items), sl, items)
+            loss.backward()
+            total += loss.detach()
+        return total
+
+    def after_training(self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]]) -> None:
+        """Called once after the last step (COIN++ fits its per-item modulations here)."""
+
 
 def mlp_layer_defs(
-    spec: ModelSpec, activation: Activation, shared_hidden: Sequence[bool], projection: bool = False
+    spec: ModelSpec,
+    activation: Activation,
+    shared_hidden: Sequence[bool],
+    projection: bool = False,
+    *,
+    in_dim: int | None = None,
+    share_ends: bool = False,
 ) -> list[LayerDef]:
     """Layer list of a plain (``layers``-deep) MLP, optionally with a per-item projection layer.
 
     ``shared_hidden[k]`` says whether hidden layer ``k`` (the paper's layer ``k + 2``) is shared;
     the first and last layers are always per item. The projection layer, when present, is a
     per-item hidden layer inserted right after the first layer (MINR's Eq. 2). The input width
-    and hidden width come from the activation (coordinate encodings, complex layers).
+    and hidden width come from the activation (coordinate encodings, complex layers); ``in_dim``
+    overrides the coordinate count (an appended item index), ``share_ends`` shares the first and
+    last layers too (one network for all items).
     """
     n_hidden = spec.layers - 2
     if len(shared_hidden) != n_hidden:
         raise ValueError(f"expected {n_hidden} sharing flags, got {len(shared_hidden)}")
-    in_features = activation.encoded_dim(spec.in_dim)
+    in_features = activation.encoded_dim(spec.in_dim if in_dim is None else in_dim)
     w = activation.hidden_width(spec.width)
-    defs = [LayerDef("first", in_features, w, "first", shared=False)]
+    defs = [LayerDef("first", in_features, w, "first", shared=share_ends)]
     if projection:
         defs.append(LayerDef("projection", w, w, "hidden", shared=False))
     for k, shared in enumerate(shared_hidden):
         defs.append(LayerDef(f"hidden{k + 2}", w, w, "hidden", shared=shared))
-    defs.append(LayerDef("last", w, spec.out_dim, "last", shared=False))
+    defs.append(LayerDef("last", w, spec.out_dim, "last", shared=share_ends))
     return defs
 
 

@@ -23,6 +23,7 @@ from inrkit.config import TrainConfig
 from inrkit.coords import grid_coords, to_signed, to_unit
 from inrkit.errors import ConfigError, TrainingError
 from inrkit.metrics import psnr_from_mse
+from inrkit.nn import MultiINR
 
 #: Rows (points x items) per chunk on the CPU: keeps a width-256 layer's activations in cache.
 CPU_CHUNK_ROWS = 8192
@@ -142,7 +143,7 @@ class Trainer:
             return auto_chunk_points(points.n_items, points.points, self.device)
         return min(int(self.config.chunk_points), points.points)
 
-    def fit(self, model: torch.nn.Module, points: PointSet) -> TrainResult:
+    def fit(self, model: MultiINR, points: PointSet) -> TrainResult:
         cfg = self.config
         steps = cfg.steps
         points = points.to(self.device)
@@ -162,12 +163,7 @@ class Trainer:
         try:
             for step in range(1, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
-                total = torch.zeros((), device=self.device)
-                for sl, items in chunks:
-                    coords = points.coords[:, sl] if items is None else points.coords[items, sl]
-                    loss = points.loss(model(coords, items), sl, items)
-                    loss.backward()
-                    total += loss.detach()
+                total = model.accumulate_gradients(points, chunks)
                 if step % check_every == 0 or step == steps or step % log_every == 0:
                     loss_value = float(total)
                     if not math.isfinite(loss_value):
@@ -185,6 +181,7 @@ class Trainer:
                 bar.update(1)
         finally:
             bar.close()
+        model.after_training(points, chunks)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start

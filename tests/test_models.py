@@ -97,7 +97,7 @@ def test_every_strategy_builds_and_counts_exactly(sharing, activation):
     c = count_parameters(model)
     assert c.total == numel == c.shared + 2 * c.per_item
     # A one-item model for item 1 holds exactly the shared tensors and one item's tensors.
-    single = api.build_model(resolved, [(5, 6)], 3, item_indices=(1,), total_items=2)
+    single = api.build_model(resolved, [(5, 6)], 3, item_indices=(1,), run_item_shapes=((5, 6), (5, 6)))
     assert count_parameters(single).total == c.shared + c.per_item
 
 

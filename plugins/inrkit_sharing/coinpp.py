@@ -1,0 +1,118 @@
+"""COIN++ (Dupont et al., 2022): a shared base network modulated per item by a latent vector.
+
+Each item ``i`` has a latent vector ``phi_i``; one shared linear map turns it into a shift for
+every activated layer, ``act(W x + b + shift_l(phi_i))`` (shift modulations). The base network and
+the linear map are meta-learned with MAML: every training step starts all latents at zero, takes
+``inner_steps`` plain gradient steps of size ``inner_lr`` on them (each item on its own loss),
+and the outer optimiser (the trainer's Adam) updates the shared weights through that inner loop
+(second order, unless ``first_order``). After training, the latents are fitted once more the same
+way and stored: they are the only per-item parameters, ``latent_dim`` numbers per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pydantic
+import torch
+from torch import nn
+
+import inrkit
+from inrkit.interfaces import Activation, ModelSpec, PluginOptions, SharingStrategy
+from inrkit.nn import Linear, MultiINR, mlp_layer_defs
+
+if TYPE_CHECKING:
+    from inrkit.train import PointSet
+
+Chunks = Sequence[tuple[slice, torch.Tensor | None]]
+
+
+class LatentCodes(nn.Module):
+    """One latent vector per item, set by the inner loop rather than by the outer optimiser."""
+
+    def __init__(self, n_items: int, dim: int) -> None:
+        super().__init__()
+        self.codes = nn.Parameter(torch.zeros(n_items, dim), requires_grad=False)
+
+
+class CoinppINR(MultiINR):
+    def __init__(self, activation: Activation, spec: ModelSpec, options: Coinpp.Options) -> None:
+        defs = mlp_layer_defs(spec, activation, [True] * (spec.layers - 2), share_ends=True)
+        super().__init__(activation, spec, defs)
+        self.meta = options
+        self.modulated = [d.name for d in defs if d.position != "last"]
+        self.hidden = activation.hidden_width(spec.width)
+        self.shared["modulation"] = Linear(options.latent_dim, len(self.modulated) * self.hidden)
+        self.items["latent"] = LatentCodes(spec.n_items, options.latent_dim)
+
+    def forward(
+        self, coords: torch.Tensor, items: torch.Tensor | None = None, latents: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if latents is None:
+            latents = self.items["latent"].codes
+        if items is not None:
+            latents = latents.index_select(0, items)
+        shifts = self.shared["modulation"](latents).view(latents.shape[0], len(self.modulated), self.hidden)
+        x = self.activation.encode(self.map_coords(coords, items))
+        k = 0
+        for d in self.layer_defs:
+            x = self.shared[d.name](x)
+            if d.position != "last":
+                x = self.activation.activate(x + shifts[:, k].unsqueeze(1), d.position)
+                k += 1
+        return x.real if x.is_complex() else x
+
+    def _loss(self, points: PointSet, chunks: Chunks, latents: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros((), device=points.coords.device)
+        for sl, items in chunks:
+            coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+            total = total + points.loss(self(coords, items, latents), sl, items)
+        return total
+
+    def _inner_loop(self, points: PointSet, chunks: Chunks, create_graph: bool) -> torch.Tensor:
+        n = points.n_items
+        latents = torch.zeros(n, self.meta.latent_dim, device=points.coords.device, requires_grad=True)
+        for _ in range(self.meta.inner_steps):
+            loss = self._loss(points, chunks, latents)
+            (grad,) = torch.autograd.grad(loss, latents, create_graph=create_graph)
+            # The loss averages items; scaling by n gives each item a step on its own loss.
+            latents = latents - self.meta.inner_lr * n * grad
+            if not create_graph:
+                latents = latents.detach().requires_grad_(True)
+        return latents
+
+    def accumulate_gradients(self, points: PointSet, chunks: Chunks) -> torch.Tensor:
+        latents = self._inner_loop(points, chunks, create_graph=not self.meta.first_order)
+        if self.meta.first_order:
+            latents = latents.detach()
+        loss = self._loss(points, chunks, latents)
+        loss.backward()
+        return loss.detach()
+
+    def after_training(self, points: PointSet, chunks: Chunks) -> None:
+        latents = self._inner_loop(points, chunks, create_graph=False)
+        with torch.no_grad():
+            self.items["latent"].codes.copy_(latents.detach())
+
+
+class Coinpp(SharingStrategy):
+    name = "coinpp"
+
+    class Options(PluginOptions):
+        #: Size of each item's latent vector (the only per-item parameters).
+        latent_dim: int = pydantic.Field(64, gt=0)
+        #: Inner-loop gradient steps on the latents, from zero.
+        inner_steps: int = pydantic.Field(3, gt=0)
+        #: Inner-loop learning rate (plain gradient descent).
+        inner_lr: float = pydantic.Field(1e-2, gt=0)
+        #: Drop the second-order terms of MAML (cheaper, usually a little worse).
+        first_order: bool = False
+
+    def build(self, activation: Activation, spec: ModelSpec) -> MultiINR:
+        return CoinppINR(activation, spec, self.options)
+
+
+@inrkit.hookimpl
+def inrkit_register_sharing_strategies() -> list[type[SharingStrategy]]:
+    return [Coinpp]
