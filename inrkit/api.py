@@ -159,8 +159,6 @@ def fit(
     ``on_note`` receives informational messages (e.g. that the demo schedule is in use).
     Raises :class:`inrkit.errors.InrkitError` subclasses for anything the user can fix.
     """
-    from inrkit import __version__
-
     cfg = as_config(config, data=list(data) if data is not None else None)
     cfg, notes = apply_demo_preset(cfg)
     for note in notes:
@@ -168,16 +166,34 @@ def fit(
             on_note(note)
     registry = registry or get_registry()
     resolved = ResolvedRun(cfg, registry)
-    cfg = resolved.normalized_config()
-    resolved.config = cfg
-    device = resolve_device(cfg.train.device)
-
-    items = resolved.signal.load(cfg.data)
+    resolved.config = resolved.normalized_config()
+    device = resolve_device(resolved.config.train.device)
+    items = resolved.signal.load(resolved.config.data)
     _check_items(items, resolved.signal.name)
-    train_arrays = [resolved.signal.train_view(item) for item in items]
+    torch.manual_seed(resolved.config.train.seed)
+    model = build_model(resolved, [resolved.signal.train_view(it).shape[:-1] for it in items], items[0].channels)
+    return _train_and_save(resolved, registry, items, model.to(device), device, out=out, save=save, progress=progress)
+
+
+def _train_and_save(
+    resolved: ResolvedRun,
+    registry: PluginRegistry,
+    items: list[Item],
+    model: MultiINR,
+    device: torch.device,
+    *,
+    out: str | Path | None,
+    save: bool,
+    progress: bool,
+    extra_metadata: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Train the model's trainable parameters on the items, evaluate, write the run folder."""
+    from inrkit import __version__
+
+    cfg = resolved.config
+    signal = resolved.signal
+    train_arrays = [signal.train_view(item) for item in items]
     channels = items[0].channels
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(resolved, [a.shape[:-1] for a in train_arrays], channels).to(device)
     counts = count_parameters(model)
     lr = cfg.train.lr if cfg.train.lr is not None else resolved.activation.default_lr
 
@@ -190,12 +206,10 @@ def fit(
     started = time.perf_counter()
     result = trainer.fit(model, PointSet.from_arrays(train_arrays))
 
-    eval_arrays = [resolved.signal.eval_view(item) for item in items]
+    eval_arrays = [signal.eval_view(item) for item in items]
     eval_points = PointSet.from_arrays(eval_arrays)
     rendered = render(model, eval_points.coords.to(device)).cpu()
-    recons = [
-        rendered[i, : eval_points.counts[i]].reshape(arr.shape).numpy() for i, arr in enumerate(eval_arrays)
-    ]
+    recons = [rendered[i, : eval_points.counts[i]].reshape(arr.shape).numpy() for i, arr in enumerate(eval_arrays)]
     per_item = []
     for item, recon, target in zip(items, recons, eval_arrays, strict=True):
         per_item.append(
@@ -205,33 +219,33 @@ def fit(
                 "channels": int(target.shape[-1]),
                 "psnr": _finite(psnr(recon, target)),
                 "ssim": ssim(recon, target),
+                **signal.extra_metrics(item),
             }
         )
-    psnr_mean, psnr_std = mean_std([r["psnr"] for r in per_item])
-    ssim_mean, ssim_std = mean_std([r["ssim"] for r in per_item])
-    metrics: dict[str, Any] = {
-        "psnr_mean": psnr_mean,
-        "psnr_std": psnr_std,
-        "ssim_mean": ssim_mean,
-        "ssim_std": ssim_std,
-        "params": counts.as_dict(),
-        "items": per_item,
-        "steps": result.steps,
-        "seconds": result.seconds,
-        "total_seconds": None,
-        "lr": lr,
-        "device": str(device),
-        "activation": resolved.activation.name,
-        "sharing": resolved.sharing.name,
-        "signal": resolved.signal.name,
-        "inrkit_version": __version__,
-        "history": result.history,
-    }
+    metrics: dict[str, Any] = {}
+    for key in [k for k in per_item[0] if k not in ("name", "shape", "channels")]:
+        metrics[f"{key}_mean"], metrics[f"{key}_std"] = mean_std([r.get(key) for r in per_item])
+    metrics.update(
+        {
+            "params": counts.as_dict(),
+            "items": per_item,
+            "steps": result.steps,
+            "seconds": result.seconds,
+            "total_seconds": None,
+            "lr": lr,
+            "device": str(device),
+            "activation": resolved.activation.name,
+            "sharing": resolved.sharing.name,
+            "signal": signal.name,
+            "inrkit_version": __version__,
+            "history": result.history,
+        }
+    )
+    if extra_metadata:
+        metrics.update(extra_metadata)
 
     if run_dir is not None:
-        recon_dir = run_dir / artifacts.RECON_DIR
-        for item, recon in zip(items, recons, strict=True):
-            resolved.signal.save(item, recon, recon_dir)
+        signal.save_all(items, recons, run_dir / artifacts.RECON_DIR)
         metadata = {
             "config": cfg.model_dump(mode="json"),
             "plugins": _plugin_info(resolved, registry),
@@ -241,12 +255,69 @@ def fit(
             ],
             "params": counts.as_dict(),
             "inrkit_version": __version__,
+            **(extra_metadata or {}),
         }
         artifacts.save_checkpoint(run_dir / artifacts.CHECKPOINT_FILE, model, metadata)
     metrics["total_seconds"] = time.perf_counter() - started
     if run_dir is not None:
         artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
     return FitResult(cfg, metrics, model, items, recons, run_dir)
+
+
+def encode(
+    run: str | Path | Run,
+    data: Sequence[str],
+    *,
+    out: str | Path | None = None,
+    train: Mapping[str, Any] | None = None,
+    save: bool = True,
+    progress: bool = False,
+    registry: PluginRegistry | None = None,
+) -> FitResult:
+    """Encode new items into a trained run: fit only their per-item parameters.
+
+    The run's shared tensors are loaded and frozen (left out of the optimiser, so not a single
+    one changes); the new items get freshly initialised per-item layers, trained with the run's
+    training settings updated by ``train`` (e.g. ``{"steps": 500, "lr": 1e-3}``). The new run
+    folder's checkpoint contains the same shared tensors plus the new items' tensors.
+    """
+    run = run if isinstance(run, Run) else load(run, registry)
+    registry = registry or get_registry()
+    if not data:
+        raise DataError("encode needs new items: give --data with files, folders or globs")
+    base = run.config.model_dump(exclude_unset=False)
+    cfg = as_config(merge(base, {"data": list(data), "train": dict(train or {})}))
+    resolved = ResolvedRun(cfg, registry)
+    resolved.config = resolved.normalized_config()
+    device = resolve_device(resolved.config.train.device)
+    items = resolved.signal.load(resolved.config.data)
+    _check_items(items, resolved.signal.name)
+    channels = int(run.items[0]["channels"])
+    if items[0].channels != channels:
+        raise DataError(f"the new items have {items[0].channels} channel(s), the run's items {channels}")
+    torch.manual_seed(resolved.config.train.seed)
+    model = build_model(resolved, [resolved.signal.train_view(it).shape[:-1] for it in items], channels)
+    if count_parameters(model).per_item == 0:
+        raise ConfigError(
+            f"sharing {resolved.sharing.name!r} has no per-item parameters, so there is nothing to fit for a "
+            "new item; encoding needs a strategy with per-item layers (minr, separate, coinpp)"
+        )
+    shared = artifacts.read_shared_state(run.checkpoint)
+    missing, unexpected = model.load_state_dict(shared, strict=False)
+    if unexpected or any(not key.startswith("items.") for key in missing):
+        raise CheckpointError(f"{run.checkpoint}: shared tensors do not match the run's own config")
+    model.shared.requires_grad_(False)
+    return _train_and_save(
+        resolved,
+        registry,
+        items,
+        model.to(device),
+        device,
+        out=out,
+        save=save,
+        progress=progress,
+        extra_metadata={"encoded_from": str(run.path)},
+    )
 
 
 class Run:
@@ -357,6 +428,7 @@ def decode(
 
 __all__ = [
     "FitResult",
+    "encode",
     "InrkitError",
     "Run",
     "as_config",

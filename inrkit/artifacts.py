@@ -140,6 +140,15 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return out
 
 
+def read_shared_state(path: Path) -> dict[str, torch.Tensor]:
+    """Only the shared tensors (``shared.*``) of a checkpoint."""
+    handle, _ = _open(path)
+    try:
+        return {key: handle.get_tensor(key) for key in handle.keys() if key.startswith("shared.")}
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path}: cannot read tensors (truncated or corrupt?): {exc}") from None
+
+
 def read_item_state(path: Path, index: int) -> dict[str, torch.Tensor]:
     """Shared tensors plus item ``index``'s tensors, as the state dict of a one-item model.
 

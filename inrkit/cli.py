@@ -108,18 +108,21 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def print_metrics_table(metrics: dict[str, Any], run_dir: Any) -> None:
+    # PSNR, SSIM, then any reference figures a signal adds (super-resolution: bicubic_psnr, ...).
+    keys = [k for k in metrics["items"][0] if k not in ("name", "shape", "channels")]
+    digits = {k: 4 if "ssim" in k else 2 for k in keys}
+    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
     rows = [
-        (item["name"], "x".join(str(s) for s in item["shape"]), _fmt(item["psnr"], 2), _fmt(item["ssim"], 4))
+        (item["name"], "x".join(str(s) for s in item["shape"]), *(_fmt(item.get(k), digits[k]) for k in keys))
         for item in metrics["items"]
     ]
     mean = (
         "mean ± std",
         "",
-        f"{_fmt(metrics['psnr_mean'], 2)} ± {_fmt(metrics['psnr_std'], 2)}",
-        f"{_fmt(metrics['ssim_mean'], 4)} ± {_fmt(metrics['ssim_std'], 4)}",
+        *(f"{_fmt(metrics.get(k + '_mean'), digits[k])} ± {_fmt(metrics.get(k + '_std'), digits[k])}" for k in keys),
     )
-    header = ("item", "size", "PSNR (dB)", "SSIM")
-    widths = [max(len(r[i]) for r in [header, mean, *rows]) for i in range(4)]
+    header = ("item", "size", *(titles.get(k, k) for k in keys))
+    widths = [max(len(r[i]) for r in [header, mean, *rows]) for i in range(len(header))]
 
     def line(row: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
@@ -233,6 +236,70 @@ def compare(
         click.echo(json.dumps(rows, indent=2))
     else:
         click.echo(comparison.markdown_table(rows), nl=False)
+
+
+def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT, e.g. 512x384 (got {value!r})") from None
+    if w <= 0 or h <= 0:
+        raise click.BadParameter(f"width and height must be positive (got {value!r})")
+    return h, w
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("--item", help="Item name or index.")
+@click.option("--all", "all_items", is_flag=True, help="Render every item (then -o is a folder).")
+@click.option("--scale", type=float, help="Multiple of the item's size, e.g. 2 or 4.")
+@click.option("--size", callback=_parse_size, metavar="WxH", help="Explicit output size in pixels.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output PNG (or folder with --all).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+def decode(run_dir: str, item: str | None, all_items: bool, scale: float | None, size: tuple[int, int] | None, output: str, device: str) -> None:
+    """Render items of a run at any resolution, reading only the tensors they need."""
+    from pathlib import Path
+
+    from inrkit import api
+    from inrkit.errors import ConfigError
+    from inrkit.images import write_png
+
+    if all_items == (item is not None):
+        raise ConfigError("give exactly one of --item NAME|INDEX and --all")
+    run = api.load(run_dir)
+    names = run.item_names if all_items else [run.item_names[run.item_index(item)]]  # type: ignore[arg-type]
+    target = Path(output)
+    for name in names:
+        image = run.decode(name, size=size, scale=scale, device=device)
+        path = target / f"{name}.png" if all_items else target
+        write_png(path, image)
+        click.echo(f"{name}: {image.shape[1]}x{image.shape[0]} -> {path}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("--data", multiple=True, required=True, metavar="PATH", help="New items: file, folder or glob (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder for the new items (new or empty).")
+@click.option("--steps", type=int, help="Training steps [default: the run's].")
+@click.option("--lr", type=float, help="Learning rate [default: the run's].")
+@click.option("--seed", type=int, help="Random seed [default: the run's].")
+@click.option("--device", help="auto, cpu, cuda or cuda:N [default: the run's].")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal].")
+def encode(run_dir: str, data: tuple[str, ...], out: str | None, as_json: bool, progress: bool | None, **train: Any) -> None:
+    """Encode new items against a trained run's frozen shared layers (only their own layers train)."""
+    from inrkit import api
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    overrides = {k: v for k, v in train.items() if v is not None}
+    result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.metrics, indent=2))
+    else:
+        print_metrics_table(result.metrics, result.run_dir)
 
 
 @main.command()

@@ -206,6 +206,14 @@ class Signal(Plugin):
     def save(self, item: Item, reconstruction: np.ndarray, folder: Path) -> list[Path]:
         """Write ``reconstruction`` (same layout as ``item.data``, in [0, 1]) into ``folder``."""
 
+    def save_all(self, items: Sequence[Item], reconstructions: Sequence[np.ndarray], folder: Path) -> list[Path]:
+        """Write every reconstruction (a video signal also writes them as one clip)."""
+        return [p for item, rec in zip(items, reconstructions, strict=True) for p in self.save(item, rec, folder)]
+
+    def extra_metrics(self, item: Item) -> dict[str, float | None]:
+        """Per-item reference figures reported beside PSNR/SSIM (super-resolution: bicubic's)."""
+        return {}
+
 
 PLUGIN_BASES: dict[str, type[Plugin]] = {
     "activation": Activation,

@@ -150,9 +150,11 @@ class Trainer:
         chunk = self.chunk_points(points)
         chunks = points.chunks(chunk)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=self.lr)
+        if not params:  # everything frozen (encoding into COIN++ fits its latents afterwards)
+            steps = 0
+        optimizer = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=self.lr)
         ratio = cfg.lr_final_ratio
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / max(steps, 1)))
         log_every = cfg.log_every or max(1, steps // 100)
         check_every = 1 if self.device.type == "cpu" else log_every
         history: list[dict[str, float]] = []

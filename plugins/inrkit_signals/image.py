@@ -25,6 +25,7 @@ import pydantic
 
 import inrkit
 from inrkit.errors import DataError
+from inrkit.images import write_png
 from inrkit.interfaces import Item, PluginOptions, Signal
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pnm"}
@@ -115,30 +116,29 @@ class ImageSignal(Signal):
         max_side = self.options.max_side
         if max_side is None and meta.get("sample"):
             max_side = SAMPLE_MAX_SIDE
-        h, w = data.shape[:2]
-        meta["original_shape"] = [h, w]
-        if max_side is None or max(h, w) <= max_side:
-            return data
-        from skimage.transform import resize
-
-        scale = max_side / max(h, w)
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        out = resize(data, size, order=1, anti_aliasing=True, preserve_range=True, mode="reflect")
-        return np.clip(out, 0.0, 1.0).astype(np.float32)
+        meta["original_shape"] = list(data.shape[:2])
+        return shrink_to_max_side(data, max_side)
 
     # -- writing ------------------------------------------------------------------------------
     def save(self, item: Item, reconstruction: np.ndarray, folder: Path) -> list[Path]:
-        import imageio.v3 as iio
+        return [write_png(folder / f"{item.name}.png", reconstruction, item.meta.get("bit_depth", 8))]
 
-        bits = item.meta.get("bit_depth", 8)
-        scale, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
-        pixels = np.round(np.clip(reconstruction, 0.0, 1.0) * scale).astype(dtype)
-        if pixels.shape[-1] == 1:
-            pixels = pixels[..., 0]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{item.name}.png"
-        iio.imwrite(path, pixels)
-        return [path]
+
+def resize_to(data: np.ndarray, size: tuple[int, int], order: int = 1) -> np.ndarray:
+    """Resize ``(H, W, C)`` in [0, 1] to ``size``, antialiased when shrinking."""
+    from skimage.transform import resize
+
+    out = resize(data, size, order=order, anti_aliasing=True, preserve_range=True, mode="reflect")
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def shrink_to_max_side(data: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Shrink (never enlarge) so the longer side is at most ``max_side`` pixels."""
+    h, w = data.shape[:2]
+    if max_side is None or max(h, w) <= max_side:
+        return data
+    scale = max_side / max(h, w)
+    return resize_to(data, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
 def _to_float(arr: np.ndarray, meta: dict) -> np.ndarray:

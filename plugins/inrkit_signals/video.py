@@ -1,0 +1,136 @@
+"""Video: every frame of a clip (or every image of a folder of frames) is one item.
+
+With ``--sharing minr`` the frames share the intermediate layers, as in the paper's video
+experiment. Files are read with imageio's PyAV plugin (any container and codec FFmpeg reads).
+``start``, ``frames`` and ``stride`` pick frames ``start, start + stride, ...``; ``max_side``
+shrinks them as the image signal does. Reconstructions are written as ``frames/<name>.png`` and
+as ``video.mp4`` (H.264 at the source's frame rate; odd sizes are padded by one pixel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pydantic
+
+import inrkit
+from inrkit.errors import DataError
+from inrkit.interfaces import Item, PluginOptions, Signal
+from inrkit.images import write_png
+from inrkit_signals.image import IMAGE_SUFFIXES, ImageSignal, shrink_to_max_side
+
+DEFAULT_FPS = 25.0
+
+
+class VideoSignal(Signal):
+    name = "video"
+    in_dim = 2
+
+    class Options(PluginOptions):
+        #: Index of the first frame.
+        start: int = pydantic.Field(0, ge=0)
+        #: Number of frames; ``None`` takes all from ``start``.
+        frames: int | None = pydantic.Field(None, gt=0)
+        #: Take every ``stride``-th frame.
+        stride: int = pydantic.Field(1, gt=0)
+        #: Longer side in pixels after loading (antialiased downscale); ``None`` keeps the size.
+        max_side: int | None = pydantic.Field(None, gt=0)
+
+    def load(self, sources: Sequence[str]) -> list[Item]:
+        if len(sources) != 1:
+            raise DataError(
+                "the video signal takes exactly one source: a video file or a folder of frames "
+                f"(got {len(sources)})"
+            )
+        source = sources[0]
+        path = Path(source)
+        if path.is_dir():
+            frames, fps = self._folder_frames(path)
+        elif path.is_file():
+            frames, fps = self._file_frames(path)
+        else:
+            raise DataError(f"no such file or folder: {source}")
+        items = []
+        for index, frame in frames:
+            data = shrink_to_max_side(frame, self.options.max_side)
+            items.append(Item(f"frame{index:05d}", data, {"source": source, "frame": index, "fps": fps, "bit_depth": 8}))
+        return items
+
+    def _indices(self, total: int, source: str) -> list[int]:
+        o = self.options
+        if o.start >= total:
+            raise DataError(f"start={o.start} is past the end of {source} ({total} frames)")
+        available = range(o.start, total, o.stride)
+        if o.frames is not None and o.frames > len(available):
+            raise DataError(
+                f"{source} has {total} frames: from frame {o.start} with stride {o.stride} there are "
+                f"only {len(available)}, not frames={o.frames}"
+            )
+        return list(available)[: o.frames]
+
+    def _folder_frames(self, folder: Path) -> tuple[list[tuple[int, np.ndarray]], float]:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"folder {folder} holds no frames (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        images = ImageSignal({"channels": "rgb"})
+        frames = []
+        for index in self._indices(len(files), str(folder)):
+            frames.append((index, images.load([str(files[index])])[0].data))
+        return frames, DEFAULT_FPS
+
+    def _file_frames(self, path: Path) -> tuple[list[tuple[int, np.ndarray]], float]:
+        import imageio.v3 as iio
+
+        try:
+            props = iio.improps(path, plugin="pyav")
+            meta = iio.immeta(path, plugin="pyav")
+            total = int(props.n_images) if props.n_images else int(props.shape[0])
+        except Exception as exc:  # noqa: BLE001 - every decoder failure means "not a video we can read"
+            raise DataError(f"cannot read video {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        if total <= 0:
+            raise DataError(f"cannot read video {path}: no video frames found (is it a video file?)")
+        wanted = self._indices(total, str(path))
+        keep = set(wanted)
+        frames = []
+        try:
+            for index, frame in enumerate(iio.imiter(path, plugin="pyav")):
+                if index in keep:
+                    frames.append((index, np.asarray(frame, dtype=np.float32)[..., :3] / 255.0))
+                if index >= wanted[-1]:
+                    break
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"cannot decode video {path}: {exc}") from None
+        if len(frames) != len(wanted):
+            raise DataError(f"{path}: decoded {len(frames)} of the {len(wanted)} frames asked for (truncated file?)")
+        return frames, float(meta.get("fps") or DEFAULT_FPS)
+
+    def save(self, item: Item, reconstruction: np.ndarray, folder: Path) -> list[Path]:
+        return [write_png(folder / "frames" / f"{item.name}.png", reconstruction)]
+
+    def save_all(self, items: Sequence[Item], reconstructions: Sequence[np.ndarray], folder: Path) -> list[Path]:
+        paths = super().save_all(items, reconstructions, folder)
+        if items and len({r.shape for r in reconstructions}) == 1:
+            paths.append(write_video(folder / "video.mp4", reconstructions, float(items[0].meta.get("fps", DEFAULT_FPS))))
+        return paths
+
+
+def write_video(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
+    """Write frames in [0, 1] as H.264 (yuv420p needs even sizes: odd ones are edge-padded)."""
+    import imageio.v3 as iio
+
+    stack = np.round(np.clip(np.stack(frames), 0.0, 1.0) * 255).astype(np.uint8)
+    if stack.shape[-1] == 1:
+        stack = np.repeat(stack, 3, axis=-1)
+    pad_h, pad_w = stack.shape[1] % 2, stack.shape[2] % 2
+    if pad_h or pad_w:
+        stack = np.pad(stack, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, stack, plugin="pyav", codec="libx264", fps=fps)
+    return path
+
+
+@inrkit.hookimpl
+def inrkit_register_signals() -> list[type[Signal]]:
+    return [VideoSignal]
