@@ -57,7 +57,7 @@ def main() -> None:
         f"over each budget; {datetime.date.today()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.machine()}.",
         "",
-        f"| steps | encode into MINR: PSNR (dB) | seconds | separate from scratch: PSNR (dB) | seconds |",
+        "| steps | encode into MINR: PSNR (dB) | seconds | separate from scratch: PSNR (dB) | seconds |",
         "| --- | --- | --- | --- | --- |",
     ]
     for r in rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -72,9 +73,20 @@ class Activation(Plugin):
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         """Apply the nonlinearity to the pre-activation ``z`` of a first or hidden layer."""
 
-    @abc.abstractmethod
     def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
-        """Initialise ``weight`` (``(..., in, out)``) and ``bias`` (``(..., out)``) in place."""
+        """Initialise ``weight`` (``(..., in, out)``) and ``bias`` (``(..., out)``) in place.
+
+        By default uniformly within :meth:`init_bounds` (real and imaginary parts alike for
+        complex layers); override for any other scheme, and make ``init_bounds`` return ``None``.
+        """
+        bounds = self.init_bounds(position, weight.shape[-2])
+        if bounds is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement init_ or init_bounds")
+        import torch
+
+        with torch.no_grad():
+            weight.uniform_(-bounds[0], bounds[0])
+            bias.uniform_(-bounds[1], bounds[1])
 
     def encode(self, coords: torch.Tensor) -> torch.Tensor:
         """Map raw coordinates to the first layer's input (identity unless overridden)."""
@@ -102,12 +114,14 @@ class Activation(Plugin):
         return None
 
     def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float] | None:
-        """``(weight_bound, bias_bound)`` of a uniform initialisation, for the contract kit.
+        """``(weight_bound, bias_bound)`` of the uniform initialisation :meth:`init_` draws from.
 
-        Return ``None`` when the initialisation is not uniform; the kit then only checks that the
-        values are finite and not constant.
+        The default is PyTorch's ``nn.Linear`` default, ``U(±1/sqrt(fan_in))`` for both. Return
+        ``None`` when an overridden ``init_`` is not uniform; the contract kit then only checks
+        that the values are finite and not constant.
         """
-        return None
+        bound = 1.0 / math.sqrt(fan_in)
+        return bound, bound
 
 
 @dataclasses.dataclass(frozen=True)

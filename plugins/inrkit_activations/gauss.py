@@ -6,7 +6,6 @@ reference code uses; ``s`` controls the bandwidth (10 to 30 for images).
 
 from __future__ import annotations
 
-import math
 
 import pydantic
 import torch
@@ -25,16 +24,6 @@ class Gauss(Activation):
 
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         return torch.exp(-(self.options.scale * z).square())
-
-    def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
-        bound = 1.0 / math.sqrt(fan_in)
-        return bound, bound
-
-    def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
-        weight_bound, bias_bound = self.init_bounds(position, weight.shape[-2])
-        with torch.no_grad():
-            weight.uniform_(-weight_bound, weight_bound)
-            bias.uniform_(-bias_bound, bias_bound)
 
 
 @inrkit.hookimpl

@@ -45,16 +45,6 @@ class PeMlp(Activation):
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         return torch.relu(z)
 
-    def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
-        bound = 1.0 / math.sqrt(fan_in)
-        return bound, bound
-
-    def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
-        weight_bound, bias_bound = self.init_bounds(position, weight.shape[-2])
-        with torch.no_grad():
-            weight.uniform_(-weight_bound, weight_bound)
-            bias.uniform_(-bias_bound, bias_bound)
-
 
 @inrkit.hookimpl
 def inrkit_register_activations() -> list[type[Activation]]:

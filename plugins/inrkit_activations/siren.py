@@ -37,12 +37,6 @@ class Siren(Activation):
         weight = 1.0 / fan_in if position == "first" else math.sqrt(6.0 / fan_in) / self.options.omega
         return weight, 1.0 / math.sqrt(fan_in)
 
-    def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
-        weight_bound, bias_bound = self.init_bounds(position, weight.shape[-2])
-        with torch.no_grad():
-            weight.uniform_(-weight_bound, weight_bound)
-            bias.uniform_(-bias_bound, bias_bound)
-
 
 @inrkit.hookimpl
 def inrkit_register_activations() -> list[type[Activation]]:

@@ -36,16 +36,6 @@ class Wire(Activation):
     def hidden_width(self, width: int) -> int:
         return max(1, int(width / math.sqrt(2)))
 
-    def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
-        bound = 1.0 / math.sqrt(fan_in)
-        return bound, bound
-
-    def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
-        weight_bound, bias_bound = self.init_bounds(position, weight.shape[-2])
-        with torch.no_grad():
-            weight.uniform_(-weight_bound, weight_bound)  # real and imaginary parts each
-            bias.uniform_(-bias_bound, bias_bound)
-
 
 @inrkit.hookimpl
 def inrkit_register_activations() -> list[type[Activation]]:
