@@ -304,7 +304,8 @@ def encode(run_dir: str, data: tuple[str, ...], out: str | None, as_json: bool, 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json: bool) -> None:
+@click.option("--all", "show_all", is_flag=True, help="Also list every plugin module with the hooks it implements.")
+def plugins(as_json: bool, show_all: bool) -> None:
     """List installed plugins: name, kind, providing distribution and version."""
     from inrkit.plugins import get_registry
 
@@ -317,13 +318,20 @@ def plugins(as_json: bool) -> None:
     ]
     failures = [f.__dict__ for f in registry.failures]
     if as_json:
-        click.echo(json.dumps({"plugins": entries, "failures": failures, "conflicts": registry.conflicts()}, indent=2))
+        payload: dict[str, Any] = {"plugins": entries, "failures": failures, "conflicts": registry.conflicts()}
+        if show_all:
+            payload["modules"] = registry.plugins()
+        click.echo(json.dumps(payload, indent=2))
         return
     header = {"kind": "kind", "name": "name", "distribution": "distribution", "version": "version", "plugin": "entry point"}
     cols = ["kind", "name", "distribution", "version", "plugin"]
     widths = {c: max(len(str(r[c])) for r in [header, *entries]) for c in cols}
     for row in [header, *entries]:
         click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in cols).rstrip())
+    if show_all:
+        click.echo("\nplugin modules (entry point, distribution, hooks):")
+        for module in registry.plugins():
+            click.echo(f"  {module['plugin']}  {module['distribution']} {module['version']}  {', '.join(module['hooks'])}")
     for f in registry.failures:
         click.echo(f"failed: {f.describe()}", err=True)
     for message in registry.conflicts():

@@ -184,3 +184,60 @@ def test_cli_import_loads_no_plugin_and_help_needs_none(tmp_path):
         env={"PATH": "", "INRKIT_LOAD_PLUGINS": "", "PYTHONPATH": str(tmp_path)},
     )
     assert help_out.returncode == 0 and "run" in help_out.stdout
+
+
+THIRD_PARTY_KINDS = """
+import numpy as np
+import inrkit
+from inrkit.interfaces import Item, Signal, SharingStrategy
+from inrkit.nn import MultiINR, mlp_layer_defs
+
+
+class Ramp(Signal):
+    name = "ramp"
+
+    def load(self, sources):
+        y, x = np.mgrid[0:12, 0:16] / 16.0
+        return [Item(f"ramp{k}", np.stack([x, y, (x + y) / 2 * k / 3], -1).astype(np.float32)) for k in range(3)]
+
+    def save(self, item, reconstruction, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{item.name}.npy"
+        np.save(path, reconstruction)
+        return [path]
+
+
+class SharedFirst(SharingStrategy):
+    name = "shared-first"
+
+    def build(self, activation, spec):
+        defs = mlp_layer_defs(spec, activation, [True] * (spec.layers - 2))
+        defs[0] = type(defs[0])(defs[0].name, defs[0].in_features, defs[0].out_features, "first", shared=True)
+        return MultiINR(activation, spec, defs)
+
+
+@inrkit.hookimpl
+def inrkit_register_signals():
+    return [Ramp]
+
+
+@inrkit.hookimpl
+def inrkit_register_sharing_strategies():
+    return [SharedFirst]
+"""
+
+
+def test_third_party_signal_and_sharing_strategy_through_hooks(fresh_registry, plugin_module, tmp_path):
+    import inrkit
+
+    registry = fresh_registry(entry_point("thirdparty", plugin_module("third_party_kinds", THIRD_PARTY_KINDS)))
+    assert registry.entry("signal", "ramp").plugin == "thirdparty"
+    assert "shared-first" in registry.names("sharing")
+    config = {"signal": {"name": "ramp"}, "sharing": {"name": "shared-first"}, "model": {"width": 16, "layers": 3}, "train": {"steps": 5}}
+    result = inrkit.fit(config, out=tmp_path / "run", registry=registry)
+    assert result.metrics["signal"] == "ramp" and len(result.metrics["items"]) == 3
+    assert "first" in result.model.shared and "last" in result.model.items
+    assert sorted(p.name for p in (tmp_path / "run" / "recon").iterdir()) == ["ramp0.npy", "ramp1.npy", "ramp2.npy"]
+    np = __import__("numpy")
+    run = inrkit.load(tmp_path / "run", registry=registry)
+    np.testing.assert_allclose(run.decode("ramp2"), result.reconstructions[2], atol=1e-5)

@@ -6,7 +6,8 @@ command, and rejects duplicate names naming both sources. Environment switches:
 
 - ``INRKIT_DISABLE_PLUGINS=a,b`` skips the named entry points;
 - ``INRKIT_LOAD_PLUGINS=a,b`` loads only the named entry points (empty string: none);
-- ``INRKIT_STRICT_PLUGINS=1`` re-raises a plugin's import error instead of skipping it.
+- ``INRKIT_STRICT_PLUGINS=1`` re-raises a plugin's import error instead of skipping it;
+- ``INRKIT_TRACE_PLUGINS=1`` prints every hook call, with its plugin and result, to stderr.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterable
@@ -90,6 +92,7 @@ class PluginRegistry:
         self._loaded = False
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
+        self._tracing = os.environ.get("INRKIT_TRACE_PLUGINS", "") not in ("", "0")
         self.failures: list[PluginFailure] = []
         self._sources: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
         self._classes: dict[str, dict[str, RegisteredClass]] = {kind: {} for kind in PLUGIN_BASES}
@@ -113,6 +116,10 @@ class PluginRegistry:
         self._sources.pop(name, None)
         if self._loaded:
             self._collect()
+
+    def _trace(self, message: str) -> None:
+        if self._tracing:
+            sys.stderr.write(f"[inrkit plugins] {message}\n")
 
     def load(self) -> PluginRegistry:
         """Discover plugins once; later calls are free."""
@@ -154,6 +161,7 @@ class PluginRegistry:
                         f"entry point name {ep.name!r} is used by both {other[0]} {other[1]} "
                         f"and {distribution} {version}"
                     )
+                self._trace(f"loading entry point {ep.name} = {ep.value} ({distribution} {version})")
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
                 try:
@@ -190,9 +198,11 @@ class PluginRegistry:
                 plugin_name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
                 distribution, version = self._sources.get(plugin_name, ("local", "?"))
                 try:
+                    returned = impl.function() or []
+                    self._trace(f"{hook_name}() of {plugin_name} -> {[getattr(c, 'name', c) for c in returned]}")
                     entries = [
                         self._validated(kind, base, cls, plugin_name, distribution, version, hook_name)
-                        for cls in impl.function() or []
+                        for cls in returned
                     ]
                 except Exception as exc:  # noqa: BLE001 - one bad plugin must not break the rest
                     if os.environ.get("INRKIT_STRICT_PLUGINS", "") not in ("", "0"):
@@ -241,6 +251,17 @@ class PluginRegistry:
     def names(self, kind: str) -> list[str]:
         self.load()
         return sorted(self._classes[kind])
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """Every registered plugin object: entry-point name, distribution, version, hooks it implements."""
+        self.load()
+        out = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda item: item[0]):
+            distribution, version = self._sources.get(name, ("local", "?"))
+            hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+            provides = sorted(f"{e.kind}:{e.name}" for kind in self._classes.values() for e in kind.values() if e.plugin == name)
+            out.append({"plugin": name, "distribution": distribution, "version": version, "hooks": hooks, "provides": provides})
+        return out
 
     def conflicts(self) -> list[str]:
         """Messages for names registered more than once (each such name is unusable)."""
