@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING  # noqa: E402
 from inrkit.plugins.hookspecs import hookimpl  # noqa: E402  (plugins import this first)
 
 if TYPE_CHECKING:
-    from inrkit.api import FitResult, Run, as_config, decode, fit, load, parameter_counts
+    from inrkit.api import FitResult, Run, as_config, decode, encode, fit, load, parameter_counts
 
-__all__ = ["FitResult", "Run", "__version__", "as_config", "decode", "fit", "hookimpl", "load", "parameter_counts"]
+__all__ = ["FitResult", "Run", "__version__", "as_config", "decode", "encode", "fit", "hookimpl", "load", "parameter_counts"]
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
     """Import the API (and torch) only when used, so ``import inrkit`` in a plugin stays light."""
-    if name in ("fit", "load", "decode", "parameter_counts", "Run", "FitResult", "as_config"):
+    if name in ("fit", "encode", "load", "decode", "parameter_counts", "Run", "FitResult", "as_config"):
         from inrkit import api
 
         return getattr(api, name)

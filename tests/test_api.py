@@ -129,3 +129,8 @@ def test_fit_and_decode_on_cuda(image_dir: Path, tmp_path: Path):
     assert result.metrics["psnr_mean"] > result.metrics["history"][0]["psnr"] + 10
     cpu = inrkit.load(result.run_dir).decode(0)
     np.testing.assert_allclose(cpu, result.reconstructions[0], atol=1e-4)
+
+
+def test_public_api_names_resolve():
+    for name in inrkit.__all__:
+        assert getattr(inrkit, name) is not None, name
