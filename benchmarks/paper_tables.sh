@@ -10,13 +10,14 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 data="${DATA:-$here/../../shared/data}"
 out="${1:-benchmarks/out}"
-kodak=("$data"/kodak/kodim0{1,2,3,4}.png)
+kodak=()
+for i in 1 2 3 4; do kodak+=(--data "$data/kodak/kodim0$i.png"); done
 common=(--width 40 --layers 5 --steps 600 --set signal.max_side=128 --no-progress)
 
-inrkit compare --data "${kodak[@]}" "${common[@]}" --out "$out/table1-kodak4" \
+inrkit compare "${kodak[@]}" "${common[@]}" --out "$out/table1-kodak4" \
   --sharing separate,minr,row,column,grid,id,coinpp
 
-inrkit compare --data "${kodak[@]}" "${common[@]}" --out "$out/table3-kodak4" \
+inrkit compare "${kodak[@]}" "${common[@]}" --out "$out/table3-kodak4" \
   --variant "MINR:sharing.name=minr" \
   --variant "w/o projection layers:sharing.projection=false" \
   --variant "w/o sharing 2nd layer:sharing.shared_layers=[3,4]" \
@@ -25,3 +26,10 @@ inrkit compare --data "${kodak[@]}" "${common[@]}" --out "$out/table3-kodak4" \
   --variant "w/o sharing 2nd & 3rd:sharing.shared_layers=[4]" \
   --variant "w/o sharing 2nd & 4th:sharing.shared_layers=[3]" \
   --variant "w/o sharing 3rd & 4th:sharing.shared_layers=[2]"
+
+if [ "${IMAGENET40:-0}" = 1 ]; then  # Table I's 40-image half (slow: about 40x the work of one image)
+  imagenet=()
+  for f in $(ls "$data"/imagenet100/*.JPEG | head -40); do imagenet+=(--data "$f"); done
+  inrkit compare "${imagenet[@]}" "${common[@]}" --out "$out/table1-imagenet40" \
+    --sharing separate,minr,row,column,grid,id,coinpp
+fi
