@@ -89,8 +89,9 @@ def build_config_dict(
     data: dict[str, Any] = read_config_file(config_file) if config_file else {}
     for kind in KINDS:
         _plugin_section(data, kind, flags.get(kind))
-    if flags.get("data"):
-        data["data"] = list(flags["data"])
+    sources = list(flags.get("data") or ()) + list(flags.get("paths") or ())
+    if sources:
+        data["data"] = sources
     for section, keys in (("model", ("width", "layers")), ("train", ("steps", "lr", "seed", "device"))):
         for key in keys:
             if flags.get(key) is not None:
@@ -148,7 +149,7 @@ def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], C
     options = [
         click.option("--activation", type=PluginName("activation"), help="Activation plugin [default: siren]."),
         click.option("--signal", type=PluginName("signal"), help="Signal plugin [default: image]."),
-        click.option("--data", multiple=True, metavar="PATH", help="File, folder or glob (repeatable) [default: built-in samples]."),
+        click.option("--data", multiple=True, metavar="PATH", help="File, folder or glob (repeatable; paths after the options count too) [default: built-in samples]."),
         click.option("--width", type=int, help="Hidden width [default: 256]."),
         click.option("--layers", type=int, help="Linear layers of one plain MLP, as the paper counts them [default: 5]."),
         click.option("--steps", type=int, help="Training steps, each over every point [default: 300; 100 for the samples demo]."),
@@ -161,6 +162,9 @@ def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], C
     ]
     if sharing:
         options.insert(1, click.option("--sharing", type=PluginName("sharing"), help="Sharing strategy plugin [default: minr]."))
+    # Paths after the options count as --data too, so `--data photos/*.png` works once the shell
+    # has expanded the glob into many arguments.
+    options.append(click.argument("paths", nargs=-1, type=click.Path()))
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
@@ -280,7 +284,8 @@ def decode(run_dir: str, item: str | None, all_items: bool, scale: float | None,
 
 @main.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
-@click.option("--data", multiple=True, required=True, metavar="PATH", help="New items: file, folder or glob (repeatable).")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--data", multiple=True, metavar="PATH", help="New items: file, folder or glob (repeatable; paths after the options count too).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder for the new items (new or empty).")
 @click.option("--steps", type=int, help="Training steps [default: the run's].")
 @click.option("--lr", type=float, help="Learning rate [default: the run's].")
@@ -288,10 +293,13 @@ def decode(run_dir: str, item: str | None, all_items: bool, scale: float | None,
 @click.option("--device", help="auto, cpu, cuda or cuda:N [default: the run's].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal].")
-def encode(run_dir: str, data: tuple[str, ...], out: str | None, as_json: bool, progress: bool | None, **train: Any) -> None:
+def encode(
+    run_dir: str, paths: tuple[str, ...], data: tuple[str, ...], out: str | None, as_json: bool, progress: bool | None, **train: Any
+) -> None:
     """Encode new items against a trained run's frozen shared layers (only their own layers train)."""
     from inrkit import api
 
+    data = data + paths
     if progress is None:
         progress = sys.stderr.isatty()
     overrides = {k: v for k, v in train.items() if v is not None}

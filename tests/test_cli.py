@@ -182,3 +182,11 @@ def test_failed_run_keeps_what_was_written(image_dir: Path, tmp_path: Path):
 def test_help_lists_commands():
     code, out = invoke("--help")
     assert code == 0 and all(cmd in out for cmd in ("run", "plugins", "params"))
+
+
+def test_shell_expanded_globs_after_data_are_sources(image_dir: Path, tmp_path: Path):
+    files = sorted(str(p) for p in image_dir.iterdir())
+    metrics = run_json("--data", *files, "--width", "8", "--steps", "2", "--out", str(tmp_path / "g"), "--no-progress")
+    assert [it["name"] for it in metrics["items"]] == ["img0", "img1", "img2", "img3"]
+    metrics = run_json(*files[:2], "--width", "8", "--steps", "2", "--out", str(tmp_path / "p"), "--no-progress")
+    assert len(metrics["items"]) == 2
