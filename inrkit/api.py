@@ -28,7 +28,7 @@ from inrkit.interfaces import Item, ModelSpec
 from inrkit.metrics import mean_std, psnr, ssim
 from inrkit.nn import MultiINR, ParamCounts, count_parameters
 from inrkit.plugins import PluginRegistry, get_registry
-from inrkit.train import PointSet, Trainer, render, resolve_device
+from inrkit.train import PointSet, Trainer, auto_chunk_rows, render, resolve_device
 
 
 @dataclasses.dataclass
@@ -159,6 +159,8 @@ def fit(
     ``on_note`` receives informational messages (e.g. that the demo schedule is in use).
     Raises :class:`inrkit.errors.InrkitError` subclasses for anything the user can fix.
     """
+    if isinstance(data, (str, Path)):
+        data = [str(data)]
     cfg = as_config(config, data=list(data) if data is not None else None)
     cfg, notes = apply_demo_preset(cfg)
     for note in notes:
@@ -208,7 +210,7 @@ def _train_and_save(
 
     eval_arrays = [signal.eval_view(item) for item in items]
     eval_points = PointSet.from_arrays(eval_arrays)
-    rendered = render(model, eval_points.coords.to(device)).cpu()
+    rendered = render(model, eval_points.coords.to(device), auto_chunk_rows(device)).cpu()
     recons = [rendered[i, : eval_points.counts[i]].reshape(arr.shape).numpy() for i, arr in enumerate(eval_arrays)]
     per_item = []
     for item, recon, target in zip(items, recons, eval_arrays, strict=True):
@@ -245,7 +247,6 @@ def _train_and_save(
         metrics.update(extra_metadata)
 
     if run_dir is not None:
-        signal.save_all(items, recons, run_dir / artifacts.RECON_DIR)
         metadata = {
             "config": cfg.model_dump(mode="json"),
             "plugins": _plugin_info(resolved, registry),
@@ -257,10 +258,20 @@ def _train_and_save(
             "inrkit_version": __version__,
             **(extra_metadata or {}),
         }
+        # The checkpoint and metrics first: a failure writing reconstructions must not lose them.
         artifacts.save_checkpoint(run_dir / artifacts.CHECKPOINT_FILE, model, metadata)
-    metrics["total_seconds"] = time.perf_counter() - started
-    if run_dir is not None:
+        metrics["total_seconds"] = time.perf_counter() - started
         artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
+        try:
+            signal.save_all(items, recons, run_dir / artifacts.RECON_DIR)
+        except Exception as exc:  # noqa: BLE001 - any writer failure becomes one message
+            raise DataError(
+                f"could not write the reconstructions into {run_dir / artifacts.RECON_DIR}: "
+                f"{type(exc).__name__}: {exc}. The checkpoint and metrics.json are saved; "
+                f"'inrkit decode {run_dir} --all -o DIR' renders the items again"
+            ) from None
+    else:
+        metrics["total_seconds"] = time.perf_counter() - started
     return FitResult(cfg, metrics, model, items, recons, run_dir)
 
 
@@ -283,16 +294,21 @@ def encode(
     """
     run = run if isinstance(run, Run) else load(run, registry)
     registry = registry or get_registry()
+    if isinstance(data, (str, Path)):
+        data = [str(data)]
     if not data:
         raise DataError("encode needs new items: give --data with files, folders or globs")
     base = run.config.model_dump(exclude_unset=False)
-    cfg = as_config(merge(base, {"data": list(data), "train": dict(train or {})}))
+    channels = int(run.items[0]["channels"])
+    update: dict[str, Any] = {"data": list(data), "train": dict(train or {})}
+    if base["signal"].get("channels") == "auto":  # new items take the run's channel layout
+        update["signal"] = {"channels": {1: "gray", 3: "rgb", 4: "rgba"}.get(channels, "auto")}
+    cfg = as_config(merge(base, update))
     resolved = ResolvedRun(cfg, registry)
     resolved.config = resolved.normalized_config()
     device = resolve_device(resolved.config.train.device)
     items = resolved.signal.load(resolved.config.data)
     _check_items(items, resolved.signal.name)
-    channels = int(run.items[0]["channels"])
     if items[0].channels != channels:
         raise DataError(f"the new items have {items[0].channels} channel(s), the run's items {channels}")
     torch.manual_seed(resolved.config.train.seed)
@@ -410,7 +426,7 @@ class Run:
         model = self.model_for(item, device)
         device = next(model.parameters()).device
         coords = grid_coords(shape, device=device).unsqueeze(0)
-        values = render(model, coords)
+        values = render(model, coords, auto_chunk_rows(device))
         return values[0].reshape(*shape, -1).cpu().numpy()
 
 

@@ -33,10 +33,15 @@ def new_run_folder(out: str | Path | None, label: str, root: str | Path = "runs"
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path(root) / f"{stamp}-{label}"
-        path, k = base, 1
-        while path.exists():
-            k += 1
-            path = base.with_name(f"{base.name}-{k}")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for k in range(1, 10_000):
+            path = base if k == 1 else base.with_name(f"{base.name}-{k}")
+            try:
+                path.mkdir()  # atomic: two runs started in the same second get different folders
+                return path
+            except FileExistsError:
+                continue
+        raise ConfigError(f"cannot find a free run folder name next to {base}")
     else:
         path = Path(out)
         if path.exists() and not path.is_dir():
@@ -56,6 +61,9 @@ def _atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

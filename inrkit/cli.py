@@ -17,6 +17,7 @@ import click
 from inrkit.errors import InrkitError
 
 KINDS = ("activation", "sharing", "signal")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 class UserError(click.ClickException):
@@ -72,10 +73,13 @@ def main() -> None:
 
 def _plugin_section(data: dict[str, Any], kind: str, name: str | None) -> None:
     """Set a plugin name from a flag; options from a config file for another plugin are dropped."""
+    from inrkit.config import DEFAULT_PLUGINS
+
     if name is None:
         return
     section = data.get(kind)
-    if isinstance(section, dict) and section.get("name") == name:
+    if isinstance(section, dict) and section.get("name", DEFAULT_PLUGINS[kind]) == name:
+        section["name"] = name
         return
     data[kind] = {"name": name}
 
@@ -233,7 +237,7 @@ def compare(
 
     def report(row: dict[str, Any]) -> None:
         if not as_json:
-            click.echo(f"{row['method']}: {row['psnr_mean']:.2f} dB, {row['params']:,} params, {row['seconds']:.1f} s", err=True)
+            click.echo(f"{row['method']}: {_fmt(row['psnr_mean'], 2)} dB, {row['params']:,} params, {row['seconds']:.1f} s", err=True)
 
     rows = comparison.compare(base, variants, out or None, progress=progress, on_note=_note, on_row=report)
     if as_json:
@@ -260,25 +264,44 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--all", "all_items", is_flag=True, help="Render every item (then -o is a folder).")
 @click.option("--scale", type=float, help="Multiple of the item's size, e.g. 2 or 4.")
 @click.option("--size", callback=_parse_size, metavar="WxH", help="Explicit output size in pixels.")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output PNG (or folder with --all).")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output image (.png, .jpg, .tif, ...), or a folder with --all.")
+@click.option("--force", is_flag=True, help="Replace output files that already exist.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-def decode(run_dir: str, item: str | None, all_items: bool, scale: float | None, size: tuple[int, int] | None, output: str, device: str) -> None:
+def decode(
+    run_dir: str, item: str | None, all_items: bool, scale: float | None, size: tuple[int, int] | None,
+    output: str, force: bool, device: str,
+) -> None:
     """Render items of a run at any resolution, reading only the tensors they need."""
     from pathlib import Path
 
     from inrkit import api
     from inrkit.errors import ConfigError
-    from inrkit.images import write_png
+    from inrkit.images import write_image
 
     if all_items == (item is not None):
         raise ConfigError("give exactly one of --item NAME|INDEX and --all")
     run = api.load(run_dir)
     names = run.item_names if all_items else [run.item_names[run.item_index(item)]]  # type: ignore[arg-type]
     target = Path(output)
-    for name in names:
+    if all_items:
+        if target.exists() and not target.is_dir():
+            raise ConfigError(f"-o {target} exists and is not a folder (--all writes one file per item)")
+        paths = [target / f"{name}.png" for name in names]
+    else:
+        if target.is_dir():
+            raise ConfigError(f"-o {target} is a folder; give a file name such as {target / (names[0] + '.png')}")
+        if target.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ConfigError(f"-o {target}: use an image file name ending in {', '.join(sorted(IMAGE_SUFFIXES))}")
+        paths = [target]
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise ConfigError(f"{', '.join(existing[:3])} already exist(s); nothing was written (use --force to replace)")
+    for name, path in zip(names, paths, strict=True):
         image = run.decode(name, size=size, scale=scale, device=device)
-        path = target / f"{name}.png" if all_items else target
-        write_png(path, image)
+        try:
+            write_image(path, image)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot write {path}: {exc}") from None
         click.echo(f"{name}: {image.shape[1]}x{image.shape[0]} -> {path}")
 
 

@@ -28,6 +28,7 @@ from inrkit.interfaces import Activation, Plugin, SharingStrategy, Signal
 DEFAULT_ACTIVATION = "siren"
 DEFAULT_SHARING = "minr"
 DEFAULT_SIGNAL = "image"
+DEFAULT_PLUGINS = {"activation": DEFAULT_ACTIVATION, "sharing": DEFAULT_SHARING, "signal": DEFAULT_SIGNAL}
 
 
 class PluginChoice(pydantic.BaseModel):
@@ -43,7 +44,7 @@ class PluginChoice(pydantic.BaseModel):
 
 
 class ModelConfig(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
+    model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
 
     #: Hidden width of the MLP.
     width: int = pydantic.Field(256, gt=0)
@@ -52,7 +53,7 @@ class ModelConfig(pydantic.BaseModel):
 
 
 class TrainConfig(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
+    model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
 
     #: Optimisation steps; each step sees every point of every item once.
     steps: int = pydantic.Field(300, gt=0)
@@ -63,7 +64,7 @@ class TrainConfig(pydantic.BaseModel):
     #: Points per item per chunk (gradients accumulate over chunks); ``auto`` picks by device.
     chunk_points: int | Literal["auto"] = "auto"
     #: Seed for initialisation; the same seed gives bit-identical reruns on the CPU.
-    seed: int = 0
+    seed: int = pydantic.Field(0, ge=0, lt=2**63)
     #: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
     device: str = "auto"
     #: Record loss/PSNR (and refresh the progress bar) every this many steps; 0 picks ~100 records.

@@ -29,7 +29,7 @@ LayerPosition = Literal["first", "hidden", "last"]
 class PluginOptions(pydantic.BaseModel):
     """Base of every plugin's ``Options``: unknown keys are errors, values are validated."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Plugin(abc.ABC):

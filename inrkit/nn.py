@@ -155,10 +155,16 @@ class MultiINR(nn.Module):
 
         Returns the (detached) loss: each item's mean squared error averaged over items.
         """
+        return self.accumulate_gradients_with(points, chunks)
+
+    def accumulate_gradients_with(
+        self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]], *extra: torch.Tensor
+    ) -> torch.Tensor:
+        """The chunked loss-and-backward loop; ``extra`` arguments are passed to ``forward``."""
         total = torch.zeros((), device=points.coords.device)
         for sl, items in chunks:
             coords = points.coords[:, sl] if items is None else points.coords[items, sl]
-            loss = points.loss(self(coords, items), sl, items)
+            loss = points.loss(self(coords, items, *extra), sl, items)
             loss.backward()
             total += loss.detach()
         return total

@@ -116,9 +116,13 @@ class PointSet:
         return cls(coords, targets, weights, counts)
 
 
+def auto_chunk_rows(device: torch.device) -> int:
+    """Rows (points x items) per chunk for a device."""
+    return GPU_CHUNK_ROWS if device.type == "cuda" else CPU_CHUNK_ROWS
+
+
 def auto_chunk_points(n_items: int, points: int, device: torch.device) -> int:
-    rows = GPU_CHUNK_ROWS if device.type == "cuda" else CPU_CHUNK_ROWS
-    return max(1, min(points, rows // max(n_items, 1)))
+    return max(1, min(points, auto_chunk_rows(device) // max(n_items, 1)))
 
 
 @dataclasses.dataclass

@@ -5,7 +5,8 @@ every activated layer, ``act(W x + b + shift_l(phi_i))`` (shift modulations). Th
 the linear map are meta-learned with MAML: every training step starts all latents at zero, takes
 ``inner_steps`` plain gradient steps of size ``inner_lr`` on them (each item on its own loss),
 and the outer optimiser (the trainer's Adam) updates the shared weights through that inner loop
-(second order, unless ``first_order``). After training, the latents are fitted once more the same
+(second order, unless ``first_order``). Second order keeps every point's activations of all inner
+steps in memory at once; first order works chunk by chunk like the other strategies. After training, the latents are fitted once more the same
 way and stored: they are the only per-item parameters, ``latent_dim`` numbers per item.
 """
 
@@ -70,12 +71,21 @@ class CoinppINR(MultiINR):
             total = total + points.loss(self(coords, items, latents), sl, items)
         return total
 
+    def _latent_grad(self, points: PointSet, chunks: Chunks, latents: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        if create_graph:  # second order: the whole inner step stays in the graph (memory ~ all points)
+            (grad,) = torch.autograd.grad(self._loss(points, chunks, latents), latents, create_graph=True)
+            return grad
+        grad = torch.zeros_like(latents)
+        for sl, items in chunks:  # first order: chunk by chunk, memory bounded by one chunk
+            coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+            grad += torch.autograd.grad(points.loss(self(coords, items, latents), sl, items), latents)[0]
+        return grad
+
     def _inner_loop(self, points: PointSet, chunks: Chunks, create_graph: bool) -> torch.Tensor:
         n = points.n_items
         latents = torch.zeros(n, self.meta.latent_dim, device=points.coords.device, requires_grad=True)
         for _ in range(self.meta.inner_steps):
-            loss = self._loss(points, chunks, latents)
-            (grad,) = torch.autograd.grad(loss, latents, create_graph=create_graph)
+            grad = self._latent_grad(points, chunks, latents, create_graph)
             # The loss averages items; scaling by n gives each item a step on its own loss.
             latents = latents - self.meta.inner_lr * n * grad
             if not create_graph:
@@ -84,11 +94,11 @@ class CoinppINR(MultiINR):
 
     def accumulate_gradients(self, points: PointSet, chunks: Chunks) -> torch.Tensor:
         latents = self._inner_loop(points, chunks, create_graph=not self.meta.first_order)
-        if self.meta.first_order:
-            latents = latents.detach()
-        loss = self._loss(points, chunks, latents)
-        loss.backward()
-        return loss.detach()
+        if not self.meta.first_order:
+            loss = self._loss(points, chunks, latents)
+            loss.backward()
+            return loss.detach()
+        return super().accumulate_gradients_with(points, chunks, latents.detach())
 
     def after_training(self, points: PointSet, chunks: Chunks) -> None:
         latents = self._inner_loop(points, chunks, create_graph=False)

@@ -25,7 +25,7 @@ import pydantic
 
 import inrkit
 from inrkit.errors import DataError
-from inrkit.images import write_png
+from inrkit.images import read_image, write_png
 from inrkit.interfaces import Item, PluginOptions, Signal
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pnm"}
@@ -62,6 +62,8 @@ class ImageSignal(Signal):
         return items
 
     def _expand(self, source: str) -> list[str]:
+        if not source.strip():
+            raise DataError("an empty path was given as data")
         if source.startswith(SAMPLE_PREFIX):
             name = source[len(SAMPLE_PREFIX):]
             if name not in SAMPLES:
@@ -91,12 +93,8 @@ class ImageSignal(Signal):
             name = source[len(SAMPLE_PREFIX):]
             arr = getattr(skimage.data, name)()
             return name, arr, {"source": source, "sample": True}
-        import imageio.v3 as iio
-
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # imageio's legacy plugin notices
-                arr = np.asarray(iio.imread(source))
+            arr = read_image(source)
         except Exception as exc:  # noqa: BLE001 - every decoder failure is the file's fault
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"cannot read image {source}: {reason}") from None
@@ -179,12 +177,17 @@ def _to_channels(arr: np.ndarray, mode: str, meta: dict) -> np.ndarray:
 
 
 def _dedupe_names(items: list[Item]) -> None:
-    seen: dict[str, int] = {}
+    """Make names unique: a repeated name gets ``-2``, ``-3``, ... (skipping names already taken)."""
+    taken = {item.name for item in items}
+    seen: set[str] = set()
     for item in items:
-        count = seen.get(item.name, 0)
-        seen[item.name] = count + 1
-        if count:
-            item.name = f"{item.name}-{count + 1}"
+        if item.name in seen:
+            k = 2
+            while f"{item.name}-{k}" in taken:
+                k += 1
+            item.name = f"{item.name}-{k}"
+            taken.add(item.name)
+        seen.add(item.name)
 
 
 @inrkit.hookimpl

@@ -18,7 +18,7 @@ import pydantic
 import inrkit
 from inrkit.errors import DataError
 from inrkit.interfaces import Item, PluginOptions, Signal
-from inrkit.images import write_png
+from inrkit.images import atomic_write, write_png
 from inrkit_signals.image import IMAGE_SUFFIXES, ImageSignal, shrink_to_max_side
 
 DEFAULT_FPS = 25.0
@@ -126,9 +126,7 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
     pad_h, pad_w = stack.shape[1] % 2, stack.shape[2] % 2
     if pad_h or pad_w:
         stack = np.pad(stack, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, stack, plugin="pyav", codec="libx264", fps=fps)
-    return path
+    return atomic_write(path, lambda tmp: iio.imwrite(tmp, stack, plugin="pyav", codec="libx264", fps=fps))
 
 
 @inrkit.hookimpl
