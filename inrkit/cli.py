@@ -333,6 +333,45 @@ def encode(
         print_metrics_table(result.metrics, result.run_dir)
 
 
+@main.group()
+def analyze() -> None:
+    """Analyses of trained runs."""
+
+
+@analyze.command("weights")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Figure (.png); the numbers go to the same name with .json.")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+def analyze_weights(runs: tuple[str, ...], output: str, force: bool) -> None:
+    """Per-layer weight histograms across items (the paper's Figure 2) and their similarity."""
+    from pathlib import Path
+
+    from inrkit import analysis, artifacts
+    from inrkit.errors import ConfigError
+
+    figure = Path(output)
+    if figure.suffix.lower() != ".png":
+        raise ConfigError(f"-o {figure}: the figure is written as PNG; use a name ending in .png")
+    numbers = figure.with_suffix(".json")
+    existing = [str(p) for p in (figure, numbers) if p.exists()]
+    if existing and not force:
+        raise ConfigError(f"{', '.join(existing)} already exist(s); nothing was written (use --force to replace)")
+    report = analysis.analyze_weights(runs)
+    analysis.plot_weights(runs, figure)
+    artifacts.write_json(numbers, report)
+    click.echo("layer       curves  excess kurtosis  W1/std between items (mean, max)")
+    for layer in report["layers"]:
+        mean, top = layer["normalized_w1_mean"], layer["normalized_w1_max"]
+        click.echo(
+            f"{layer['layer']:<11} {layer['curves']:>6}  {_fmt(layer['excess_kurtosis_mean'], 2):>15}  "
+            f"{_fmt(mean, 3):>7}  {_fmt(top, 3):>7}"
+        )
+    verdict = report["middle_layers_more_alike"]
+    if verdict is not None:
+        click.echo(f"hidden layers more alike across items than first and last: {'yes' if verdict else 'no'}")
+    click.echo(f"figure: {figure}\nnumbers: {numbers}")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--all", "show_all", is_flag=True, help="Also list every plugin module with the hooks it implements.")

@@ -153,7 +153,8 @@ class MultiINR(nn.Module):
     def accumulate_gradients(self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]]) -> torch.Tensor:
         """One step's loss over every chunk, with its gradient accumulated into ``.grad``.
 
-        Returns the (detached) loss: each item's mean squared error averaged over items.
+        Returns each item's share of the (detached) loss, ``(N,)``: its mean squared error / N,
+        so the sum is the loss, each item's MSE averaged over items.
         """
         return self.accumulate_gradients_with(points, chunks)
 
@@ -161,13 +162,16 @@ class MultiINR(nn.Module):
         self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]], *extra: torch.Tensor
     ) -> torch.Tensor:
         """The chunked loss-and-backward loop; ``extra`` arguments are passed to ``forward``."""
-        total = torch.zeros((), device=points.coords.device)
+        per_item = torch.zeros(points.n_items, device=points.coords.device)
         for sl, items in chunks:
             coords = points.coords[:, sl] if items is None else points.coords[items, sl]
-            loss = points.loss(self(coords, items, *extra), sl, items)
-            loss.backward()
-            total += loss.detach()
-        return total
+            losses = points.item_losses(self(coords, items, *extra), sl, items)
+            losses.sum().backward()
+            if items is None:
+                per_item += losses.detach()
+            else:
+                per_item.index_add_(0, items, losses.detach())
+        return per_item
 
     def after_training(self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]]) -> None:
         """Called once after the last step (COIN++ fits its per-item modulations here)."""

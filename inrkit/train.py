@@ -66,17 +66,22 @@ class PointSet:
     def points(self) -> int:
         return self.coords.shape[1]
 
-    def loss(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
-        """This chunk's share of the mean over items of each item's mean squared error.
+    def item_losses(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Each row's share of this chunk in the loss: ``(rows,)``, summing to :meth:`loss`.
 
+        Summed over all chunks, row ``i`` gives item ``i``'s mean squared error divided by N.
         ``items`` restricts the chunk to some items (``pred`` then has one row per listed item).
         """
         targets = self.targets[:, sl] if items is None else self.targets[items, sl]
         sq = (pred - targets).square()
         if self.weights is None:
-            return sq.sum() / (self.points * self.targets.shape[-1] * self.n_items)
+            return sq.sum(dim=(1, 2)) / (self.points * self.targets.shape[-1] * self.n_items)
         weights = self.weights[:, sl] if items is None else self.weights[items, sl]
-        return (sq * weights).sum()
+        return (sq * weights).sum(dim=(1, 2))
+
+    def loss(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
+        """This chunk's share of the mean over items of each item's mean squared error."""
+        return self.item_losses(pred, sl, items).sum()
 
     def chunks(self, chunk: int) -> list[tuple[slice, torch.Tensor | None]]:
         """Point ranges of at most ``chunk`` points, each with the items that still have points there.
@@ -169,7 +174,8 @@ class Trainer:
         try:
             for step in range(1, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
-                total = model.accumulate_gradients(points, chunks)
+                per_item = model.accumulate_gradients(points, chunks)
+                total = per_item.sum()
                 if step % check_every == 0 or step == steps or step % log_every == 0:
                     loss_value = float(total)
                     if not math.isfinite(loss_value):
@@ -179,7 +185,14 @@ class Trainer:
                         )
                     if step % log_every == 0 or step == steps:
                         # Loss is on [-1, 1] targets: the [0, 1] MSE is a quarter of it.
-                        record = {"step": step, "loss": loss_value, "psnr": psnr_from_mse(loss_value / 4.0)}
+                        # Row i of per_item is item i's MSE / N; on [-1, 1] targets, x4 the [0, 1] MSE.
+                        item_mse = (per_item * points.n_items / 4.0).tolist()
+                        record = {
+                            "step": step,
+                            "loss": loss_value,
+                            "psnr": psnr_from_mse(loss_value / 4.0),
+                            "item_psnr": [psnr_from_mse(m) for m in item_mse],
+                        }
                         history.append(record)
                         bar.set_postfix(loss=f"{loss_value:.2e}", psnr=f"{record['psnr']:.2f}dB", refresh=False)
                 optimizer.step()

@@ -108,6 +108,14 @@ def test_chunks_skip_finished_items_without_changing_the_gradient():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_history_has_per_item_psnr_consistent_with_the_mean(image_dir: Path):
+    result = inrkit.fit(CONFIG, data=[str(image_dir)], save=False)
+    for record in result.metrics["history"]:
+        assert len(record["item_psnr"]) == 4
+        mse = [10 ** (-p / 10) for p in record["item_psnr"]]
+        assert abs(10 * np.log10(1 / (sum(mse) / 4)) - record["psnr"]) < 1e-4
+
+
 def test_fit_items_of_different_sizes(tmp_path: Path):
     import imageio.v3 as iio
     from conftest import make_image

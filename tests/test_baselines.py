@@ -89,8 +89,8 @@ def test_coinpp_inner_loop_reaches_the_base_network():
         torch.manual_seed(0)
         config = api.as_config({"sharing": {"name": "coinpp", "latent_dim": 4, "first_order": first_order}, "model": {"width": 8, "layers": 3}})
         model = api.build_model(ResolvedRun(config), [(5, 5)] * 2, 3)
-        loss = model.accumulate_gradients(points, points.chunks(10))
-        assert torch.isfinite(loss)
+        per_item = model.accumulate_gradients(points, points.chunks(10))
+        assert per_item.shape == (2,) and torch.isfinite(per_item).all()
         assert model.shared["modulation"].weight.grad.abs().sum() > 0  # through the inner loop
         assert model.shared["first"].weight.grad.abs().sum() > 0
         assert model.items["latent"].codes.grad is None

@@ -65,15 +65,17 @@ class CoinppINR(MultiINR):
         return x.real if x.is_complex() else x
 
     def _loss(self, points: PointSet, chunks: Chunks, latents: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros((), device=points.coords.device)
+        """Per-item losses ``(N,)`` over all chunks, differentiable (one graph for every point)."""
+        per_item = torch.zeros(points.n_items, device=points.coords.device)
         for sl, items in chunks:
             coords = points.coords[:, sl] if items is None else points.coords[items, sl]
-            total = total + points.loss(self(coords, items, latents), sl, items)
-        return total
+            losses = points.item_losses(self(coords, items, latents), sl, items)
+            per_item = per_item + losses if items is None else per_item.index_add(0, items, losses)
+        return per_item
 
     def _latent_grad(self, points: PointSet, chunks: Chunks, latents: torch.Tensor, create_graph: bool) -> torch.Tensor:
         if create_graph:  # second order: the whole inner step stays in the graph (memory ~ all points)
-            (grad,) = torch.autograd.grad(self._loss(points, chunks, latents), latents, create_graph=True)
+            (grad,) = torch.autograd.grad(self._loss(points, chunks, latents).sum(), latents, create_graph=True)
             return grad
         grad = torch.zeros_like(latents)
         for sl, items in chunks:  # first order: chunk by chunk, memory bounded by one chunk
@@ -95,9 +97,9 @@ class CoinppINR(MultiINR):
     def accumulate_gradients(self, points: PointSet, chunks: Chunks) -> torch.Tensor:
         latents = self._inner_loop(points, chunks, create_graph=not self.meta.first_order)
         if not self.meta.first_order:
-            loss = self._loss(points, chunks, latents)
-            loss.backward()
-            return loss.detach()
+            per_item = self._loss(points, chunks, latents)
+            per_item.sum().backward()
+            return per_item.detach()
         return super().accumulate_gradients_with(points, chunks, latents.detach())
 
     def after_training(self, points: PointSet, chunks: Chunks) -> None:
