@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -150,13 +151,15 @@ def fit(
     progress: bool = False,
     registry: PluginRegistry | None = None,
     on_note: Callable[[str], None] | None = None,
+    plots: bool = False,
 ) -> FitResult:
     """Fit a run: load the signal's items, build the shared model, train, evaluate, save.
 
     ``config`` is a :class:`RunConfig` or a (partial) dict of one; ``data`` replaces its
     ``data``. With ``save`` the run folder ``out`` (default ``runs/<time>-<activation>-<sharing>``)
     receives ``config.json``, ``metrics.json``, ``recon/`` and ``checkpoint.safetensors``.
-    ``on_note`` receives informational messages (e.g. that the demo schedule is in use).
+    ``on_note`` receives informational messages (e.g. that the demo schedule is in use);
+    ``plots`` draws training curves and reconstruction figures into ``<run>/plots/``.
     Raises :class:`inrkit.errors.InrkitError` subclasses for anything the user can fix.
     """
     if isinstance(data, (str, Path)):
@@ -174,7 +177,9 @@ def fit(
     _check_items(items, resolved.signal.name)
     torch.manual_seed(resolved.config.train.seed)
     model = build_model(resolved, [resolved.signal.train_view(it).shape[:-1] for it in items], items[0].channels)
-    return _train_and_save(resolved, registry, items, model.to(device), device, out=out, save=save, progress=progress)
+    return _train_and_save(
+        resolved, registry, items, model.to(device), device, out=out, save=save, progress=progress, plots=plots
+    )
 
 
 def _train_and_save(
@@ -187,6 +192,7 @@ def _train_and_save(
     out: str | Path | None,
     save: bool,
     progress: bool,
+    plots: bool = False,
     extra_metadata: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train the model's trainable parameters on the items, evaluate, write the run folder."""
@@ -262,6 +268,16 @@ def _train_and_save(
         artifacts.save_checkpoint(run_dir / artifacts.CHECKPOINT_FILE, model, metadata)
         metrics["total_seconds"] = time.perf_counter() - started
         artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
+        if plots:
+            try:
+                from inrkit.plots import write_run_plots
+
+                write_run_plots(
+                    run_dir / "plots", metrics, [it.name for it in items], eval_arrays, recons,
+                    [signal.reference_views(it) for it in items],
+                )
+            except Exception as exc:  # noqa: BLE001 - a figure must never cost the run
+                warnings.warn(f"could not draw the plots: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
         try:
             signal.save_all(items, recons, run_dir / artifacts.RECON_DIR)
         except Exception as exc:  # noqa: BLE001 - any writer failure becomes one message
@@ -284,6 +300,7 @@ def encode(
     save: bool = True,
     progress: bool = False,
     registry: PluginRegistry | None = None,
+    plots: bool = False,
 ) -> FitResult:
     """Encode new items into a trained run: fit only their per-item parameters.
 
@@ -332,6 +349,7 @@ def encode(
         out=out,
         save=save,
         progress=progress,
+        plots=plots,
         extra_metadata={"encoded_from": str(run.path)},
     )
 

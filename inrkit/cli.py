@@ -7,6 +7,7 @@ against the registry when an option is actually used.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -186,7 +187,11 @@ def _note(note: str) -> None:
 @common_run_options()
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (new or empty) [default: runs/<time>-<activation>-<sharing>].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
-def run(config_file: str | None, assignments: tuple[str, ...], as_json: bool, progress: bool | None, out: str | None, **flags: Any) -> None:
+@click.option("--plots/--no-plots", default=None, help="Draw training curves and reconstruction figures into <run>/plots [default: on unless INRKIT_PLOTS=0].")
+def run(
+    config_file: str | None, assignments: tuple[str, ...], as_json: bool, progress: bool | None, plots: bool | None,
+    out: str | None, **flags: Any,
+) -> None:
     """Fit INRs to the items of a signal and write a run folder.
 
     With no arguments: MINR with SIREN on four built-in sample images.
@@ -196,7 +201,9 @@ def run(config_file: str | None, assignments: tuple[str, ...], as_json: bool, pr
     config = api.as_config(build_config_dict(config_file, flags, assignments))
     if progress is None:
         progress = sys.stderr.isatty()
-    result = api.fit(config, out=out, progress=progress, on_note=_note)
+    if plots is None:
+        plots = os.environ.get("INRKIT_PLOTS", "1") != "0"
+    result = api.fit(config, out=out, progress=progress, on_note=_note, plots=plots)
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
     else:

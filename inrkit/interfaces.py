@@ -228,6 +228,10 @@ class Signal(Plugin):
         """Per-item reference figures reported beside PSNR/SSIM (super-resolution: bicubic's)."""
         return {}
 
+    def reference_views(self, item: Item) -> dict[str, np.ndarray]:
+        """Other reconstructions to compare with in figures, by label (super-resolution: bicubic)."""
+        return {}
+
 
 PLUGIN_BASES: dict[str, type[Plugin]] = {
     "activation": Activation,

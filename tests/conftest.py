@@ -15,6 +15,12 @@ import pytest
 from inrkit.plugins import PluginRegistry
 
 
+@pytest.fixture(autouse=True)
+def _no_plots_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures are off in tests (they cost seconds); tests of the plots turn them on explicitly."""
+    monkeypatch.setenv("INRKIT_PLOTS", "0")
+
+
 def make_image(height: int, width: int, seed: int = 0, channels: int = 3) -> np.ndarray:
     """A smooth, structured uint8 test image (sums of a few random sinusoids)."""
     rng = np.random.default_rng(seed)

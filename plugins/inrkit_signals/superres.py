@@ -41,8 +41,13 @@ class SuperResSignal(ImageSignal):
     def train_view(self, item: Item) -> np.ndarray:
         return item.meta["low_res"]
 
+    def reference_views(self, item: Item) -> dict[str, np.ndarray]:
+        if "bicubic" not in item.meta:
+            item.meta["bicubic"] = resize_to(item.meta["low_res"], item.shape, order=3)
+        return {"bicubic": item.meta["bicubic"]}
+
     def extra_metrics(self, item: Item) -> dict[str, float | None]:
-        bicubic = resize_to(item.meta["low_res"], item.shape, order=3)
+        bicubic = self.reference_views(item)["bicubic"]
         return {"bicubic_psnr": psnr(bicubic, item.data), "bicubic_ssim": ssim(bicubic, item.data)}
 
 
