@@ -52,3 +52,14 @@ def test_trace_variable_prints_hook_calls():
     assert "loading entry point siren = inrkit_activations.siren" in proc.stderr
     assert "inrkit_register_activations() of siren -> ['siren']" in proc.stderr
     assert "[inrkit plugins]" not in _cli("params").stderr
+
+
+def test_every_builtin_plugin_has_a_docs_page_in_the_nav():
+    from conftest import builtin_entry_points
+
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for ep in builtin_entry_points():
+        page = ROOT / "docs" / "builtins" / f"{ep.name}.md"
+        assert page.is_file(), f"no docs page for built-in plugin {ep.name}"
+        assert f"builtins/{ep.name}.md" in nav, f"docs/builtins/{ep.name}.md is not in mkdocs.yml's nav"
+        assert f"::: {ep.value}" in page.read_text()
