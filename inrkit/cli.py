@@ -340,6 +340,35 @@ def encode(
         print_metrics_table(result.metrics, result.run_dir)
 
 
+@main.command()
+@click.option("--items", type=click.IntRange(min=1), default=4, show_default=True, help="Number of images.")
+@click.option("--size", type=click.IntRange(min=2), default=128, show_default=True, help="Image side S (S x S).")
+@click.option("--width", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--layers", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--sharing", type=PluginName("sharing"), default="minr", show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed steps (median).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--no-naive", is_flag=True, help="Skip the naive per-image loop (it is slow for many items).")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
+def bench(items: int, size: int, width: int, layers: int, sharing: str, repeats: int, device: str, no_naive: bool, as_json: bool) -> None:
+    """Time a training step against a naive per-image loop and this machine's roofline."""
+    from inrkit.bench import run_bench
+
+    r = run_bench(items=items, size=size, width=width, layers=layers, sharing=sharing, repeats=repeats, device=device, naive=not no_naive)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(f"{items} x {size}x{size}, {sharing}, width {width}, {layers} layers on {r['device']} ({r['device_name']}, {r['threads']} threads)")
+    click.echo(f"inrkit step      {r['step_seconds'] * 1e3:9.1f} ms  (chunks of {r['chunk_points']} points per item)")
+    if r["naive_step_seconds"] is not None:
+        click.echo(f"naive step       {r['naive_step_seconds'] * 1e3:9.1f} ms  -> inrkit is {r['ratio_vs_naive']:.2f}x faster")
+    click.echo(
+        f"roofline floor   {r['floor_step_seconds'] * 1e3:9.1f} ms  -> inrkit takes {r['ratio_vs_floor']:.2f}x the floor "
+        f"(GEMM {r['gemm_flops_per_second'] / 1e9:.0f} GFLOP/s, sin {r['sine_per_second'] / 1e9:.2f} G/s)"
+    )
+    click.echo(f"peak memory      {r['peak_memory_bytes'] / 2**20:9.1f} MiB")
+
+
 @main.group()
 def analyze() -> None:
     """Analyses of trained runs."""

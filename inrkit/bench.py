@@ -1,0 +1,163 @@
+"""``inrkit bench``: how fast one training step is, against a naive loop and the machine's roofline.
+
+All three are measured in the same process, so only their ratios matter on a shared machine:
+
+- inrkit's step: the trainer's chunked, batched step (forward, backward, Adam) over every point;
+- the naive reference: one plain ``nn.Sequential`` SIREN per image, full-batch forward/backward
+  per image in a Python loop, then Adam — the way the public SIREN code fits an image;
+- the floor: the step's matrix-product FLOPs at the GEMM rate measured here, plus its sine and
+  cosine evaluations at the elementwise rate measured here.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from inrkit.config import ResolvedRun
+from inrkit.train import PointSet, auto_chunk_points, resolve_device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(step: Callable[[], None], repeats: int, device: torch.device) -> float:
+    step()  # warm-up: allocators, caches, lazy initialisation
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+class _Sine(nn.Module):
+    def __init__(self, omega: float) -> None:
+        super().__init__()
+        self.omega = omega
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.omega * x)
+
+
+def naive_siren(width: int, layers: int, omega: float = 30.0) -> nn.Sequential:
+    modules: list[nn.Module] = [nn.Linear(2, width), _Sine(omega)]
+    for _ in range(layers - 2):
+        modules += [nn.Linear(width, width), _Sine(omega)]
+    modules.append(nn.Linear(width, 3))
+    return nn.Sequential(*modules)
+
+
+def machine_rates(width: int, device: torch.device, repeats: int = 5) -> tuple[float, float]:
+    """(GEMM FLOP/s, sine evaluations/s) measured on shapes like a training step's."""
+    rows = 16384
+    a = torch.randn(rows, width, device=device)
+    b = torch.randn(width, width, device=device)
+    gemm = _median_seconds(lambda: torch.mm(a, b), repeats, device)
+    x = torch.randn(rows, width, device=device)
+    sine = _median_seconds(lambda: torch.sin(x), repeats, device)
+    return 2.0 * rows * width * width / gemm, rows * width / sine
+
+
+def step_work(model: nn.Module, rows: int) -> tuple[float, float]:
+    """(matrix FLOPs, sine/cosine evaluations) of one training step over ``rows`` points.
+
+    Each linear layer costs 2*in*out FLOPs per row forward and twice that backward; each
+    activated layer evaluates one sine per unit forward and one cosine backward.
+    """
+    flops = sines = 0.0
+    for d in model.layer_defs:  # type: ignore[attr-defined]
+        flops += 6.0 * rows * d.in_features * d.out_features
+        if d.position != "last":
+            sines += 2.0 * rows * d.out_features
+    return flops, sines
+
+
+def run_bench(
+    *, items: int, size: int, width: int, layers: int, sharing: str = "minr", activation: str = "siren",
+    repeats: int = 5, device: str = "auto", naive: bool = True,
+) -> dict[str, Any]:
+    """Measure and return the step times, their ratios, the floor and the peak memory."""
+    dev = resolve_device(device)
+    torch.manual_seed(0)
+    images = [torch.rand(size, size, 3).numpy() for _ in range(items)]
+    points = PointSet.from_arrays(images).to(dev)
+    config = {"activation": {"name": activation}, "sharing": {"name": sharing}, "model": {"width": width, "layers": layers}}
+    from inrkit.api import as_config, build_model
+
+    resolved = ResolvedRun(as_config(config))
+    model = build_model(resolved, [(size, size)] * items, 3).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    chunk = auto_chunk_points(items, points.points, dev)
+    chunks = points.chunks(chunk)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    def inrkit_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model.accumulate_gradients(points, chunks)
+        optimizer.step()
+
+    step = _median_seconds(inrkit_step, repeats, dev)
+    peak = _peak_memory(dev)
+
+    naive_seconds = None
+    if naive:
+        nets = [naive_siren(width, layers).to(dev) for _ in range(items)]
+        naive_opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=1e-4)
+        coords = points.coords[0]
+        targets = [points.targets[i] for i in range(items)]
+
+        def naive_step() -> None:
+            naive_opt.zero_grad(set_to_none=True)
+            for net, target in zip(nets, targets, strict=True):
+                ((net(coords) - target) ** 2).mean().backward()
+            naive_opt.step()
+
+        naive_seconds = _median_seconds(naive_step, repeats, dev)
+
+    gemm_rate, sine_rate = machine_rates(width, dev)
+    flops, sines = step_work(model, items * size * size)
+    floor = flops / gemm_rate + sines / sine_rate
+    return {
+        "items": items,
+        "size": size,
+        "width": width,
+        "layers": layers,
+        "sharing": sharing,
+        "activation": activation,
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "chunk_points": chunk,
+        "step_seconds": step,
+        "naive_step_seconds": naive_seconds,
+        "ratio_vs_naive": (naive_seconds / step) if naive_seconds else None,
+        "floor_step_seconds": floor,
+        "ratio_vs_floor": step / floor,
+        "gemm_flops_per_second": gemm_rate,
+        "sine_per_second": sine_rate,
+        "step_matmul_flops": flops,
+        "step_sine_evaluations": sines,
+        "peak_memory_bytes": peak,
+    }

@@ -1,0 +1,30 @@
+"""``inrkit bench`` reports what it promises (no timing is asserted: machines are noisy)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from inrkit.bench import naive_siren, step_work
+from inrkit.cli import main
+
+
+def test_bench_json_has_every_measurement():
+    result = CliRunner().invoke(main, ["bench", "--items", "2", "--size", "8", "--width", "8", "--layers", "3", "--repeats", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.output)
+    for key in ("step_seconds", "naive_step_seconds", "ratio_vs_naive", "floor_step_seconds", "ratio_vs_floor", "peak_memory_bytes"):
+        assert r[key] > 0, key
+    assert abs(r["ratio_vs_naive"] - r["naive_step_seconds"] / r["step_seconds"]) < 1e-9
+    # MINR at width 8, 3 layers: first 2->8, projection 8->8, hidden2 8->8, last 8->3 over 2*64 rows.
+    assert r["step_matmul_flops"] == 6 * 128 * (2 * 8 + 8 * 8 + 8 * 8 + 8 * 3)
+    assert r["step_sine_evaluations"] == 2 * 128 * (8 + 8 + 8)
+    table = CliRunner().invoke(main, ["bench", "--items", "1", "--size", "4", "--width", "4", "--repeats", "1", "--no-naive"])
+    assert table.exit_code == 0 and "roofline floor" in table.output and "naive" not in table.output
+
+
+def test_naive_reference_is_a_plain_siren():
+    net = naive_siren(width=16, layers=5)
+    assert sum(p.numel() for p in net.parameters()) == 2 * 16 + 16 + 3 * (16 * 16 + 16) + 16 * 3 + 3
+    assert callable(step_work)
