@@ -301,6 +301,7 @@ def encode(
     progress: bool = False,
     registry: PluginRegistry | None = None,
     plots: bool = False,
+    init: str = "mean",
 ) -> FitResult:
     """Encode new items into a trained run: fit only their per-item parameters.
 
@@ -308,7 +309,13 @@ def encode(
     one changes); the new items get freshly initialised per-item layers, trained with the run's
     training settings updated by ``train`` (e.g. ``{"steps": 500, "lr": 1e-3}``). The new run
     folder's checkpoint contains the same shared tensors plus the new items' tensors.
+
+    ``init="mean"`` starts every new item's layers from the mean of the run's items' layers
+    (they all feed the same shared layers, so they live in one basis); ``"random"`` starts them
+    as a fresh fit would. Without shared layers (``separate``) both mean a fresh start.
     """
+    if init not in ("mean", "random"):
+        raise ConfigError(f"init must be 'mean' or 'random' (got {init!r})")
     run = run if isinstance(run, Run) else load(run, registry)
     registry = registry or get_registry()
     if isinstance(data, (str, Path)):
@@ -340,6 +347,12 @@ def encode(
     if unexpected or any(not key.startswith("items.") for key in missing):
         raise CheckpointError(f"{run.checkpoint}: shared tensors do not match the run's own config")
     model.shared.requires_grad_(False)
+    if init == "mean" and shared:
+        means = artifacts.read_item_means(run.checkpoint, len(run.items))
+        with torch.no_grad():
+            for key, param in model.items.named_parameters():
+                if f"items.{key}" in means:
+                    param.copy_(means[f"items.{key}"].expand_as(param))
     return _train_and_save(
         resolved,
         registry,

@@ -157,6 +157,21 @@ def read_shared_state(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot read tensors (truncated or corrupt?): {exc}") from None
 
 
+def read_item_means(path: Path, n_items: int) -> dict[str, torch.Tensor]:
+    """Each per-item tensor averaged over the run's items, keyed like a model's ``items.*``."""
+    handle, _ = _open(path)
+    sums: dict[str, torch.Tensor] = {}
+    try:
+        for key in handle.keys():
+            if key.startswith("items."):
+                _, _, rest = key.split(".", 2)
+                tensor = handle.get_tensor(key)
+                sums[f"items.{rest}"] = sums[f"items.{rest}"] + tensor if f"items.{rest}" in sums else tensor.clone()
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path}: cannot read tensors (truncated or corrupt?): {exc}") from None
+    return {key: total / n_items for key, total in sums.items()}
+
+
 def read_item_state(path: Path, index: int) -> dict[str, torch.Tensor]:
     """Shared tensors plus item ``index``'s tensors, as the state dict of a one-item model.
 

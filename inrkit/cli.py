@@ -321,10 +321,12 @@ def decode(
 @click.option("--lr", type=float, help="Learning rate [default: the run's].")
 @click.option("--seed", type=int, help="Random seed [default: the run's].")
 @click.option("--device", help="auto, cpu, cuda or cuda:N [default: the run's].")
+@click.option("--init", type=click.Choice(["mean", "random"]), default="mean", show_default=True, help="Start the new items' layers from the mean of the run's items' layers, or at random.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal].")
 def encode(
-    run_dir: str, paths: tuple[str, ...], data: tuple[str, ...], out: str | None, as_json: bool, progress: bool | None, **train: Any
+    run_dir: str, paths: tuple[str, ...], data: tuple[str, ...], out: str | None, init: str, as_json: bool,
+    progress: bool | None, **train: Any,
 ) -> None:
     """Encode new items against a trained run's frozen shared layers (only their own layers train)."""
     from inrkit import api
@@ -333,7 +335,7 @@ def encode(
     if progress is None:
         progress = sys.stderr.isatty()
     overrides = {k: v for k, v in train.items() if v is not None}
-    result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress)
+    result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress, init=init)
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
     else:
