@@ -152,6 +152,7 @@ def fit(
     registry: PluginRegistry | None = None,
     on_note: Callable[[str], None] | None = None,
     plots: bool = False,
+    resume: str | Path | None = None,
 ) -> FitResult:
     """Fit a run: load the signal's items, build the shared model, train, evaluate, save.
 
@@ -160,12 +161,24 @@ def fit(
     receives ``config.json``, ``metrics.json``, ``recon/`` and ``checkpoint.safetensors``.
     ``on_note`` receives informational messages (e.g. that the demo schedule is in use);
     ``plots`` draws training curves and reconstruction figures into ``<run>/plots/``.
+    ``resume`` continues an interrupted run folder from its last snapshot (``resume.pt``, written
+    every ``train.checkpoint_every`` steps and on Ctrl-C) with the run's own config; with the
+    same seed on the CPU it ends exactly as an uninterrupted run would.
     Raises :class:`inrkit.errors.InrkitError` subclasses for anything the user can fix.
     """
+    resume_state = None
+    if resume is not None:
+        out = Path(resume)
+        if config is not None or data is not None:
+            raise ConfigError("--resume continues a run with its own config: give no other configuration")
+        if (out / artifacts.METRICS_FILE).exists():
+            raise ConfigError(f"{out} has finished (metrics.json exists); there is nothing to resume")
+        resume_state = artifacts.load_resume(out / artifacts.RESUME_FILE)
+        config = RunConfig.model_validate(artifacts.read_json(out / artifacts.CONFIG_FILE))
     if isinstance(data, (str, Path)):
         data = [str(data)]
     cfg = as_config(config, data=list(data) if data is not None else None)
-    cfg, notes = apply_demo_preset(cfg)
+    cfg, notes = apply_demo_preset(cfg) if resume is None else (cfg, [])
     for note in notes:
         if on_note is not None:
             on_note(note)
@@ -178,7 +191,8 @@ def fit(
     torch.manual_seed(resolved.config.train.seed)
     model = build_model(resolved, [resolved.signal.train_view(it).shape[:-1] for it in items], items[0].channels)
     return _train_and_save(
-        resolved, registry, items, model.to(device), device, out=out, save=save, progress=progress, plots=plots
+        resolved, registry, items, model.to(device), device, out=out, save=save, progress=progress, plots=plots,
+        resume_state=resume_state,
     )
 
 
@@ -194,6 +208,7 @@ def _train_and_save(
     progress: bool,
     plots: bool = False,
     extra_metadata: Mapping[str, Any] | None = None,
+    resume_state: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train the model's trainable parameters on the items, evaluate, write the run folder."""
     from inrkit import __version__
@@ -206,13 +221,19 @@ def _train_and_save(
     lr = cfg.train.lr if cfg.train.lr is not None else resolved.activation.default_lr
 
     run_dir = None
-    if save:
+    if resume_state is not None:
+        run_dir = Path(out)  # type: ignore[arg-type]
+    elif save:
         run_dir = artifacts.new_run_folder(out, f"{resolved.activation.name}-{resolved.sharing.name}")
         artifacts.write_json(run_dir / artifacts.CONFIG_FILE, cfg.model_dump(mode="json"))
 
+    def snapshot(state: dict[str, Any]) -> None:
+        if run_dir is not None:
+            artifacts.save_resume(run_dir / artifacts.RESUME_FILE, state)
+
     trainer = Trainer(cfg.train, lr=lr, device=device, progress=progress)
     started = time.perf_counter()
-    result = trainer.fit(model, PointSet.from_arrays(train_arrays))
+    result = trainer.fit(model, PointSet.from_arrays(train_arrays), resume_state=resume_state, on_checkpoint=snapshot)
 
     eval_arrays = [signal.eval_view(item) for item in items]
     eval_points = PointSet.from_arrays(eval_arrays)
@@ -268,6 +289,7 @@ def _train_and_save(
         artifacts.save_checkpoint(run_dir / artifacts.CHECKPOINT_FILE, model, metadata)
         metrics["total_seconds"] = time.perf_counter() - started
         artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
+        (run_dir / artifacts.RESUME_FILE).unlink(missing_ok=True)  # finished: the snapshot is obsolete
         if plots:
             try:
                 from inrkit.plots import write_run_plots

@@ -23,6 +23,7 @@ from inrkit.errors import CheckpointError, ConfigError
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
+RESUME_FILE = "resume.pt"
 RECON_DIR = "recon"
 CHECKPOINT_FORMAT = "inrkit.checkpoint"
 CHECKPOINT_VERSION = "1"
@@ -189,3 +190,17 @@ def read_item_state(path: Path, index: int) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{path}: cannot read tensors (truncated or corrupt?): {exc}") from None
     return state
+
+
+def save_resume(path: Path, state: dict[str, Any]) -> None:
+    """A training snapshot (model, optimiser, schedule, history): tensors and plain data only."""
+    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_resume(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"nothing to resume: {path} does not exist (the run finished, or saved no snapshot)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)  # plain data: no pickled code
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path} is not a readable inrkit snapshot (truncated?): {exc}") from None

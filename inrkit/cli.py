@@ -188,22 +188,30 @@ def _note(note: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (new or empty) [default: runs/<time>-<activation>-<sharing>].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
 @click.option("--plots/--no-plots", default=None, help="Draw training curves and reconstruction figures into <run>/plots [default: on unless INRKIT_PLOTS=0].")
+@click.option("--resume", type=click.Path(file_okay=False), help="Continue an interrupted run folder from its last snapshot.")
 def run(
     config_file: str | None, assignments: tuple[str, ...], as_json: bool, progress: bool | None, plots: bool | None,
-    out: str | None, **flags: Any,
+    out: str | None, resume: str | None, **flags: Any,
 ) -> None:
     """Fit INRs to the items of a signal and write a run folder.
 
     With no arguments: MINR with SIREN on four built-in sample images.
     """
     from inrkit import api
+    from inrkit.errors import ConfigError
 
-    config = api.as_config(build_config_dict(config_file, flags, assignments))
     if progress is None:
         progress = sys.stderr.isatty()
     if plots is None:
         plots = os.environ.get("INRKIT_PLOTS", "1") != "0"
-    result = api.fit(config, out=out, progress=progress, on_note=_note, plots=plots)
+    if resume is not None:
+        given = [k for k, v in flags.items() if v not in (None, ())] + (["--config"] if config_file else [])
+        if given or assignments or out:
+            raise ConfigError("--resume continues a run with its own config; give no other run options")
+        result = api.fit(resume=resume, progress=progress, on_note=_note, plots=plots)
+    else:
+        config = api.as_config(build_config_dict(config_file, flags, assignments))
+        result = api.fit(config, out=out, progress=progress, on_note=_note, plots=plots)
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
     else:

@@ -69,6 +69,8 @@ class TrainConfig(pydantic.BaseModel):
     device: str = "auto"
     #: Record loss/PSNR (and refresh the progress bar) every this many steps; 0 picks ~100 records.
     log_every: int = pydantic.Field(0, ge=0)
+    #: Save a resumable snapshot (``resume.pt``) every this many steps; 0: only when interrupted.
+    checkpoint_every: int = pydantic.Field(0, ge=0)
 
     @pydantic.field_validator("chunk_points")
     @classmethod

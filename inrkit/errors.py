@@ -36,3 +36,9 @@ class TrainingError(InrkitError):
 
 class CheckpointError(InrkitError):
     """A run folder or checkpoint is missing, truncated or not written by inrkit."""
+
+
+class TrainingInterrupted(InrkitError):
+    """Training was interrupted (Ctrl-C); a resumable snapshot was saved where possible."""
+
+    exit_code = 130

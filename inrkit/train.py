@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import einops
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 
 from inrkit.config import TrainConfig
 from inrkit.coords import grid_coords, to_signed, to_unit
-from inrkit.errors import ConfigError, TrainingError
+from inrkit.errors import ConfigError, TrainingError, TrainingInterrupted
 from inrkit.metrics import psnr_from_mse
 from inrkit.nn import MultiINR
 
@@ -152,7 +153,19 @@ class Trainer:
             return auto_chunk_points(points.n_items, points.points, self.device)
         return min(int(self.config.chunk_points), points.points)
 
-    def fit(self, model: MultiINR, points: PointSet) -> TrainResult:
+    def fit(
+        self,
+        model: MultiINR,
+        points: PointSet,
+        resume_state: dict[str, Any] | None = None,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    ) -> TrainResult:
+        """Train; ``resume_state`` (a snapshot passed to ``on_checkpoint`` earlier) continues a run.
+
+        ``on_checkpoint`` receives a snapshot (model, optimiser and schedule state, history)
+        every ``checkpoint_every`` steps and when Ctrl-C interrupts training, which then raises
+        :class:`~inrkit.errors.TrainingInterrupted`.
+        """
         cfg = self.config
         steps = cfg.steps
         points = points.to(self.device)
@@ -166,13 +179,34 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / max(steps, 1)))
         log_every = cfg.log_every or max(1, steps // 100)
         check_every = 1 if self.device.type == "cpu" else log_every
-        history: list[dict[str, float]] = []
+        history: list[dict[str, Any]] = []
+        first_step, seconds_before = 1, 0.0
+        if resume_state is not None:
+            model.load_state_dict(resume_state["model"])
+            optimizer.load_state_dict(resume_state["optimizer"])
+            scheduler.load_state_dict(resume_state["scheduler"])
+            history = list(resume_state["history"])
+            first_step = int(resume_state["step"]) + 1
+            seconds_before = float(resume_state["seconds"])
         bar = _progress_bar(steps, self.progress)
+        bar.update(first_step - 1)
         model.train()
         start = time.perf_counter()
         loss_value = math.nan
+        completed = first_step - 1
+
+        def snapshot() -> dict[str, Any]:
+            return {
+                "step": completed,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "history": history,
+                "seconds": seconds_before + time.perf_counter() - start,
+            }
+
         try:
-            for step in range(1, steps + 1):
+            for step in range(first_step, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
                 per_item = model.accumulate_gradients(points, chunks)
                 total = per_item.sum()
@@ -197,13 +231,23 @@ class Trainer:
                         bar.set_postfix(loss=f"{loss_value:.2e}", psnr=f"{record['psnr']:.2f}dB", refresh=False)
                 optimizer.step()
                 scheduler.step()
+                completed = step
                 bar.update(1)
+                if on_checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
+                    on_checkpoint(snapshot())
+        except KeyboardInterrupt:
+            if on_checkpoint is None:
+                raise TrainingInterrupted(f"interrupted at step {completed} of {steps}") from None
+            on_checkpoint(snapshot())
+            raise TrainingInterrupted(
+                f"interrupted after step {completed} of {steps}; a snapshot was saved, continue with --resume"
+            ) from None
         finally:
             bar.close()
         model.after_training(points, chunks)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - start
+        seconds = seconds_before + time.perf_counter() - start
         return TrainResult(steps=steps, seconds=seconds, final_loss=loss_value, history=history)
 
 
