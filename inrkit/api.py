@@ -323,7 +323,7 @@ def encode(
     progress: bool = False,
     registry: PluginRegistry | None = None,
     plots: bool = False,
-    init: str = "mean",
+    init: str = "random",
 ) -> FitResult:
     """Encode new items into a trained run: fit only their per-item parameters.
 
@@ -332,9 +332,9 @@ def encode(
     training settings updated by ``train`` (e.g. ``{"steps": 500, "lr": 1e-3}``). The new run
     folder's checkpoint contains the same shared tensors plus the new items' tensors.
 
-    ``init="mean"`` starts every new item's layers from the mean of the run's items' layers
-    (they all feed the same shared layers, so they live in one basis); ``"random"`` starts them
-    as a fresh fit would. Without shared layers (``separate``) both mean a fresh start.
+    ``init="random"`` starts the new items' layers as a fresh fit would; ``"mean"`` starts them
+    from the mean of the run's items' layers (they all feed the same shared layers, so they live
+    in one basis). Without shared layers (``separate``) both mean a fresh start.
     """
     if init not in ("mean", "random"):
         raise ConfigError(f"init must be 'mean' or 'random' (got {init!r})")

@@ -329,7 +329,7 @@ def decode(
 @click.option("--lr", type=float, help="Learning rate [default: the run's].")
 @click.option("--seed", type=int, help="Random seed [default: the run's].")
 @click.option("--device", help="auto, cpu, cuda or cuda:N [default: the run's].")
-@click.option("--init", type=click.Choice(["mean", "random"]), default="mean", show_default=True, help="Start the new items' layers from the mean of the run's items' layers, or at random.")
+@click.option("--init", type=click.Choice(["random", "mean"]), default="random", show_default=True, help="Start the new items' layers from the mean of the run's items' layers, or at random.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal].")
 def encode(
