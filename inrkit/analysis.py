@@ -22,14 +22,13 @@ from inrkit import artifacts
 from inrkit.errors import CheckpointError
 
 
-def _weights_by_layer(run_dir: Path) -> tuple[list[str], dict[str, dict[str, np.ndarray]]]:
-    """``{layer: {curve label: flat weights}}`` in forward order, from a run's checkpoint."""
+def _weights_by_layer(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer: {curve label: flat weights}}`` from a run's checkpoint."""
     from safetensors import safe_open
 
     path = run_dir / artifacts.CHECKPOINT_FILE
     meta = artifacts.read_metadata(path)  # validates the file
     names = [it["name"] for it in meta.get("items", [])]
-    order: list[str] = []
     layers: dict[str, dict[str, np.ndarray]] = {}
     with safe_open(str(path), framework="pt", device="cpu") as handle:
         for key in handle.keys():
@@ -47,9 +46,7 @@ def _weights_by_layer(run_dir: Path) -> tuple[list[str], dict[str, dict[str, np.
             layers.setdefault(layer, {})[f"{run_dir.name}/{label}" if label != "shared" else f"{run_dir.name}/shared"] = (
                 tensor.float().numpy().ravel()
             )
-            if layer not in order:
-                order.append(layer)
-    return order, layers
+    return layers
 
 
 def _layer_rank(name: str) -> tuple[int, int]:
@@ -75,7 +72,7 @@ def analyze_weights(runs: Sequence[str | Path]) -> dict[str, Any]:
         run_dir = Path(run)
         if not run_dir.is_dir():
             raise CheckpointError(f"run folder not found: {run_dir}")
-        _, layers = _weights_by_layer(run_dir)
+        layers = _weights_by_layer(run_dir)
         for layer, curves in layers.items():
             merged.setdefault(layer, {}).update(curves)
     report: dict[str, Any] = {"runs": [str(r) for r in runs], "layers": []}
@@ -122,7 +119,7 @@ def plot_weights(runs: Sequence[str | Path], output: str | Path, bins: int = 80)
 
     merged: dict[str, dict[str, np.ndarray]] = {}
     for run in runs:
-        _, layers = _weights_by_layer(Path(run))
+        layers = _weights_by_layer(Path(run))
         for layer, curves in layers.items():
             merged.setdefault(layer, {}).update(curves)
     names = sorted(merged, key=_layer_rank)
