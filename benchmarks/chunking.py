@@ -30,7 +30,7 @@ def step_seconds(model: torch.nn.Module, points: PointSet, chunk: int, repeats: 
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         for sl, items in points.chunks(chunk):
-            coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+            coords = points.chunk_coords(sl, items)
             points.loss(model(coords, items), sl, items).backward()
         optimizer.step()
         if r:  # the first step warms up allocators and caches

@@ -183,17 +183,27 @@ def fit(
         if on_note is not None:
             on_note(note)
     registry = registry or get_registry()
+    resolved, device, items, model = _prepare(cfg, registry)
+    return _train_and_save(
+        resolved, registry, items, model.to(device), device, out=out, save=save, progress=progress, plots=plots,
+        resume_state=resume_state,
+    )
+
+
+def _prepare(
+    cfg: RunConfig, registry: PluginRegistry, channels: int | None = None
+) -> tuple[ResolvedRun, torch.device, list[Item], MultiINR]:
+    """Plugins, device, items and a freshly seeded model (on the CPU) for a config."""
     resolved = ResolvedRun(cfg, registry)
     resolved.config = resolved.normalized_config()
     device = resolve_device(resolved.config.train.device)
     items = resolved.signal.load(resolved.config.data)
     _check_items(items, resolved.signal.name)
+    if channels is not None and items[0].channels != channels:
+        raise DataError(f"the new items have {items[0].channels} channel(s), the run's items {channels}")
     torch.manual_seed(resolved.config.train.seed)
     model = build_model(resolved, [resolved.signal.train_view(it).shape[:-1] for it in items], items[0].channels)
-    return _train_and_save(
-        resolved, registry, items, model.to(device), device, out=out, save=save, progress=progress, plots=plots,
-        resume_state=resume_state,
-    )
+    return resolved, device, items, model
 
 
 def _train_and_save(
@@ -349,16 +359,7 @@ def encode(
     update: dict[str, Any] = {"data": list(data), "train": dict(train or {})}
     if base["signal"].get("channels") == "auto":  # new items take the run's channel layout
         update["signal"] = {"channels": {1: "gray", 3: "rgb", 4: "rgba"}.get(channels, "auto")}
-    cfg = as_config(merge(base, update))
-    resolved = ResolvedRun(cfg, registry)
-    resolved.config = resolved.normalized_config()
-    device = resolve_device(resolved.config.train.device)
-    items = resolved.signal.load(resolved.config.data)
-    _check_items(items, resolved.signal.name)
-    if items[0].channels != channels:
-        raise DataError(f"the new items have {items[0].channels} channel(s), the run's items {channels}")
-    torch.manual_seed(resolved.config.train.seed)
-    model = build_model(resolved, [resolved.signal.train_view(it).shape[:-1] for it in items], channels)
+    resolved, device, items, model = _prepare(as_config(merge(base, update)), registry, channels)
     if count_parameters(model).per_item == 0:
         raise ConfigError(
             f"sharing {resolved.sharing.name!r} has no per-item parameters, so there is nothing to fit for a "

@@ -18,7 +18,6 @@ import click
 from inrkit.errors import InrkitError
 
 KINDS = ("activation", "sharing", "signal")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 class UserError(click.ClickException):
@@ -291,7 +290,7 @@ def decode(
 
     from inrkit import api
     from inrkit.errors import ConfigError
-    from inrkit.images import write_image
+    from inrkit.images import WRITABLE_SUFFIXES, write_image
 
     if all_items == (item is not None):
         raise ConfigError("give exactly one of --item NAME|INDEX and --all")
@@ -305,8 +304,8 @@ def decode(
     else:
         if target.is_dir():
             raise ConfigError(f"-o {target} is a folder; give a file name such as {target / (names[0] + '.png')}")
-        if target.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ConfigError(f"-o {target}: use an image file name ending in {', '.join(sorted(IMAGE_SUFFIXES))}")
+        if target.suffix.lower() not in WRITABLE_SUFFIXES:
+            raise ConfigError(f"-o {target}: use an image file name ending in {', '.join(sorted(WRITABLE_SUFFIXES))}")
         paths = [target]
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:

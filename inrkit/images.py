@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: Suffixes :func:`write_image` writes (8-bit; 16-bit is PNG only).
+WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
 
 def _png_bit_depth(path: Path) -> int | None:
     """Bit depth from a PNG's IHDR chunk, or ``None`` for anything that is not a PNG."""

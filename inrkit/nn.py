@@ -164,7 +164,7 @@ class MultiINR(nn.Module):
         """The chunked loss-and-backward loop; ``extra`` arguments are passed to ``forward``."""
         per_item = torch.zeros(points.n_items, device=points.coords.device)
         for sl, items in chunks:
-            coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+            coords = points.chunk_coords(sl, items)
             losses = points.item_losses(self(coords, items, *extra), sl, items)
             losses.sum().backward()
             if items is None:

@@ -67,6 +67,10 @@ class PointSet:
     def points(self) -> int:
         return self.coords.shape[1]
 
+    def chunk_coords(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Coordinates of a chunk, for all items or the listed ones (as :meth:`chunks` yields them)."""
+        return self.coords[:, sl] if items is None else self.coords[items, sl]
+
     def item_losses(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
         """Each row's share of this chunk in the loss: ``(rows,)``, summing to :meth:`loss`.
 

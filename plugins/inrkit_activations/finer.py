@@ -7,13 +7,12 @@ SIREN's initialisation; ``first_bias_scale`` k draws the first layer's bias from
 
 from __future__ import annotations
 
-import math
-
 import pydantic
 import torch
 
 import inrkit
 from inrkit.interfaces import Activation, LayerPosition, PluginOptions
+from inrkit_activations.siren import siren_bounds
 
 
 class Finer(Activation):
@@ -32,10 +31,10 @@ class Finer(Activation):
         return torch.sin(self.options.omega * scale * z)
 
     def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
-        if position == "first":
-            bias = self.options.first_bias_scale or 1.0 / math.sqrt(fan_in)
-            return 1.0 / fan_in, bias
-        return math.sqrt(6.0 / fan_in) / self.options.omega, 1.0 / math.sqrt(fan_in)
+        weight, bias = siren_bounds(position, fan_in, self.options.omega)
+        if position == "first" and self.options.first_bias_scale is not None:
+            bias = self.options.first_bias_scale
+        return weight, bias
 
 
 @inrkit.hookimpl

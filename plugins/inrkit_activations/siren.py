@@ -34,8 +34,14 @@ class Siren(Activation):
         return torch.sin(self._omega(position) * z)
 
     def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
-        weight = 1.0 / fan_in if position == "first" else math.sqrt(6.0 / fan_in) / self.options.omega
-        return weight, 1.0 / math.sqrt(fan_in)
+        return siren_bounds(position, fan_in, self.options.omega)
+
+
+def siren_bounds(position: LayerPosition, fan_in: int, omega: float) -> tuple[float, float]:
+    """SIREN's uniform bounds: weights ``1/fan_in`` (first) or ``sqrt(6/fan_in)/omega``; biases
+    PyTorch's ``1/sqrt(fan_in)``. FINER uses the same initialisation."""
+    weight = 1.0 / fan_in if position == "first" else math.sqrt(6.0 / fan_in) / omega
+    return weight, 1.0 / math.sqrt(fan_in)
 
 
 @inrkit.hookimpl

@@ -68,7 +68,7 @@ class CoinppINR(MultiINR):
         """Per-item losses ``(N,)`` over all chunks, differentiable (one graph for every point)."""
         per_item = torch.zeros(points.n_items, device=points.coords.device)
         for sl, items in chunks:
-            coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+            coords = points.chunk_coords(sl, items)
             losses = points.item_losses(self(coords, items, latents), sl, items)
             per_item = per_item + losses if items is None else per_item.index_add(0, items, losses)
         return per_item
@@ -79,7 +79,7 @@ class CoinppINR(MultiINR):
             return grad
         grad = torch.zeros_like(latents)
         for sl, items in chunks:  # first order: chunk by chunk, memory bounded by one chunk
-            coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+            coords = points.chunk_coords(sl, items)
             grad += torch.autograd.grad(points.loss(self(coords, items, latents), sl, items), latents)[0]
         return grad
 
