@@ -29,7 +29,7 @@ from inrkit.interfaces import Item, ModelSpec
 from inrkit.metrics import mean_std, psnr, ssim
 from inrkit.nn import MultiINR, ParamCounts, count_parameters
 from inrkit.plugins import PluginRegistry, get_registry
-from inrkit.train import PointSet, Trainer, auto_chunk_rows, render, resolve_device
+from inrkit.train import PointSet, Trainer, auto_chunk_rows, render, render_points, resolve_device
 
 
 @dataclasses.dataclass
@@ -247,7 +247,7 @@ def _train_and_save(
 
     eval_arrays = [signal.eval_view(item) for item in items]
     eval_points = PointSet.from_arrays(eval_arrays)
-    rendered = render(model, eval_points.coords.to(device), auto_chunk_rows(device)).cpu()
+    rendered = render_points(model, eval_points.to(device), auto_chunk_rows(device)).cpu()
     recons = [rendered[i, : eval_points.counts[i]].reshape(arr.shape).numpy() for i, arr in enumerate(eval_arrays)]
     per_item = []
     for item, recon, target in zip(items, recons, eval_arrays, strict=True):

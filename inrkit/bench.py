@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from inrkit.config import ResolvedRun
+from inrkit.coords import grid_coords
 from inrkit.train import PointSet, auto_chunk_points, resolve_device
 
 
@@ -124,7 +125,7 @@ def run_bench(
     if naive:
         nets = [naive_siren(width, layers).to(dev) for _ in range(items)]
         naive_opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=1e-4)
-        coords = points.coords[0]
+        coords = grid_coords((size, size), device=dev)
         targets = [points.targets[i] for i in range(items)]
 
         def naive_step() -> None:

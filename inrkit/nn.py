@@ -153,8 +153,8 @@ class MultiINR(nn.Module):
     def accumulate_gradients(self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]]) -> torch.Tensor:
         """One step's loss over every chunk, with its gradient accumulated into ``.grad``.
 
-        Returns each item's share of the (detached) loss, ``(N,)``: its mean squared error / N,
-        so the sum is the loss, each item's MSE averaged over items.
+        Returns each row's share of the (detached) loss, ``(rows of points,)``: its item's mean
+        squared error / N, so the sum is the loss, each item's MSE averaged over items.
         """
         return self.accumulate_gradients_with(points, chunks)
 
@@ -162,10 +162,10 @@ class MultiINR(nn.Module):
         self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]], *extra: torch.Tensor
     ) -> torch.Tensor:
         """The chunked loss-and-backward loop; ``extra`` arguments are passed to ``forward``."""
-        per_item = torch.zeros(points.n_items, device=points.coords.device)
+        per_item = torch.zeros(points.n_items, device=points.targets.device)
         for sl, items in chunks:
             coords = points.chunk_coords(sl, items)
-            losses = points.item_losses(self(coords, items, *extra), sl, items)
+            losses = points.item_losses(self(coords, points.model_items(items), *extra), sl, items)
             losses.sum().backward()
             if items is None:
                 per_item += losses.detach()

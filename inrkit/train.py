@@ -50,46 +50,101 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-@dataclasses.dataclass
 class PointSet:
-    """All items' coordinates and targets, padded to a common point count."""
+    """All items' targets, padded to a common point count; coordinates are made per chunk.
 
-    coords: torch.Tensor  # (N, P, in_dim) in [-1, 1]
-    targets: torch.Tensor  # (N, P, C) in [-1, 1]
-    weights: torch.Tensor | None  # (N, P, 1) loss weight per point, None when no padding
-    counts: list[int]
+    Only the targets are stored. A chunk's coordinates are computed from the point indices and
+    each item's grid shape when the chunk is used (one shared grid when all items have the same
+    shape), and padding is a mask from each item's point count, so memory grows with the data
+    and never with a per-point copy of coordinates or weights.
+
+    In distributed training a rank holds some of the run's items: ``item_ids`` gives the
+    model's index of each row (``None``: row ``i`` is item ``i``) and ``loss_items`` the number of
+    items the loss averages over (all ranks' items).
+    """
+
+    def __init__(
+        self,
+        targets: torch.Tensor,
+        shapes: Sequence[Sequence[int]],
+        item_ids: torch.Tensor | None = None,
+        loss_items: int | None = None,
+    ) -> None:
+        self.targets = targets  # (N, P, C) in [-1, 1]
+        self.shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+        self.counts = [math.prod(s) for s in self.shapes]
+        self.item_ids = item_ids
+        self.loss_items = loss_items or len(self.shapes)
+        device = targets.device
+        self._counts = torch.tensor(self.counts, device=device)
+        self._dims = torch.tensor(self.shapes, device=device)
+        # Items of one shape (the common case) share one grid: (P, in_dim), not (N, P, in_dim).
+        self._grid = grid_coords(self.shapes[0], device=device) if len(set(self.shapes)) == 1 else None
 
     @property
     def n_items(self) -> int:
-        return self.coords.shape[0]
+        return self.targets.shape[0]
 
     @property
     def points(self) -> int:
-        return self.coords.shape[1]
+        return self.targets.shape[1]
+
+    @property
+    def in_dim(self) -> int:
+        return len(self.shapes[0])
+
+    @property
+    def padded(self) -> bool:
+        return any(c != self.points for c in self.counts)
+
+    def model_items(self, items: torch.Tensor | None) -> torch.Tensor | None:
+        """The model's item indices for rows ``items`` of this set (as :meth:`chunks` yields them)."""
+        if self.item_ids is None:
+            return items
+        return self.item_ids if items is None else self.item_ids.index_select(0, items)
 
     def chunk_coords(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Coordinates of a chunk, for all items or the listed ones (as :meth:`chunks` yields them)."""
-        return self.coords[:, sl] if items is None else self.coords[items, sl]
+        """Coordinates ``(rows, points, in_dim)`` of a chunk, for all rows or the listed ones.
+
+        Equal to :func:`~inrkit.coords.grid_coords` of each item's shape, sliced; points past an
+        item's end get coordinates too (their loss weight is zero).
+        """
+        rows = self.n_items if items is None else items.shape[0]
+        if self._grid is not None:
+            return self._grid[sl].expand(rows, -1, -1)
+        dims = self._dims if items is None else self._dims.index_select(0, items)  # (rows, d)
+        index = torch.arange(sl.start, sl.stop, device=dims.device).expand(rows, -1)
+        axes = []
+        for axis in range(dims.shape[1] - 1, -1, -1):  # row-major: the last axis varies fastest
+            n = dims[:, axis : axis + 1]
+            axes.append((2.0 * (index % n).float() + 1.0) / n - 1.0)
+            index = index // n
+        return torch.stack(axes[::-1], dim=-1)
+
+    def chunk_targets(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
+        return self.targets[:, sl] if items is None else self.targets.index_select(0, items)[:, sl]
 
     def item_losses(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
         """Each row's share of this chunk in the loss: ``(rows,)``, summing to :meth:`loss`.
 
-        Summed over all chunks, row ``i`` gives item ``i``'s mean squared error divided by N.
-        ``items`` restricts the chunk to some items (``pred`` then has one row per listed item).
+        Summed over all chunks, row ``i`` gives item ``i``'s mean squared error divided by the
+        number of items. ``items`` restricts the chunk to some rows (``pred`` then has one row
+        per listed item).
         """
-        targets = self.targets[:, sl] if items is None else self.targets[items, sl]
-        sq = (pred - targets).square()
-        if self.weights is None:
-            return sq.sum(dim=(1, 2)) / (self.points * self.targets.shape[-1] * self.n_items)
-        weights = self.weights[:, sl] if items is None else self.weights[items, sl]
-        return (sq * weights).sum(dim=(1, 2))
+        sq = (pred - self.chunk_targets(sl, items)).square()
+        scale = self.targets.shape[-1] * self.loss_items
+        if not self.padded:
+            return sq.sum(dim=(1, 2)) / (self.points * scale)
+        counts = self._counts if items is None else self._counts.index_select(0, items)
+        inside = torch.arange(sl.start, sl.start + sq.shape[1], device=counts.device) < counts.unsqueeze(1)
+        return (sq.sum(dim=2) * inside).sum(dim=1) / (counts * scale)
 
     def loss(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
         """This chunk's share of the mean over items of each item's mean squared error."""
         return self.item_losses(pred, sl, items).sum()
 
     def chunks(self, chunk: int) -> list[tuple[slice, torch.Tensor | None]]:
-        """Point ranges of at most ``chunk`` points, each with the items that still have points there.
+        """Point ranges of at most ``chunk`` points, each with the rows that still have points there.
 
         Items of different sizes are padded to the largest; a chunk past an item's last point
         leaves that item out instead of computing its padding.
@@ -97,33 +152,25 @@ class PointSet:
         out: list[tuple[slice, torch.Tensor | None]] = []
         for start in range(0, self.points, chunk):
             active = [i for i, c in enumerate(self.counts) if c > start]
-            items = None if len(active) == self.n_items else torch.tensor(active, device=self.coords.device)
+            items = None if len(active) == self.n_items else torch.tensor(active, device=self.targets.device)
             out.append((slice(start, min(start + chunk, self.points)), items))
         return out
 
     def to(self, device: torch.device) -> PointSet:
-        weights = None if self.weights is None else self.weights.to(device)
-        return PointSet(self.coords.to(device), self.targets.to(device), weights, self.counts)
+        ids = None if self.item_ids is None else self.item_ids.to(device)
+        return PointSet(self.targets.to(device), self.shapes, ids, self.loss_items)
 
     @classmethod
-    def from_arrays(cls, arrays: Sequence[np.ndarray]) -> PointSet:
-        """Arrays ``(*spatial, C)`` in [0, 1] to padded coordinates and targets."""
-        n = len(arrays)
-        channels = arrays[0].shape[-1]
+    def from_arrays(
+        cls, arrays: Sequence[np.ndarray], item_ids: Sequence[int] | None = None, loss_items: int | None = None
+    ) -> PointSet:
+        """Arrays ``(*spatial, C)`` in [0, 1] to padded targets in [-1, 1]."""
         counts = [int(np.prod(a.shape[:-1])) for a in arrays]
-        p_max = max(counts)
-        in_dim = arrays[0].ndim - 1
-        coords = torch.zeros(n, p_max, in_dim)
-        targets = torch.zeros(n, p_max, channels)
-        padded = any(c != p_max for c in counts)
-        weights = torch.zeros(n, p_max, 1) if padded else None
+        targets = torch.zeros(len(arrays), max(counts), arrays[0].shape[-1])
         for i, arr in enumerate(arrays):
-            c = counts[i]
-            coords[i, :c] = grid_coords(arr.shape[:-1])
-            targets[i, :c] = einops.rearrange(to_signed(arr), "... c -> (...) c")
-            if weights is not None:
-                weights[i, :c] = 1.0 / (c * channels * n)
-        return cls(coords, targets, weights, counts)
+            targets[i, : counts[i]] = einops.rearrange(to_signed(arr), "... c -> (...) c")
+        ids = None if item_ids is None else torch.tensor(list(item_ids), dtype=torch.long)
+        return cls(targets, [a.shape[:-1] for a in arrays], ids, loss_items)
 
 
 def auto_chunk_rows(device: torch.device) -> int:
@@ -253,6 +300,20 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         seconds = seconds_before + time.perf_counter() - start
         return TrainResult(steps=steps, seconds=seconds, final_loss=loss_value, history=history)
+
+
+@torch.no_grad()
+def render_points(model: torch.nn.Module, points: PointSet, chunk_rows: int = CPU_CHUNK_ROWS) -> torch.Tensor:
+    """Evaluate ``model`` at every point of ``points``: ``(N, P, C)`` in [0, 1], padding left at 0."""
+    model.eval()
+    out = torch.zeros(points.n_items, points.points, points.targets.shape[-1], device=points.targets.device)
+    for sl, items in points.chunks(max(1, chunk_rows // max(points.n_items, 1))):
+        pred = model(points.chunk_coords(sl, items), points.model_items(items))
+        if items is None:
+            out[:, sl] = pred
+        else:
+            out[items, sl] = pred
+    return to_unit(out)
 
 
 @torch.no_grad()

@@ -78,7 +78,7 @@ def test_mixed_sizes_weigh_items_equally(tmp_path: Path):
     rng = np.random.default_rng(0)
     arrays = [rng.random((6, 5, 3), dtype=np.float32), rng.random((3, 4, 3), dtype=np.float32)]
     points = PointSet.from_arrays(arrays)
-    assert points.counts == [30, 12] and points.coords.shape == (2, 30, 2)
+    assert points.counts == [30, 12] and points.targets.shape == (2, 30, 3)
     pred = torch.from_numpy(rng.random((2, 30, 3), dtype=np.float32))
     chunked = sum(points.loss(pred[:, s : s + 7], slice(s, s + 7)) for s in range(0, 30, 7))
     per_item = [
@@ -100,7 +100,7 @@ def test_chunks_skip_finished_items_without_changing_the_gradient():
     def grads(chunk: int) -> list[torch.Tensor]:
         model.zero_grad()
         for sl, items in points.chunks(chunk):
-            coords = points.coords[:, sl] if items is None else points.coords[items, sl]
+            coords = points.chunk_coords(sl, items)
             points.loss(model(coords, items), sl, items).backward()
         return [p.grad.clone() for p in model.parameters()]
 
@@ -142,3 +142,19 @@ def test_fit_and_decode_on_cuda(image_dir: Path, tmp_path: Path):
 def test_public_api_names_resolve():
     for name in inrkit.__all__:
         assert getattr(inrkit, name) is not None, name
+
+
+def test_chunk_coordinates_equal_each_items_grid_without_storing_them():
+    from inrkit.coords import grid_coords
+    from inrkit.train import PointSet
+
+    rng = np.random.default_rng(2)
+    for shapes in ([(6, 5), (3, 4), (5, 7)], [(4, 4), (4, 4)], [(2, 3, 4), (3, 2, 2)]):
+        points = PointSet.from_arrays([rng.random((*s, 3), dtype=np.float32) for s in shapes])
+        assert not hasattr(points, "coords")  # only the targets are materialised
+        for sl, items in points.chunks(5):
+            rows = range(points.n_items) if items is None else items.tolist()
+            got = points.chunk_coords(sl, items)
+            for k, i in enumerate(rows):
+                want = grid_coords(shapes[i])[sl]
+                assert torch.equal(got[k, : want.shape[0]], want)

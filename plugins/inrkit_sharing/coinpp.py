@@ -66,7 +66,7 @@ class CoinppINR(MultiINR):
 
     def _loss(self, points: PointSet, chunks: Chunks, latents: torch.Tensor) -> torch.Tensor:
         """Per-item losses ``(N,)`` over all chunks, differentiable (one graph for every point)."""
-        per_item = torch.zeros(points.n_items, device=points.coords.device)
+        per_item = torch.zeros(points.n_items, device=points.targets.device)
         for sl, items in chunks:
             coords = points.chunk_coords(sl, items)
             losses = points.item_losses(self(coords, items, latents), sl, items)
@@ -85,7 +85,7 @@ class CoinppINR(MultiINR):
 
     def _inner_loop(self, points: PointSet, chunks: Chunks, create_graph: bool) -> torch.Tensor:
         n = points.n_items
-        latents = torch.zeros(n, self.meta.latent_dim, device=points.coords.device, requires_grad=True)
+        latents = torch.zeros(n, self.meta.latent_dim, device=points.targets.device, requires_grad=True)
         for _ in range(self.meta.inner_steps):
             grad = self._latent_grad(points, chunks, latents, create_graph)
             # The loss averages items; scaling by n gives each item a step on its own loss.
