@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inrkit import artifacts
+from inrkit import artifacts, distributed
 from inrkit.config import ResolvedRun, RunConfig, merge, validate_run_config
 from inrkit.coords import grid_coords
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, PluginError
@@ -42,6 +42,8 @@ class FitResult:
     items: list[Item]
     reconstructions: list[np.ndarray]
     run_dir: Path | None
+    #: False on the other ranks of a distributed run: they hold the model but no metrics.
+    is_main: bool = True
 
 
 def as_config(config: RunConfig | Mapping[str, Any] | None = None, **sections: Any) -> RunConfig:
@@ -220,18 +222,54 @@ def _train_and_save(
     extra_metadata: Mapping[str, Any] | None = None,
     resume_state: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Train the model's trainable parameters on the items, evaluate, write the run folder."""
+    """Train the model's trainable parameters on the items, evaluate, write the run folder.
+
+    Under torchrun with several processes the items are split across them
+    (:mod:`inrkit.distributed`); rank 0 evaluates and writes, the other ranks return the trained
+    model with empty metrics (``FitResult.is_main`` is false there).
+    """
+    dist_ctx, device = distributed.setup(device)
+    try:
+        return _train_and_save_on(
+            resolved, registry, items, model.to(device), device, dist_ctx, out=out, save=save, progress=progress,
+            plots=plots, extra_metadata=extra_metadata, resume_state=resume_state,
+        )
+    finally:
+        distributed.teardown(dist_ctx)
+
+
+def _train_and_save_on(
+    resolved: ResolvedRun,
+    registry: PluginRegistry,
+    items: list[Item],
+    model: MultiINR,
+    device: torch.device,
+    dist_ctx: distributed.DistContext | None,
+    *,
+    out: str | Path | None,
+    save: bool,
+    progress: bool,
+    plots: bool,
+    extra_metadata: Mapping[str, Any] | None,
+    resume_state: dict[str, Any] | None,
+) -> FitResult:
     from inrkit import __version__
 
     cfg = resolved.config
+    is_main = dist_ctx is None or dist_ctx.is_main
     signal = resolved.signal
     train_arrays = [signal.train_view(item) for item in items]
     channels = items[0].channels
     counts = count_parameters(model)
     lr = cfg.train.lr if cfg.train.lr is not None else resolved.activation.default_lr
 
+    if dist_ctx is not None:  # refuse before anything is written
+        distributed.check_model(model, resolved.sharing.name)
+        own = dist_ctx.items_of(len(items))
     run_dir = None
-    if resume_state is not None:
+    if not is_main:
+        pass  # only rank 0 writes
+    elif resume_state is not None:
         run_dir = Path(out)  # type: ignore[arg-type]
     elif save:
         run_dir = artifacts.new_run_folder(out, f"{resolved.activation.name}-{resolved.sharing.name}")
@@ -241,9 +279,16 @@ def _train_and_save(
         if run_dir is not None:
             artifacts.save_resume(run_dir / artifacts.RESUME_FILE, state)
 
+    if dist_ctx is None:
+        points = PointSet.from_arrays(train_arrays)
+    else:
+        points = PointSet.from_arrays([train_arrays[i] for i in own], item_ids=own, loss_items=len(items))
     trainer = Trainer(cfg.train, lr=lr, device=device, progress=progress)
     started = time.perf_counter()
-    result = trainer.fit(model, PointSet.from_arrays(train_arrays), resume_state=resume_state, on_checkpoint=snapshot)
+    result = trainer.fit(model, points, resume_state=resume_state, on_checkpoint=snapshot, dist=dist_ctx)
+    del points
+    if not is_main:
+        return FitResult(cfg, {}, model, items, [], None, is_main=False)
 
     eval_arrays = [signal.eval_view(item) for item in items]
     eval_points = PointSet.from_arrays(eval_arrays)
@@ -273,6 +318,7 @@ def _train_and_save(
             "total_seconds": None,
             "lr": lr,
             "device": str(device),
+            "processes": 1 if dist_ctx is None else dist_ctx.world_size,
             "activation": resolved.activation.name,
             "sharing": resolved.sharing.name,
             "signal": signal.name,

@@ -96,7 +96,7 @@ def build_config_dict(
     sources = list(flags.get("data") or ()) + list(flags.get("paths") or ())
     if sources:
         data["data"] = sources
-    for section, keys in (("model", ("width", "layers")), ("train", ("steps", "lr", "seed", "device"))):
+    for section, keys in (("model", ("width", "layers")), ("train", ("steps", "lr", "seed", "device", "compile", "precision"))):
         for key in keys:
             if flags.get(key) is not None:
                 data.setdefault(section, {})
@@ -160,6 +160,8 @@ def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], C
         click.option("--lr", type=float, help="Adam learning rate [default: the activation's]."),
         click.option("--seed", type=int, help="Random seed [default: 0]."),
         click.option("--device", help="auto, cpu, cuda or cuda:N [default: auto]."),
+        click.option("--compile/--no-compile", "compile", default=None, help="Compile the network with torch.compile before training [default: off]."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16 autocasts the hidden layers' products (for GPUs) [default: fp32]."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML, YAML or JSON run config."),
         click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a config value by dotted key, e.g. sharing.projection=false (repeatable)."),
         click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal]."),
@@ -179,7 +181,8 @@ def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], C
 
 
 def _note(note: str) -> None:
-    click.echo(f"Note: {note}", err=True)
+    if os.environ.get("RANK", "0") == "0":  # one note per run, not one per torchrun process
+        click.echo(f"Note: {note}", err=True)
 
 
 @main.command()
@@ -211,6 +214,8 @@ def run(
     else:
         config = api.as_config(build_config_dict(config_file, flags, assignments))
         result = api.fit(config, out=out, progress=progress, on_note=_note, plots=plots)
+    if not result.is_main:
+        return  # another rank of a distributed run: rank 0 reports
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
     else:

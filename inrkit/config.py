@@ -71,6 +71,14 @@ class TrainConfig(pydantic.BaseModel):
     log_every: int = pydantic.Field(0, ge=0)
     #: Save a resumable snapshot (``resume.pt``) every this many steps; 0: only when interrupted.
     checkpoint_every: int = pydantic.Field(0, ge=0)
+    #: On CUDA, let float32 matrix products use TF32 tensor cores (no effect on the CPU).
+    tf32: bool = True
+    #: ``fp32``, or ``bf16`` to autocast the network's forward pass to bfloat16 (the first layer,
+    #: the activations and the loss stay float32). Meant for GPUs with bf16 tensor cores.
+    precision: Literal["fp32", "bf16"] = "fp32"
+    #: Compile the network with ``torch.compile`` before training: a one-off compilation, then
+    #: fused elementwise kernels (about 1.3x faster steps on a 2-core CPU; see the benchmarks).
+    compile: bool = False
 
     @pydantic.field_validator("chunk_points")
     @classmethod

@@ -116,6 +116,8 @@ class MultiINR(nn.Module):
         self.activation = activation
         self.spec = spec
         self.layer_defs = tuple(layers)
+        #: Set by the trainer for ``train.precision = "bf16"``: the forward pass is autocast to it.
+        self.autocast_dtype: torch.dtype | None = None
         self.shared = nn.ModuleDict()
         self.items = nn.ModuleDict()
         for d in self.layer_defs:
@@ -143,11 +145,24 @@ class MultiINR(nn.Module):
         any order); by default row ``i`` is item ``i``.
         """
         x = self.activation.encode(self.map_coords(coords, items))
+        mixed = torch.is_autocast_enabled(x.device.type)
         for d in self.layer_defs:
-            x = self.items[d.name](x, items) if d.name in self.items else self.shared[d.name](x)
+            if mixed:
+                # Under autocast only hidden layers' products run in low precision: coordinates
+                # and outputs need float32's resolution, and sin(30 x) of a bf16 x is mostly noise.
+                dtype = torch.get_autocast_dtype(x.device.type)
+                with torch.autocast(x.device.type, dtype=dtype, enabled=d.position == "hidden"):
+                    x = self._layer(d, x, items)
+                if x.dtype in (torch.bfloat16, torch.float16):
+                    x = x.float()
+            else:
+                x = self._layer(d, x, items)
             if d.position != "last":
                 x = self.activation.activate(x, d.position)
         return x.real if x.is_complex() else x  # complex networks (WIRE) output the real part
+
+    def _layer(self, d: LayerDef, x: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        return self.items[d.name](x, items) if d.name in self.items else self.shared[d.name](x)
 
     # -- training hooks: strategies with their own optimisation (COIN++'s meta-learning) override
     def accumulate_gradients(self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]]) -> torch.Tensor:
@@ -163,9 +178,12 @@ class MultiINR(nn.Module):
     ) -> torch.Tensor:
         """The chunked loss-and-backward loop; ``extra`` arguments are passed to ``forward``."""
         per_item = torch.zeros(points.n_items, device=points.targets.device)
+        device_type = points.targets.device.type
         for sl, items in chunks:
             coords = points.chunk_coords(sl, items)
-            losses = points.item_losses(self(coords, points.model_items(items), *extra), sl, items)
+            with torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None):
+                pred = self(coords, points.model_items(items), *extra)
+            losses = points.item_losses(pred, sl, items)
             losses.sum().backward()
             if items is None:
                 per_item += losses.detach()

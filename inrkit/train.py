@@ -22,9 +22,11 @@ import torch
 
 from inrkit.config import TrainConfig
 from inrkit.coords import grid_coords, to_signed, to_unit
+from inrkit.distributed import DistContext, gather_item_rows, reduce_gradients
 from inrkit.errors import ConfigError, TrainingError, TrainingInterrupted
 from inrkit.metrics import psnr_from_mse
 from inrkit.nn import MultiINR
+from inrkit.perf import autocast_dtype, compile_errors, compile_model, matmul_precision
 
 #: Rows (points x items) per chunk on the CPU: keeps a width-256 layer's activations in cache.
 CPU_CHUNK_ROWS = 8192
@@ -210,25 +212,41 @@ class Trainer:
         points: PointSet,
         resume_state: dict[str, Any] | None = None,
         on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        dist: DistContext | None = None,
     ) -> TrainResult:
         """Train; ``resume_state`` (a snapshot passed to ``on_checkpoint`` earlier) continues a run.
 
         ``on_checkpoint`` receives a snapshot (model, optimiser and schedule state, history)
         every ``checkpoint_every`` steps and when Ctrl-C interrupts training, which then raises
-        :class:`~inrkit.errors.TrainingInterrupted`.
+        :class:`~inrkit.errors.TrainingInterrupted`. With ``dist`` (see :mod:`inrkit.distributed`)
+        ``points`` holds this rank's items; shared gradients are summed over ranks each step and
+        every rank ends holding the whole trained model.
         """
         cfg = self.config
+        with matmul_precision(self.device, cfg.tf32):
+            return self._fit(model, points.to(self.device), resume_state, on_checkpoint, dist)
+
+    def _fit(
+        self,
+        model: MultiINR,
+        points: PointSet,
+        resume_state: dict[str, Any] | None,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None,
+        dist: DistContext | None,
+    ) -> TrainResult:
+        cfg = self.config
         steps = cfg.steps
-        points = points.to(self.device)
         chunk = self.chunk_points(points)
         chunks = points.chunks(chunk)
         params = [p for p in model.parameters() if p.requires_grad]
+        shared = [p for p in model.shared.parameters() if p.requires_grad]
         if not params:  # everything frozen (encoding into COIN++ fits its latents afterwards)
             steps = 0
         optimizer = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=self.lr)
         ratio = cfg.lr_final_ratio
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / max(steps, 1)))
         log_every = cfg.log_every or max(1, steps // 100)
+        # Reading the loss makes the host wait for the device: on a GPU only at log steps.
         check_every = 1 if self.device.type == "cpu" else log_every
         history: list[dict[str, Any]] = []
         first_step, seconds_before = 1, 0.0
@@ -239,7 +257,14 @@ class Trainer:
             history = list(resume_state["history"])
             first_step = int(resume_state["step"]) + 1
             seconds_before = float(resume_state["seconds"])
-        bar = _progress_bar(steps, self.progress)
+        model.autocast_dtype = autocast_dtype(cfg.precision)
+        if cfg.compile and steps:
+            compile_model(model)
+        own = None
+        if dist is not None:
+            own = points.item_ids if points.item_ids is not None else torch.arange(points.n_items)
+            own = own.to(self.device)
+        bar = _progress_bar(steps, self.progress and (dist is None or dist.is_main))
         bar.update(first_step - 1)
         model.train()
         start = time.perf_counter()
@@ -247,6 +272,8 @@ class Trainer:
         completed = first_step - 1
 
         def snapshot() -> dict[str, Any]:
+            if dist is not None:
+                gather_item_rows(model, optimizer, own)
             return {
                 "step": completed,
                 "model": model.state_dict(),
@@ -259,7 +286,10 @@ class Trainer:
         try:
             for step in range(first_step, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
-                per_item = model.accumulate_gradients(points, chunks)
+                with compile_errors(cfg.compile and step == first_step):
+                    per_item = model.accumulate_gradients(points, chunks)
+                if dist is not None:
+                    per_item = reduce_gradients(shared, per_item, own, points.loss_items)
                 total = per_item.sum()
                 if step % check_every == 0 or step == steps or step % log_every == 0:
                     loss_value = float(total)
@@ -269,9 +299,8 @@ class Trainer:
                             f"Lower the learning rate (--lr, it was {self.lr:g})."
                         )
                     if step % log_every == 0 or step == steps:
-                        # Loss is on [-1, 1] targets: the [0, 1] MSE is a quarter of it.
-                        # Row i of per_item is item i's MSE / N; on [-1, 1] targets, x4 the [0, 1] MSE.
-                        item_mse = (per_item * points.n_items / 4.0).tolist()
+                        # Item i's share is its MSE / N on [-1, 1] targets: x N / 4 is its [0, 1] MSE.
+                        item_mse = (per_item * points.loss_items / 4.0).tolist()
                         record = {
                             "step": step,
                             "loss": loss_value,
@@ -287,7 +316,8 @@ class Trainer:
                 if on_checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
                     on_checkpoint(snapshot())
         except KeyboardInterrupt:
-            if on_checkpoint is None:
+            # Other processes may be inside a collective: a distributed run keeps its periodic snapshots.
+            if on_checkpoint is None or dist is not None:
                 raise TrainingInterrupted(f"interrupted at step {completed} of {steps}") from None
             on_checkpoint(snapshot())
             raise TrainingInterrupted(
@@ -295,6 +325,9 @@ class Trainer:
             ) from None
         finally:
             bar.close()
+            model.autocast_dtype = None
+        if dist is not None:
+            gather_item_rows(model, optimizer, own)
         model.after_training(points, chunks)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -1,0 +1,181 @@
+"""Training one run's items on several processes with ``torch.distributed`` (launched by torchrun).
+
+``torchrun --nproc_per_node K -m inrkit run ...`` starts K copies of the command; each notices
+the torchrun environment (``WORLD_SIZE`` > 1) and joins one process group (gloo on the CPU,
+nccl on GPUs). The scheme follows from MINR's layout:
+
+- every rank builds the whole model from the same seed, so shared layers start identical;
+- the items are split into contiguous blocks, one per rank; a rank holds only its own items'
+  points and trains only their rows of the per-item parameters;
+- after each step's backward pass, one all-reduce sums the shared parameters' gradients (and
+  the per-item losses, for logging and the divergence check); per-item parameters never travel
+  during training, so the traffic per step is the size of the shared layers, whatever N is;
+- Adam then takes the same step on every rank's shared layers;
+- at the end (and for every snapshot) the per-item rows are gathered so every rank holds the
+  whole model; rank 0 evaluates it and writes the one run folder.
+
+The loss is each item's MSE averaged over *all* items, so the summed gradients equal a
+single-process run's up to floating-point summation order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+import torch
+from torch import distributed as dist
+
+from inrkit.errors import ConfigError
+from inrkit.nn import MultiINR
+
+
+@dataclasses.dataclass(frozen=True)
+class DistContext:
+    """This process's place in the group and the items it trains."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    #: True when inrkit initialised the process group (and so tears it down).
+    owns_group: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def items_of(self, n_items: int, rank: int | None = None) -> list[int]:
+        """The contiguous block of item indices a rank trains (sizes differ by at most one)."""
+        return partition(n_items, self.world_size)[self.rank if rank is None else rank]
+
+
+def partition(n_items: int, world_size: int) -> list[list[int]]:
+    """Split ``range(n_items)`` into ``world_size`` contiguous blocks, larger blocks first."""
+    if n_items < world_size:
+        raise ConfigError(
+            f"{n_items} item(s) cannot be split across {world_size} processes; "
+            f"use at most {n_items} process(es) (torchrun --nproc_per_node)"
+        )
+    base, extra = divmod(n_items, world_size)
+    blocks, start = [], 0
+    for rank in range(world_size):
+        size = base + (1 if rank < extra else 0)
+        blocks.append(list(range(start, start + size)))
+        start += size
+    return blocks
+
+
+def requested_world_size() -> int:
+    """The process count torchrun asked for (1 outside torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
+
+
+def setup(device: torch.device) -> tuple[DistContext | None, torch.device]:
+    """Join (or reuse) the process group when there is more than one process.
+
+    Returns ``(None, device)`` for a single process. Under torchrun a CUDA device without an
+    index becomes ``cuda:LOCAL_RANK``, one GPU per process.
+    """
+    if requested_world_size() <= 1:
+        return None, device
+    if not dist.is_available():
+        raise ConfigError("this PyTorch build has no torch.distributed; run one process")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda" and device.index is None:
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"process {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible); "
+                "start at most one process per GPU"
+            )
+        device = torch.device("cuda", local_rank)
+    owns = not dist.is_initialized()
+    if owns:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        try:
+            dist.init_process_group(backend, timeout=timedelta(minutes=30))
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(f"could not join the torch.distributed process group ({backend}): {exc}") from None
+    ctx = DistContext(dist.get_rank(), dist.get_world_size(), local_rank, owns)
+    return ctx, device
+
+
+def teardown(ctx: DistContext | None) -> None:
+    if ctx is not None and ctx.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def check_model(model: MultiINR, sharing: str) -> None:
+    """Refuse models the item-parallel scheme cannot train exactly."""
+    own = type(model)
+    if own.accumulate_gradients is not MultiINR.accumulate_gradients or own.after_training is not MultiINR.after_training:
+        raise ConfigError(
+            f"sharing {sharing!r} has its own optimisation loop, which distributed training does not "
+            "split across processes; run it in one process"
+        )
+    grouped = {id(p) for p in model.shared.parameters()} | {id(p) for p in model.items.parameters()}
+    loose = [name for name, p in model.named_parameters() if id(p) not in grouped]
+    if loose:
+        raise ConfigError(
+            f"sharing {sharing!r} keeps parameters outside 'shared'/'items' ({', '.join(loose)}); "
+            "distributed training cannot tell whether to reduce them"
+        )
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return (torch.view_as_real(t) if t.is_complex() else t).reshape(-1)
+
+
+def reduce_gradients(
+    shared: Sequence[torch.nn.Parameter], row_losses: torch.Tensor, item_ids: torch.Tensor, n_items: int
+) -> torch.Tensor:
+    """Sum the shared gradients over ranks in one all-reduce; return every item's loss ``(N,)``.
+
+    ``row_losses`` are this rank's per-row losses, ``item_ids`` their items.
+    """
+    losses = torch.zeros(n_items, device=row_losses.device, dtype=row_losses.dtype)
+    losses.index_copy_(0, item_ids, row_losses)
+    for p in shared:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        elif not p.grad.is_contiguous():
+            p.grad = p.grad.contiguous()
+    parts = [_flat(p.grad) for p in shared] + [losses]
+    flat = torch.cat([part.to(losses.dtype) for part in parts])
+    dist.all_reduce(flat)
+    offset = 0
+    for p, part in zip(shared, parts, strict=False):
+        part.copy_(flat[offset : offset + part.numel()])
+        offset += part.numel()
+    return flat[offset:]
+
+
+def gather_item_rows(model: MultiINR, optimizer: torch.optim.Optimizer | None, own: torch.Tensor) -> None:
+    """Give every rank every item's rows of the per-item parameters (and their Adam state).
+
+    Each rank zeroes the rows it does not own and one sum per tensor fills them in: a row is
+    owned by exactly one rank, so the sum is that rank's value, bit for bit.
+    """
+    for tensor in _item_tensors(model, optimizer):
+        view = torch.view_as_real(tensor) if tensor.is_complex() else tensor
+        mask = torch.zeros(view.shape[0], dtype=torch.bool, device=view.device)
+        mask[own] = True
+        view.copy_(torch.where(mask.view(-1, *([1] * (view.dim() - 1))), view, torch.zeros_like(view)))
+        dist.all_reduce(view)
+
+
+def _item_tensors(model: MultiINR, optimizer: torch.optim.Optimizer | None) -> Iterable[torch.Tensor]:
+    for p in model.items.parameters():
+        yield p.data
+        state = optimizer.state.get(p, {}) if optimizer is not None else {}
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                yield value

@@ -1,0 +1,145 @@
+"""Distributed training: torchrun with 2 CPU processes (gloo on loopback) equals one process."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import inrkit
+from inrkit.api import build_model
+from inrkit.nn import MultiINR
+from inrkit import distributed
+from inrkit.config import ResolvedRun, TrainConfig
+from inrkit.errors import ConfigError
+from inrkit.train import PointSet, Trainer
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed")
+
+# Mixed sizes: padding, chunks that skip finished items, blocks of 3 and 2 items.
+SHAPES = [(16, 16), (12, 20), (16, 16), (10, 9), (16, 16)]
+RUN = ["--width", "32", "--steps", "25", "--device", "cpu", "--lr", "1e-3", "--no-plots", "--json"]
+
+
+@pytest.fixture(scope="module")
+def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import imageio.v3 as iio
+
+    folder = tmp_path_factory.mktemp("mixed")
+    rng = np.random.default_rng(0)
+    for i, shape in enumerate(SHAPES):
+        iio.imwrite(folder / f"img{i}.png", (rng.random((*shape, 3)) * 255).astype(np.uint8))
+    return folder
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, INRKIT_PLOTS="0", OMP_NUM_THREADS="1")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return env
+
+
+def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "inrkit", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+
+
+def test_partition_is_contiguous_balanced_and_complete():
+    assert distributed.partition(5, 2) == [[0, 1, 2], [3, 4]]
+    assert distributed.partition(4, 4) == [[0], [1], [2], [3]]
+    blocks = distributed.partition(100, 7)
+    assert sum(blocks, []) == list(range(100)) and {len(b) for b in blocks} == {14, 15}
+    with pytest.raises(ConfigError, match="3 item.*cannot be split across 4 processes"):
+        distributed.partition(3, 4)
+
+
+def test_two_processes_train_exactly_what_one_process_trains(mixed_dir: Path, tmp_path: Path):
+    one = subprocess.run(
+        [sys.executable, "-m", "inrkit", "run", str(mixed_dir), *RUN, "--out", str(tmp_path / "one")],
+        capture_output=True, text=True, env=_env(), timeout=300,
+    )
+    assert one.returncode == 0, one.stderr
+    two = _torchrun(2, "run", str(mixed_dir), *RUN, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    # One run folder, written once (by rank 0), and one metrics report on stdout.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+    assert two.stdout.count('"psnr_mean"') == 1
+    m1, m2 = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("one", "two"))
+    assert m1["processes"] == 1 and m2["processes"] == 2
+    for a, b in zip(m1["items"], m2["items"], strict=True):
+        assert a["name"] == b["name"] and a["psnr"] == pytest.approx(b["psnr"], abs=1e-3)
+    for h1, h2 in zip(m1["history"], m2["history"], strict=True):
+        assert h1["item_psnr"] == pytest.approx(h2["item_psnr"], abs=1e-3)
+    c1, c2 = (load_file(tmp_path / n / "checkpoint.safetensors") for n in ("one", "two"))
+    assert c1.keys() == c2.keys()
+    for key in c1:
+        torch.testing.assert_close(c2[key], c1[key], rtol=1e-4, atol=1e-5, msg=key)
+    # Every item was trained, the last rank's included.
+    first, last = m2["history"][0]["item_psnr"], m2["history"][-1]["item_psnr"]
+    assert all(b > a + 0.5 for a, b in zip(first, last, strict=True))
+
+
+def test_distributed_refusals_are_one_clear_message_and_write_nothing(mixed_dir: Path, tmp_path: Path):
+    result = _torchrun(2, "run", str(mixed_dir), *RUN, "--sharing", "coinpp", "--out", str(tmp_path / "c"))
+    assert result.returncode != 0
+    assert "Error: sharing 'coinpp' has its own optimisation loop" in result.stderr
+    # torchrun adds a report with its own traceback; none of inrkit's frames may appear.
+    assert not re.search(r'File ".*[/\\]inrkit[/\\]', result.stderr)
+    assert not (tmp_path / "c").exists()
+
+
+# -- snapshots: the per-item rows and their Adam state are gathered before saving --------------
+
+def _worker(rank: int, world: int, init_file: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        ctx = distributed.DistContext(rank, world, rank, owns_group=False)
+        model, points, trainer = _setup()
+        own = ctx.items_of(points.n_items)
+        mine = PointSet(points.targets[own], [points.shapes[i] for i in own], torch.tensor(own), points.n_items)
+        snaps: list[dict] = []
+        trainer.fit(model, mine, on_checkpoint=lambda s: snaps.append(copy.deepcopy(s)), dist=ctx)
+        if rank == 0:
+            torch.save({"snapshot": snaps[0], "final": model.state_dict()}, out)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _setup() -> tuple[MultiINR, PointSet, Trainer]:
+    rng = np.random.default_rng(3)
+    arrays = [rng.random((*s, 3), dtype=np.float32) for s in SHAPES]
+    torch.manual_seed(0)
+    resolved = ResolvedRun(inrkit.as_config({"model": {"width": 16, "layers": 4}}))
+    model = build_model(resolved, SHAPES, 3)
+    config = TrainConfig(steps=12, checkpoint_every=6, chunk_points=64, device="cpu")
+    return model, PointSet.from_arrays(arrays), Trainer(config, lr=1e-3, device=torch.device("cpu"), progress=False)
+
+
+def test_distributed_snapshots_hold_every_item_and_resume_in_one_process(tmp_path: Path):
+    torch.multiprocessing.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=2)
+    got = torch.load(tmp_path / "out.pt", weights_only=False)
+    model, points, trainer = _setup()
+    snaps: list[dict] = []
+    trainer.fit(model, points, on_checkpoint=lambda s: snaps.append(copy.deepcopy(s)))
+    want = snaps[0]
+    assert got["snapshot"]["step"] == want["step"] == 6
+    for key, value in want["model"].items():
+        torch.testing.assert_close(got["snapshot"]["model"][key], value, rtol=1e-4, atol=1e-6, msg=key)
+    for index, state in want["optimizer"]["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(got["snapshot"]["optimizer"]["state"][index][name], state[name], rtol=1e-3, atol=1e-9)
+    # The gathered snapshot is a complete single-process snapshot: resuming it ends where one process ends.
+    resumed, _, trainer = _setup()
+    trainer.fit(resumed, points, resume_state=got["snapshot"])
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(got["final"][key], value, rtol=1e-4, atol=1e-5, msg=key)

@@ -1,0 +1,89 @@
+"""Speed switches: bf16 autocast, torch.compile and TF32 change speed, not what is trained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import inrkit
+from inrkit.api import build_model
+from inrkit.nn import MultiINR
+from inrkit.config import ResolvedRun, TrainConfig
+from inrkit.errors import ConfigError, TrainingError
+from inrkit.train import PointSet, Trainer
+
+SHAPES = [(12, 12), (12, 12), (8, 10)]
+
+
+def _fit(steps: int = 8, **train: object) -> tuple[MultiINR, list[dict]]:
+    rng = np.random.default_rng(0)
+    points = PointSet.from_arrays([rng.random((*s, 3), dtype=np.float32) for s in SHAPES])
+    torch.manual_seed(0)
+    model = build_model(ResolvedRun(inrkit.as_config({"model": {"width": 32, "layers": 4}})), SHAPES, 3)
+    config = TrainConfig(steps=steps, log_every=1, device="cpu", **train)
+    result = Trainer(config, lr=1e-3, device=torch.device("cpu"), progress=False).fit(model, points)
+    return model, result.history
+
+
+def test_bf16_autocast_runs_only_hidden_products_in_bf16_and_tracks_fp32():
+    model, history = _fit(precision="bf16")
+    _, reference = _fit()
+    assert model.autocast_dtype is None  # reset after training
+    dtypes: dict[str, torch.dtype] = {}
+    for name, layer in [*model.shared.items(), *model.items.items()]:
+        layer.register_forward_hook(lambda mod, args, out, name=name: dtypes.__setitem__(name, out.dtype))
+    coords = torch.rand(len(SHAPES), 7, 2) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(coords)
+    assert out.dtype == torch.float32
+    assert dtypes["first"] == dtypes["last"] == torch.float32
+    assert dtypes["projection"] == dtypes["hidden2"] == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
+    for got, want in zip(history, reference, strict=True):
+        assert got["psnr"] == pytest.approx(want["psnr"], abs=0.1)
+
+
+def test_compiled_training_matches_eager_training():
+    compiled, history = _fit(steps=4, compile=True)
+    eager, reference = _fit(steps=4)
+    for got, want in zip(history, reference, strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+    for (name, a), b in zip(compiled.state_dict().items(), eager.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_a_compile_failure_is_one_training_error(monkeypatch: pytest.MonkeyPatch):
+    from torch._dynamo.exc import TorchRuntimeError
+
+    def broken_compile(model: torch.nn.Module) -> None:
+        def forward(*args: object, **kwargs: object) -> torch.Tensor:
+            raise TorchRuntimeError("no C++ compiler found\nmore detail")
+
+        model.forward = forward  # type: ignore[method-assign]
+
+    monkeypatch.setattr("inrkit.train.compile_model", broken_compile)
+    with pytest.raises(TrainingError, match=r"torch.compile failed \(TorchRuntimeError: no C\+\+ compiler found\); run without train.compile"):
+        _fit(compile=True)
+
+
+def test_precision_and_compile_are_cli_flags_and_config_keys():
+    from inrkit.cli import build_config_dict
+
+    data = build_config_dict(None, {"precision": "bf16", "compile": True}, ["train.tf32=false"])
+    config = inrkit.as_config(data)
+    assert (config.train.precision, config.train.compile, config.train.tf32) == ("bf16", True, False)
+    with pytest.raises(ConfigError, match="train.precision"):
+        inrkit.as_config({"train": {"precision": "fp8"}})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tf32_is_on_while_training_on_cuda_and_restored_after():
+    from inrkit.perf import matmul_precision
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    with matmul_precision(torch.device("cuda"), tf32=True):
+        assert torch.backends.cuda.matmul.allow_tf32
+    with matmul_precision(torch.device("cuda"), tf32=False):
+        assert not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cuda.matmul.allow_tf32 == before
