@@ -24,6 +24,7 @@ from torch import nn
 
 from inrkit.config import ResolvedRun
 from inrkit.coords import grid_coords
+from inrkit.perf import autocast_dtype, compile_errors, compile_model, matmul_precision
 from inrkit.train import PointSet, auto_chunk_points, resolve_device
 
 
@@ -95,10 +96,29 @@ def step_work(model: nn.Module, rows: int) -> tuple[float, float]:
 
 def run_bench(
     *, items: int, size: int, width: int, layers: int, sharing: str = "minr", activation: str = "siren",
-    repeats: int = 5, device: str = "auto", naive: bool = True,
+    repeats: int = 5, device: str = "auto", naive: bool = True, compile: bool = False, precision: str = "fp32",
+    tf32: bool = True, chunk_points: int | None = None,
 ) -> dict[str, Any]:
-    """Measure and return the step times, their ratios, the floor and the peak memory."""
+    """Measure and return the step times, their ratios, the floor and the peak memory.
+
+    ``compile``, ``precision`` and ``tf32`` are the training switches of the same names
+    (:class:`~inrkit.config.TrainConfig`); they apply to inrkit's step only, the naive reference
+    stays the plain eager loop (TF32, a process-wide setting, applies to all three measurements).
+    """
     dev = resolve_device(device)
+    with matmul_precision(dev, tf32):
+        result = _run_bench(
+            dev, items=items, size=size, width=width, layers=layers, sharing=sharing, activation=activation,
+            repeats=repeats, naive=naive, compile=compile, precision=precision, chunk_points=chunk_points,
+        )
+    result["tf32"] = tf32 and dev.type == "cuda"
+    return result
+
+
+def _run_bench(
+    dev: torch.device, *, items: int, size: int, width: int, layers: int, sharing: str, activation: str,
+    repeats: int, naive: bool, compile: bool, precision: str, chunk_points: int | None,
+) -> dict[str, Any]:
     torch.manual_seed(0)
     images = [torch.rand(size, size, 3).numpy() for _ in range(items)]
     points = PointSet.from_arrays(images).to(dev)
@@ -108,8 +128,17 @@ def run_bench(
     resolved = ResolvedRun(as_config(config))
     model = build_model(resolved, [(size, size)] * items, 3).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    chunk = auto_chunk_points(items, points.points, dev)
+    chunk = min(chunk_points, points.points) if chunk_points else auto_chunk_points(items, points.points, dev)
     chunks = points.chunks(chunk)
+    model.autocast_dtype = autocast_dtype(precision)
+    compile_seconds = None
+    if compile:
+        started = time.perf_counter()
+        compile_model(model)
+        with compile_errors(True):
+            model.accumulate_gradients(points, chunks)  # compiles; its gradients are discarded below
+        _sync(dev)
+        compile_seconds = time.perf_counter() - started
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
@@ -151,6 +180,9 @@ def run_bench(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "chunk_points": chunk,
+        "compile": compile,
+        "compile_seconds": compile_seconds,
+        "precision": precision,
         "step_seconds": step,
         "naive_step_seconds": naive_seconds,
         "ratio_vs_naive": (naive_seconds / step) if naive_seconds else None,

@@ -363,17 +363,28 @@ def encode(
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed steps (median).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--no-naive", is_flag=True, help="Skip the naive per-image loop (it is slow for many items).")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile inrkit's network first.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="bf16 autocasts the hidden layers' products.")
+@click.option("--tf32/--no-tf32", default=True, show_default=True, help="On CUDA, TF32 matrix products.")
+@click.option("--chunk-points", type=click.IntRange(min=1), help="Points per item per chunk [default: auto].")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
-def bench(items: int, size: int, width: int, layers: int, sharing: str, repeats: int, device: str, no_naive: bool, as_json: bool) -> None:
+def bench(
+    items: int, size: int, width: int, layers: int, sharing: str, repeats: int, device: str, no_naive: bool,
+    compile_: bool, precision: str, tf32: bool, chunk_points: int | None, as_json: bool,
+) -> None:
     """Time a training step against a naive per-image loop and this machine's roofline."""
     from inrkit.bench import run_bench
 
-    r = run_bench(items=items, size=size, width=width, layers=layers, sharing=sharing, repeats=repeats, device=device, naive=not no_naive)
+    r = run_bench(
+        items=items, size=size, width=width, layers=layers, sharing=sharing, repeats=repeats, device=device,
+        naive=not no_naive, compile=compile_, precision=precision, tf32=tf32, chunk_points=chunk_points,
+    )
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
     click.echo(f"{items} x {size}x{size}, {sharing}, width {width}, {layers} layers on {r['device']} ({r['device_name']}, {r['threads']} threads)")
-    click.echo(f"inrkit step      {r['step_seconds'] * 1e3:9.1f} ms  (chunks of {r['chunk_points']} points per item)")
+    switches = f"{precision}" + (", compiled" if compile_ else "") + (", tf32" if r["tf32"] else "")
+    click.echo(f"inrkit step      {r['step_seconds'] * 1e3:9.1f} ms  (chunks of {r['chunk_points']} points per item; {switches})")
     if r["naive_step_seconds"] is not None:
         click.echo(f"naive step       {r['naive_step_seconds'] * 1e3:9.1f} ms  -> inrkit is {r['ratio_vs_naive']:.2f}x faster")
     click.echo(
