@@ -87,3 +87,23 @@ def test_tf32_is_on_while_training_on_cuda_and_restored_after():
     with matmul_precision(torch.device("cuda"), tf32=False):
         assert not torch.backends.cuda.matmul.allow_tf32
     assert torch.backends.cuda.matmul.allow_tf32 == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("shapes", [[(32, 32)] * 3, [(32, 32), (20, 24), (9, 40)]], ids=["same-size", "mixed-sizes"])
+def test_a_cuda_training_step_never_waits_for_the_device(shapes: list[tuple[int, int]]):
+    rng = np.random.default_rng(0)
+    device = torch.device("cuda")
+    points = PointSet.from_arrays([rng.random((*s, 3), dtype=np.float32) for s in shapes]).to(device)
+    model = build_model(ResolvedRun(inrkit.as_config({"model": {"width": 32}})), shapes, 3).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    chunks = points.chunks(100)
+    model.accumulate_gradients(points, chunks)  # warm-up outside the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        optimizer.zero_grad(set_to_none=True)
+        model.accumulate_gradients(points, chunks)
+        optimizer.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
