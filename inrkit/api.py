@@ -229,13 +229,10 @@ def _train_and_save(
     model with empty metrics (``FitResult.is_main`` is false there).
     """
     dist_ctx, device = distributed.setup(device)
-    try:
-        return _train_and_save_on(
-            resolved, registry, items, model.to(device), device, dist_ctx, out=out, save=save, progress=progress,
-            plots=plots, extra_metadata=extra_metadata, resume_state=resume_state,
-        )
-    finally:
-        distributed.teardown(dist_ctx)
+    return _train_and_save_on(
+        resolved, registry, items, model.to(device), device, dist_ctx, out=out, save=save, progress=progress,
+        plots=plots, extra_metadata=extra_metadata, resume_state=resume_state,
+    )
 
 
 def _train_and_save_on(

@@ -20,6 +20,7 @@ single-process run's up to floating-point summation order.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 from collections.abc import Iterable, Sequence
@@ -39,7 +40,7 @@ class DistContext:
     rank: int
     world_size: int
     local_rank: int
-    #: True when inrkit initialised the process group (and so tears it down).
+    #: True when inrkit initialised the process group (it is then destroyed at exit).
     owns_group: bool
 
     @property
@@ -104,12 +105,14 @@ def setup(device: torch.device) -> tuple[DistContext | None, torch.device]:
             dist.init_process_group(backend, timeout=timedelta(minutes=30))
         except (RuntimeError, ValueError) as exc:
             raise ConfigError(f"could not join the torch.distributed process group ({backend}): {exc}") from None
+        # One group for the process's lifetime: `inrkit compare` and scripts fit several runs.
+        atexit.register(_destroy)
     ctx = DistContext(dist.get_rank(), dist.get_world_size(), local_rank, owns)
     return ctx, device
 
 
-def teardown(ctx: DistContext | None) -> None:
-    if ctx is not None and ctx.owns_group and dist.is_initialized():
+def _destroy() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -7,9 +7,11 @@ initialisation routine serves shared and per-item layers alike, and a per-item l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -66,11 +68,37 @@ class BatchedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_items, in_features, out_features, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(n_items, out_features, dtype=dtype))
         _default_uniform_(self.weight, self.bias)
+        self._gathered: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @contextlib.contextmanager
+    def gathered(self, items: torch.Tensor) -> Iterator[None]:
+        """Use the rows ``items`` for every forward pass in the block: one gather, one scatter.
+
+        Selecting rows in every chunk's forward pass costs a copy of the whole ``(N, in, out)``
+        weight per chunk, and its backward a zero-filled gradient of the same size; with many
+        items and small chunks that costs more than the chunk's products. Here the rows are
+        copied once into leaf tensors, their gradients accumulate over the block's chunks and
+        are added into ``weight.grad`` once at the end.
+        """
+        weight = self.weight.detach().index_select(0, items).requires_grad_(self.weight.requires_grad)
+        bias = self.bias.detach().index_select(0, items).requires_grad_(self.bias.requires_grad)
+        self._gathered = (weight, bias)
+        try:
+            yield
+        finally:
+            self._gathered = None
+        for param, rows in ((self.weight, weight), (self.bias, bias)):
+            if rows.grad is not None:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+                param.grad.index_add_(0, items, rows.grad)
 
     def forward(self, x: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """``items`` (indices into N) selects which items' weights the rows of ``x`` use."""
         weight, bias = self.weight, self.bias
-        if items is not None:
+        if self._gathered is not None:  # inside gathered(items): the rows were selected once
+            weight, bias = self._gathered
+        elif items is not None:
             weight, bias = weight.index_select(0, items), bias.index_select(0, items)
         if x.dim() != 3 or x.shape[0] != weight.shape[0]:
             raise ValueError(f"expected input (N={weight.shape[0]}, P, {self.in_features}), got {tuple(x.shape)}")
@@ -179,17 +207,35 @@ class MultiINR(nn.Module):
         """The chunked loss-and-backward loop; ``extra`` arguments are passed to ``forward``."""
         per_item = torch.zeros(points.n_items, device=points.targets.device)
         device_type = points.targets.device.type
-        for sl, items in chunks:
-            coords = points.chunk_coords(sl, items)
-            with torch.autocast(device_type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None):
-                pred = self(coords, points.model_items(items), *extra)
-            losses = points.item_losses(pred, sl, items)
-            losses.sum().backward()
-            if items is None:
-                per_item += losses.detach()
-            else:
-                per_item.index_add_(0, items, losses.detach())
+        for _, run in itertools.groupby(chunks, key=lambda chunk: id(chunk[1])):
+            group = list(run)
+            items = group[0][1]
+            model_items = points.model_items(items)
+            with self.gathered_items(model_items):
+                for sl, _ in group:
+                    coords = points.chunk_coords(sl, items)
+                    with torch.autocast(
+                        device_type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None
+                    ):
+                        pred = self(coords, model_items, *extra)
+                    losses = points.item_losses(pred, sl, items)
+                    losses.sum().backward()
+                    if items is None:
+                        per_item += losses.detach()
+                    else:
+                        per_item.index_add_(0, items, losses.detach())
         return per_item
+
+    @contextlib.contextmanager
+    def gathered_items(self, items: torch.Tensor | None) -> Iterator[None]:
+        """Select the per-item layers' rows for ``items`` once for a run of chunks (see
+        :meth:`BatchedLinear.gathered`); ``None`` (every item, in order) selects nothing."""
+        with contextlib.ExitStack() as stack:
+            if items is not None:
+                for module in self.items.values():
+                    if isinstance(module, BatchedLinear):
+                        stack.enter_context(module.gathered(items))
+            yield
 
     def after_training(self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]]) -> None:
         """Called once after the last step (COIN++ fits its per-item modulations here)."""

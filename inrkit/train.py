@@ -146,16 +146,27 @@ class PointSet:
         return self.item_losses(pred, sl, items).sum()
 
     def chunks(self, chunk: int) -> list[tuple[slice, torch.Tensor | None]]:
-        """Point ranges of at most ``chunk`` points, each with the rows that still have points there.
+        """Point ranges of ``chunk`` points, each with the rows that still have points there.
 
         Items of different sizes are padded to the largest; a chunk past an item's last point
-        leaves that item out instead of computing its padding.
+        leaves that item out instead of computing its padding, and grows so that it keeps
+        ``chunk x N`` rows (points x items): with many items of very different sizes, the
+        largest item's tail is not cut into thousands of tiny chunks. Consecutive chunks with the same
+        rows share one index tensor (the model selects those rows' layers once for the run).
         """
         out: list[tuple[slice, torch.Tensor | None]] = []
-        for start in range(0, self.points, chunk):
+        items: torch.Tensor | None = None
+        previous: list[int] | None = None
+        rows = chunk * self.n_items
+        start = 0
+        while start < self.points:
             active = [i for i, c in enumerate(self.counts) if c > start]
-            items = None if len(active) == self.n_items else torch.tensor(active, device=self.targets.device)
-            out.append((slice(start, min(start + chunk, self.points)), items))
+            if active != previous:  # consecutive chunks with the same rows share one index tensor
+                items = None if len(active) == self.n_items else torch.tensor(active, device=self.targets.device)
+                previous = active
+            stop = min(start + max(chunk, rows // len(active)), self.points)
+            out.append((slice(start, stop), items))
+            start = stop
         return out
 
     def to(self, device: torch.device) -> PointSet:

@@ -94,7 +94,10 @@ def test_chunks_skip_finished_items_without_changing_the_gradient():
     rng = np.random.default_rng(1)
     points = PointSet.from_arrays([rng.random((9, 8, 3), dtype=np.float32), rng.random((4, 5, 3), dtype=np.float32)])
     chunks = points.chunks(16)
-    assert [(c.start, None if i is None else i.tolist()) for c, i in chunks] == [(0, None), (16, None), (32, [0]), (48, [0]), (64, [0])]
+    # past item 1's end (20 points) item 0 alone gets chunks of 32 points: 32 rows, as before
+    assert [(c.start, c.stop, None if i is None else i.tolist()) for c, i in chunks] == [
+        (0, 16, None), (16, 32, None), (32, 64, [0]), (64, 72, [0])
+    ]
     model = inrkit.api.build_model(ResolvedRun(inrkit.as_config({"model": {"width": 8}})), [(9, 8), (4, 5)], 3)
 
     def grads(chunk: int) -> list[torch.Tensor]:
@@ -158,3 +161,48 @@ def test_chunk_coordinates_equal_each_items_grid_without_storing_them():
             for k, i in enumerate(rows):
                 want = grid_coords(shapes[i])[sl]
                 assert torch.equal(got[k, : want.shape[0]], want)
+
+
+def test_rows_of_per_item_layers_are_gathered_once_per_run_of_chunks():
+    """Chunks past the smaller items' ends select the other rows once; gradients stay exact."""
+    from inrkit.api import build_model
+    from inrkit.config import ResolvedRun
+    from inrkit.nn import BatchedLinear
+    from inrkit.train import PointSet
+
+    rng = np.random.default_rng(4)
+    shapes = [(9, 8), (4, 5), (7, 7)]
+    arrays = [rng.random((*s, 3), dtype=np.float32) for s in shapes]
+    model = build_model(ResolvedRun(inrkit.as_config({"model": {"width": 8}})), shapes, 3)
+    gathers = []
+    original = BatchedLinear.gathered
+
+    def counting(self, items):  # type: ignore[no-untyped-def]
+        gathers.append(items.tolist())
+        return original(self, items)
+
+    def grads(points: PointSet, chunk: int) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        model.accumulate_gradients(points, points.chunks(chunk))
+        return [p.grad.clone() for p in model.parameters()]
+
+    full = PointSet.from_arrays(arrays)
+    want = grads(full, full.points)
+    BatchedLinear.gathered = counting
+    try:
+        got = grads(full, 4)
+        # two runs of partial chunks ([0, 2] from point 20, [0] from 49), one gather per per-item layer each
+        assert gathers == [[0, 2]] * 3 + [[0]] * 3
+        # a rank's share: rows are items 2 and 0 of the model, the loss still averages all 3 items
+        gathers.clear()
+        part = PointSet.from_arrays([arrays[2], arrays[0]], item_ids=[2, 0], loss_items=3)
+        got_part = grads(part, 4)
+        assert gathers[:3] == [[2, 0]] * 3
+    finally:
+        BatchedLinear.gathered = original
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    rest = PointSet.from_arrays([arrays[1]], item_ids=[1], loss_items=3)
+    got_rest = grads(rest, 4)
+    for a, b, c in zip(got_part, got_rest, want, strict=True):
+        torch.testing.assert_close(a + b, c, rtol=1e-4, atol=1e-6)
