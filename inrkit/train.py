@@ -124,7 +124,7 @@ class PointSet:
         return torch.stack(axes[::-1], dim=-1)
 
     def chunk_targets(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
-        return self.targets[:, sl] if items is None else self.targets.index_select(0, items)[:, sl]
+        return self.targets[:, sl] if items is None else self.targets[:, sl].index_select(0, items)
 
     def item_losses(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
         """Each row's share of this chunk in the loss: ``(rows,)``, summing to :meth:`loss`.
