@@ -187,7 +187,7 @@ def fit(
     registry = registry or get_registry()
     resolved, device, items, model = _prepare(cfg, registry)
     return _train_and_save(
-        resolved, registry, items, model.to(device), device, out=out, save=save, progress=progress, plots=plots,
+        resolved, registry, items, model, device, out=out, save=save, progress=progress, plots=plots,
         resume_state=resume_state,
     )
 
@@ -224,6 +224,7 @@ def _train_and_save(
 ) -> FitResult:
     """Train the model's trainable parameters on the items, evaluate, write the run folder.
 
+    ``model`` may be on the CPU: it moves to the device once the process's device is known.
     Under torchrun with several processes the items are split across them
     (:mod:`inrkit.distributed`); rank 0 evaluates and writes, the other ranks return the trained
     model with empty metrics (``FitResult.is_main`` is false there).
@@ -264,13 +265,19 @@ def _train_and_save_on(
         distributed.check_model(model, resolved.sharing.name)
         own = dist_ctx.items_of(len(items))
     run_dir = None
-    if not is_main:
-        pass  # only rank 0 writes
-    elif resume_state is not None:
+    if resume_state is not None:
         run_dir = Path(out)  # type: ignore[arg-type]
     elif save:
-        run_dir = artifacts.new_run_folder(out, f"{resolved.activation.name}-{resolved.sharing.name}")
-        artifacts.write_json(run_dir / artifacts.CONFIG_FILE, cfg.model_dump(mode="json"))
+
+        def create() -> Path:
+            folder = artifacts.new_run_folder(out, f"{resolved.activation.name}-{resolved.sharing.name}")
+            artifacts.write_json(folder / artifacts.CONFIG_FILE, cfg.model_dump(mode="json"))
+            return folder
+
+        # Rank 0 creates it; a refusal there stops every rank with the same message.
+        run_dir = distributed.on_main(create, device)
+    if not is_main:
+        run_dir = None  # only rank 0 writes
 
     def snapshot(state: dict[str, Any]) -> None:
         if run_dir is not None:
@@ -284,86 +291,94 @@ def _train_and_save_on(
     started = time.perf_counter()
     result = trainer.fit(model, points, resume_state=resume_state, on_checkpoint=snapshot, dist=dist_ctx)
     del points
-    if not is_main:
-        return FitResult(cfg, {}, model, items, [], None, is_main=False)
 
-    eval_arrays = [signal.eval_view(item) for item in items]
-    eval_points = PointSet.from_arrays(eval_arrays)
-    rendered = render_points(model, eval_points.to(device), auto_chunk_rows(device)).cpu()
-    recons = [rendered[i, : eval_points.counts[i]].reshape(arr.shape).numpy() for i, arr in enumerate(eval_arrays)]
-    per_item = []
-    for item, recon, target in zip(items, recons, eval_arrays, strict=True):
-        per_item.append(
+    def finish() -> FitResult:
+        """Evaluate and write (rank 0 of a distributed run)."""
+        eval_arrays = [signal.eval_view(item) for item in items]
+        eval_points = PointSet.from_arrays(eval_arrays)
+        rendered = render_points(model, eval_points.to(device), auto_chunk_rows(device)).cpu()
+        recons = [rendered[i, : eval_points.counts[i]].reshape(arr.shape).numpy() for i, arr in enumerate(eval_arrays)]
+        per_item = []
+        for item, recon, target in zip(items, recons, eval_arrays, strict=True):
+            per_item.append(
+                {
+                    "name": item.name,
+                    "shape": list(target.shape[:-1]),
+                    "channels": int(target.shape[-1]),
+                    "psnr": _finite(psnr(recon, target)),
+                    "ssim": ssim(recon, target),
+                    **signal.extra_metrics(item),
+                }
+            )
+        metrics: dict[str, Any] = {}
+        for key in [k for k in per_item[0] if k not in ("name", "shape", "channels")]:
+            metrics[f"{key}_mean"], metrics[f"{key}_std"] = mean_std([r.get(key) for r in per_item])
+        metrics.update(
             {
-                "name": item.name,
-                "shape": list(target.shape[:-1]),
-                "channels": int(target.shape[-1]),
-                "psnr": _finite(psnr(recon, target)),
-                "ssim": ssim(recon, target),
-                **signal.extra_metrics(item),
+                "params": counts.as_dict(),
+                "items": per_item,
+                "steps": result.steps,
+                "seconds": result.seconds,
+                "total_seconds": None,
+                "lr": lr,
+                "device": str(device),
+                "processes": 1 if dist_ctx is None else dist_ctx.world_size,
+                "activation": resolved.activation.name,
+                "sharing": resolved.sharing.name,
+                "signal": signal.name,
+                "inrkit_version": __version__,
+                "history": result.history,
             }
         )
-    metrics: dict[str, Any] = {}
-    for key in [k for k in per_item[0] if k not in ("name", "shape", "channels")]:
-        metrics[f"{key}_mean"], metrics[f"{key}_std"] = mean_std([r.get(key) for r in per_item])
-    metrics.update(
-        {
-            "params": counts.as_dict(),
-            "items": per_item,
-            "steps": result.steps,
-            "seconds": result.seconds,
-            "total_seconds": None,
-            "lr": lr,
-            "device": str(device),
-            "processes": 1 if dist_ctx is None else dist_ctx.world_size,
-            "activation": resolved.activation.name,
-            "sharing": resolved.sharing.name,
-            "signal": signal.name,
-            "inrkit_version": __version__,
-            "history": result.history,
-        }
-    )
-    if extra_metadata:
-        metrics.update(extra_metadata)
+        if extra_metadata:
+            metrics.update(extra_metadata)
 
-    if run_dir is not None:
-        metadata = {
-            "config": cfg.model_dump(mode="json"),
-            "plugins": _plugin_info(resolved, registry),
-            "items": [
-                {"name": it.name, "shape": list(a.shape[:-1]), "eval_shape": list(e.shape[:-1]), "channels": channels}
-                for it, a, e in zip(items, train_arrays, eval_arrays, strict=True)
-            ],
-            "params": counts.as_dict(),
-            "inrkit_version": __version__,
-            **(extra_metadata or {}),
-        }
-        # The checkpoint and metrics first: a failure writing reconstructions must not lose them.
-        artifacts.save_checkpoint(run_dir / artifacts.CHECKPOINT_FILE, model, metadata)
-        metrics["total_seconds"] = time.perf_counter() - started
-        artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
-        (run_dir / artifacts.RESUME_FILE).unlink(missing_ok=True)  # finished: the snapshot is obsolete
-        if plots:
+        if run_dir is not None:
+            metadata = {
+                "config": cfg.model_dump(mode="json"),
+                "plugins": _plugin_info(resolved, registry),
+                "items": [
+                    {"name": it.name, "shape": list(a.shape[:-1]), "eval_shape": list(e.shape[:-1]), "channels": channels}
+                    for it, a, e in zip(items, train_arrays, eval_arrays, strict=True)
+                ],
+                "params": counts.as_dict(),
+                "inrkit_version": __version__,
+                **(extra_metadata or {}),
+            }
+            # The checkpoint and metrics first: a failure writing reconstructions must not lose them.
+            artifacts.save_checkpoint(run_dir / artifacts.CHECKPOINT_FILE, model, metadata)
+            metrics["total_seconds"] = time.perf_counter() - started
+            artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
+            (run_dir / artifacts.RESUME_FILE).unlink(missing_ok=True)  # finished: the snapshot is obsolete
+            if plots:
+                try:
+                    from inrkit.plots import write_run_plots
+
+                    write_run_plots(
+                        run_dir / "plots", metrics, [it.name for it in items], eval_arrays, recons,
+                        [signal.reference_views(it) for it in items],
+                    )
+                except Exception as exc:  # noqa: BLE001 - a figure must never cost the run
+                    warnings.warn(f"could not draw the plots: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
             try:
-                from inrkit.plots import write_run_plots
+                signal.save_all(items, recons, run_dir / artifacts.RECON_DIR)
+            except Exception as exc:  # noqa: BLE001 - any writer failure becomes one message
+                raise DataError(
+                    f"could not write the reconstructions into {run_dir / artifacts.RECON_DIR}: "
+                    f"{type(exc).__name__}: {exc}. The checkpoint and metrics.json are saved; "
+                    f"'inrkit decode {run_dir} --all -o DIR' renders the items again"
+                ) from None
+        else:
+            metrics["total_seconds"] = time.perf_counter() - started
+        return FitResult(cfg, metrics, model, items, recons, run_dir)
 
-                write_run_plots(
-                    run_dir / "plots", metrics, [it.name for it in items], eval_arrays, recons,
-                    [signal.reference_views(it) for it in items],
-                )
-            except Exception as exc:  # noqa: BLE001 - a figure must never cost the run
-                warnings.warn(f"could not draw the plots: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
-        try:
-            signal.save_all(items, recons, run_dir / artifacts.RECON_DIR)
-        except Exception as exc:  # noqa: BLE001 - any writer failure becomes one message
-            raise DataError(
-                f"could not write the reconstructions into {run_dir / artifacts.RECON_DIR}: "
-                f"{type(exc).__name__}: {exc}. The checkpoint and metrics.json are saved; "
-                f"'inrkit decode {run_dir} --all -o DIR' renders the items again"
-            ) from None
-    else:
-        metrics["total_seconds"] = time.perf_counter() - started
-    return FitResult(cfg, metrics, model, items, recons, run_dir)
+    if dist_ctx is None:
+        return finish()
+    # Rank 0 finishes while the others wait; an error there stops every rank with its message,
+    # and all ranks leave together.
+    done: list[FitResult] = []
+    distributed.on_main(lambda: done.append(finish()), device)
+    return done[0] if done else FitResult(cfg, {}, model, items, [], None, is_main=False)
 
 
 def encode(
@@ -423,7 +438,7 @@ def encode(
         resolved,
         registry,
         items,
-        model.to(device),
+        model,
         device,
         out=out,
         save=save,

@@ -181,7 +181,9 @@ def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], C
 
 
 def _note(note: str) -> None:
-    if os.environ.get("RANK", "0") == "0":  # one note per run, not one per torchrun process
+    from inrkit.distributed import is_main_process
+
+    if is_main_process():  # one note per run, not one per torchrun process
         click.echo(f"Note: {note}", err=True)
 
 
@@ -259,6 +261,10 @@ def compare(
             click.echo(f"{row['method']}: {_fmt(row['psnr_mean'], 2)} dB, {row['params']:,} params, {row['seconds']:.1f} s", err=True)
 
     rows = comparison.compare(base, variants, out or None, progress=progress, on_note=_note, on_row=report)
+    from inrkit.distributed import is_main_process
+
+    if not is_main_process():
+        return  # another rank of a distributed run: rank 0 reports
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -348,6 +354,8 @@ def encode(
         progress = sys.stderr.isatty()
     overrides = {k: v for k, v in train.items() if v is not None}
     result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress, init=init)
+    if not result.is_main:
+        return  # another rank of a distributed run: rank 0 reports
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
     else:

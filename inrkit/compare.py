@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import api, artifacts
+from inrkit import api, artifacts, distributed
 from inrkit.config import DEFAULT_SHARING, ResolvedRun, apply_overrides
 from inrkit.errors import ConfigError
+from inrkit.train import resolve_device
 
 TABLE_MD = "table.md"
 TABLE_JSON = "table.json"
@@ -137,10 +138,14 @@ def compare(
     configs = [api.as_config(variant_config(base, v)) for v in variants]
     for config in configs:  # every plugin name and option is checked before anything is fitted
         ResolvedRun(config)
-    out = artifacts.new_run_folder(out, "compare")
+    # Under torchrun rank 0 creates the folder and writes the tables; every rank trains.
+    device = resolve_device(configs[0].train.device)
+    out = distributed.on_main(lambda: artifacts.new_run_folder(out, "compare"), device)
     rows: list[dict[str, Any]] = []
     for variant, config in zip(variants, configs, strict=True):
         result = api.fit(config, out=out / variant.folder_name, progress=progress, on_note=on_note)
+        if not result.is_main:
+            continue
         rows.append(_row(variant, result))
         artifacts.write_json(out / TABLE_JSON, rows)
         artifacts.write_text(out / TABLE_MD, markdown_table(rows))

@@ -23,14 +23,17 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import torch
 from torch import distributed as dist
 
-from inrkit.errors import ConfigError
+from inrkit.errors import ConfigError, InrkitError
 from inrkit.nn import MultiINR
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +71,13 @@ def partition(n_items: int, world_size: int) -> list[list[int]]:
     return blocks
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun group, or a process outside torchrun: the one that reports."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0") == "0"
+
+
 def requested_world_size() -> int:
     """The process count torchrun asked for (1 outside torchrun)."""
     if dist.is_available() and dist.is_initialized():
@@ -89,7 +99,12 @@ def setup(device: torch.device) -> tuple[DistContext | None, torch.device]:
     if not dist.is_available():
         raise ConfigError("this PyTorch build has no torch.distributed; run one process")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda" and device.index is None:
+    if device.type == "cuda" and device.index is not None:
+        raise ConfigError(
+            f"train.device {str(device)!r} names one GPU for all {requested_world_size()} processes; "
+            "use 'cuda' or 'auto' (each process takes the GPU of its LOCAL_RANK)"
+        )
+    if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise ConfigError(
                 f"process {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible); "
@@ -111,9 +126,37 @@ def setup(device: torch.device) -> tuple[DistContext | None, torch.device]:
     return ctx, device
 
 
+def on_main(action: Callable[[], T], device: torch.device) -> T:
+    """Run ``action`` on rank 0 only and hand its result, or its error, to every rank.
+
+    For steps with one outcome for the whole group, such as creating the run folder: if rank 0
+    refuses (``--out`` already holds files), every rank stops with the same message instead of
+    the others waiting for rank 0 in the first all-reduce.
+    """
+    ctx, _ = setup(device)
+    if ctx is None:
+        return action()
+    payload: list[Any] = [None]
+    if ctx.is_main:
+        try:
+            payload = [(True, action())]
+        except InrkitError as exc:
+            payload = [(False, exc)]
+    dist.broadcast_object_list(payload, src=0)
+    ok, value = payload[0]
+    if not ok:
+        raise value
+    return value
+
+
 def _destroy() -> None:
     if dist.is_initialized():
-        dist.destroy_process_group()
+        # Leave together: tearing gloo down while a peer is still connected or already gone
+        # can abort the process ("terminate called without an active exception").
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def check_model(model: MultiINR, sharing: str) -> None:

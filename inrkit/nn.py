@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -146,6 +146,8 @@ class MultiINR(nn.Module):
         self.layer_defs = tuple(layers)
         #: Set by the trainer for ``train.precision = "bf16"``: the forward pass is autocast to it.
         self.autocast_dtype: torch.dtype | None = None
+        #: Set by the trainer for ``train.compile``: the compiled forward the training loop calls.
+        self.compiled_forward: Callable[..., torch.Tensor] | None = None
         self.shared = nn.ModuleDict()
         self.items = nn.ModuleDict()
         for d in self.layer_defs:
@@ -207,6 +209,7 @@ class MultiINR(nn.Module):
         """The chunked loss-and-backward loop; ``extra`` arguments are passed to ``forward``."""
         per_item = torch.zeros(points.n_items, device=points.targets.device)
         device_type = points.targets.device.type
+        forward = self.compiled_forward or self
         for _, run in itertools.groupby(chunks, key=lambda chunk: id(chunk[1])):
             group = list(run)
             items = group[0][1]
@@ -217,7 +220,7 @@ class MultiINR(nn.Module):
                     with torch.autocast(
                         device_type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None
                     ):
-                        pred = self(coords, model_items, *extra)
+                        pred = forward(coords, model_items, *extra)
                     losses = points.item_losses(pred, sl, items)
                     losses.sum().backward()
                     if items is None:

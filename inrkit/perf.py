@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import torch
 
 from inrkit.errors import TrainingError
+from inrkit.nn import MultiINR
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -27,12 +28,15 @@ def matmul_precision(device: torch.device, tf32: bool) -> Iterator[None]:
         yield
         return
     matmul = torch.backends.cuda.matmul
-    before = matmul.allow_tf32
-    matmul.allow_tf32 = tf32
+    # PyTorch refuses to mix its legacy ``allow_tf32`` flag with the newer ``fp32_precision``
+    # setting, so use the newer one where it exists.
+    name, value = ("fp32_precision", "tf32" if tf32 else "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", tf32)
+    before = getattr(matmul, name)
+    setattr(matmul, name, value)
     try:
         yield
     finally:
-        matmul.allow_tf32 = before
+        setattr(matmul, name, before)
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -40,13 +44,15 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return AUTOCAST_DTYPES[precision]
 
 
-def compile_model(model: torch.nn.Module) -> None:
-    """Compile ``model``'s forward in place: its elementwise work fuses into few kernels.
+def compile_model(model: MultiINR) -> None:
+    """Compile ``model``'s forward for training: its elementwise work fuses into few kernels.
 
-    Compilation happens at the first call (tens of seconds on a CPU); :func:`compile_errors`
-    turns a failure there into one message.
+    Only the training loop uses the compiled forward (:attr:`MultiINR.compiled_forward`); the
+    trainer drops it afterwards, so evaluation and decoding never wait for another compilation.
+    Compilation happens at the first call (seconds to tens of seconds on a CPU);
+    :func:`compile_errors` turns a failure there into one message.
     """
-    model.compile()
+    model.compiled_forward = torch.compile(model.forward)
 
 
 @contextlib.contextmanager

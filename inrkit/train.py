@@ -268,9 +268,11 @@ class Trainer:
             history = list(resume_state["history"])
             first_step = int(resume_state["step"]) + 1
             seconds_before = float(resume_state["seconds"])
-        model.autocast_dtype = autocast_dtype(cfg.precision)
-        if cfg.compile and steps:
-            compile_model(model)
+        if cfg.precision != "fp32" and not _plain_forward(model):
+            raise ConfigError(
+                f"train.precision={cfg.precision!r}: {type(model).__name__} runs its own forward pass or "
+                "optimisation loop, which does not keep its first and last layers in float32; use fp32"
+            )
         own = None
         if dist is not None:
             own = points.item_ids if points.item_ids is not None else torch.arange(points.n_items)
@@ -295,6 +297,9 @@ class Trainer:
             }
 
         try:
+            model.autocast_dtype = autocast_dtype(cfg.precision)
+            if cfg.compile and steps:
+                compile_model(model)
             for step in range(first_step, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
                 with compile_errors(cfg.compile and step == first_step):
@@ -324,8 +329,12 @@ class Trainer:
                 scheduler.step()
                 completed = step
                 bar.update(1)
-                if on_checkpoint and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
-                    on_checkpoint(snapshot())
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
+                    # Distributed: every rank gathers (a collective) even where nothing is saved.
+                    if on_checkpoint is not None:
+                        on_checkpoint(snapshot())
+                    elif dist is not None:
+                        snapshot()
         except KeyboardInterrupt:
             # Other processes may be inside a collective: a distributed run keeps its periodic snapshots.
             if on_checkpoint is None or dist is not None:
@@ -337,6 +346,7 @@ class Trainer:
         finally:
             bar.close()
             model.autocast_dtype = None
+            model.compiled_forward = None
         if dist is not None:
             gather_item_rows(model, optimizer, own)
         model.after_training(points, chunks)
@@ -344,6 +354,12 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         seconds = seconds_before + time.perf_counter() - start
         return TrainResult(steps=steps, seconds=seconds, final_loss=loss_value, history=history)
+
+
+def _plain_forward(model: MultiINR) -> bool:
+    """Whether ``model`` uses MultiINR's own forward and training loop (where bf16 is scoped)."""
+    own = type(model)
+    return own.forward is MultiINR.forward and own.accumulate_gradients is MultiINR.accumulate_gradients
 
 
 @torch.no_grad()

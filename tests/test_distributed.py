@@ -16,11 +16,11 @@ import torch
 from safetensors.torch import load_file
 
 import inrkit
-from inrkit.api import build_model
-from inrkit.nn import MultiINR
 from inrkit import distributed
+from inrkit.api import build_model
 from inrkit.config import ResolvedRun, TrainConfig
 from inrkit.errors import ConfigError
+from inrkit.nn import MultiINR
 from inrkit.train import PointSet, Trainer
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed")
@@ -50,14 +50,14 @@ def _env() -> dict[str, str]:
 
 def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "inrkit", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300, check=False)
 
 
 def test_partition_is_contiguous_balanced_and_complete():
     assert distributed.partition(5, 2) == [[0, 1, 2], [3, 4]]
     assert distributed.partition(4, 4) == [[0], [1], [2], [3]]
     blocks = distributed.partition(100, 7)
-    assert sum(blocks, []) == list(range(100)) and {len(b) for b in blocks} == {14, 15}
+    assert [i for b in blocks for i in b] == list(range(100)) and {len(b) for b in blocks} == {14, 15}
     with pytest.raises(ConfigError, match="3 item.*cannot be split across 4 processes"):
         distributed.partition(3, 4)
 
@@ -65,7 +65,7 @@ def test_partition_is_contiguous_balanced_and_complete():
 def test_two_processes_train_exactly_what_one_process_trains(mixed_dir: Path, tmp_path: Path):
     one = subprocess.run(
         [sys.executable, "-m", "inrkit", "run", str(mixed_dir), *RUN, "--out", str(tmp_path / "one")],
-        capture_output=True, text=True, env=_env(), timeout=300,
+        capture_output=True, text=True, env=_env(), timeout=300, check=False,
     )
     assert one.returncode == 0, one.stderr
     two = _torchrun(2, "run", str(mixed_dir), *RUN, "--out", str(tmp_path / "two"))
@@ -97,22 +97,26 @@ def test_distributed_refusals_are_one_clear_message_and_write_nothing(mixed_dir:
     assert not (tmp_path / "c").exists()
 
 
+def test_a_refusal_on_rank_0_stops_every_rank(mixed_dir: Path, tmp_path: Path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    result = _torchrun(2, "run", str(mixed_dir), *RUN, "--out", str(taken))
+    assert result.returncode != 0
+    assert result.stderr.count("already holds files") == 2  # both ranks, not rank 1 waiting for rank 0
+    assert sorted(p.name for p in taken.iterdir()) == ["keep.txt"]
+
+
+def test_compare_under_torchrun_writes_one_table(mixed_dir: Path, tmp_path: Path):
+    result = _torchrun(2, "compare", str(mixed_dir), *RUN[:8], "--sharing", "separate,minr", "--out", str(tmp_path / "cmp"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("| Method |") == 1
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["minr", "separate", "table.json", "table.md"]
+    rows = json.loads((tmp_path / "cmp" / "table.json").read_text())
+    assert [r["method"] for r in rows] == ["separate", "minr"]
+
+
 # -- snapshots: the per-item rows and their Adam state are gathered before saving --------------
-
-def _worker(rank: int, world: int, init_file: str, out: str) -> None:
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        ctx = distributed.DistContext(rank, world, rank, owns_group=False)
-        model, points, trainer = _setup()
-        own = ctx.items_of(points.n_items)
-        mine = PointSet(points.targets[own], [points.shapes[i] for i in own], torch.tensor(own), points.n_items)
-        snaps: list[dict] = []
-        trainer.fit(model, mine, on_checkpoint=lambda s: snaps.append(copy.deepcopy(s)), dist=ctx)
-        if rank == 0:
-            torch.save({"snapshot": snaps[0], "final": model.state_dict()}, out)
-    finally:
-        torch.distributed.destroy_process_group()
-
 
 def _setup() -> tuple[MultiINR, PointSet, Trainer]:
     rng = np.random.default_rng(3)
@@ -125,7 +129,13 @@ def _setup() -> tuple[MultiINR, PointSet, Trainer]:
 
 
 def test_distributed_snapshots_hold_every_item_and_resume_in_one_process(tmp_path: Path):
-    torch.multiprocessing.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=2)
+    # Each torchrun process trains its block with gloo and keeps its snapshots; rank 0 saves them.
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(Path(__file__).with_name("distributed_snapshot_worker.py")), str(tmp_path / "out.pt"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
     got = torch.load(tmp_path / "out.pt", weights_only=False)
     model, points, trainer = _setup()
     snaps: list[dict] = []

@@ -8,9 +8,9 @@ import torch
 
 import inrkit
 from inrkit.api import build_model
-from inrkit.nn import MultiINR
 from inrkit.config import ResolvedRun, TrainConfig
 from inrkit.errors import ConfigError, TrainingError
+from inrkit.nn import MultiINR
 from inrkit.train import PointSet, Trainer
 
 SHAPES = [(12, 12), (12, 12), (8, 10)]
@@ -42,11 +42,29 @@ def test_bf16_autocast_runs_only_hidden_products_in_bf16_and_tracks_fp32():
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
     for got, want in zip(history, reference, strict=True):
         assert got["psnr"] == pytest.approx(want["psnr"], abs=0.1)
+    assert any(got["loss"] != want["loss"] for got, want in zip(history, reference, strict=True))  # bf16 did run
+
+
+def test_bf16_is_refused_for_models_with_their_own_forward():
+    rng = np.random.default_rng(0)
+    points = PointSet.from_arrays([rng.random((*s, 3), dtype=np.float32) for s in SHAPES])
+    config = inrkit.as_config({"sharing": {"name": "coinpp", "latent_dim": 4}, "model": {"width": 8, "layers": 3}})
+    model = build_model(ResolvedRun(config), SHAPES, 3)
+    trainer = Trainer(TrainConfig(steps=2, precision="bf16", device="cpu"), lr=1e-3, device=torch.device("cpu"), progress=False)
+    with pytest.raises(ConfigError, match="train.precision='bf16': CoinppINR runs its own forward pass"):
+        trainer.fit(model, points)
 
 
 def test_compiled_training_matches_eager_training():
-    compiled, history = _fit(steps=4, compile=True)
-    eager, reference = _fit(steps=4)
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    # small chunks: some run over every item, some past the smallest item's end (gathered rows)
+    compiled, history = _fit(steps=4, compile=True, chunk_points=50)
+    assert counters["stats"]["unique_graphs"] >= 1  # the training loop did run compiled code
+    assert compiled.compiled_forward is None  # evaluation afterwards runs eagerly
+    eager, reference = _fit(steps=4, chunk_points=50)
     for got, want in zip(history, reference, strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
     for (name, a), b in zip(compiled.state_dict().items(), eager.state_dict().values(), strict=True):
@@ -78,7 +96,7 @@ def test_precision_and_compile_are_cli_flags_and_config_keys():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_tf32_is_on_while_training_on_cuda_and_restored_after():
+def test_tf32_setting_is_applied_in_the_block_and_restored_after():
     from inrkit.perf import matmul_precision
 
     before = torch.backends.cuda.matmul.allow_tf32
@@ -87,6 +105,8 @@ def test_tf32_is_on_while_training_on_cuda_and_restored_after():
     with matmul_precision(torch.device("cuda"), tf32=False):
         assert not torch.backends.cuda.matmul.allow_tf32
     assert torch.backends.cuda.matmul.allow_tf32 == before
+    with matmul_precision(torch.device("cpu"), tf32=True):  # the CPU is left alone
+        assert torch.backends.cuda.matmul.allow_tf32 == before
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
