@@ -148,6 +148,16 @@ def print_metrics_table(metrics: dict[str, Any], run_dir: Any) -> None:
         click.echo(f"run folder: {run_dir}")
 
 
+def report_fit(result: Any, as_json: bool) -> None:
+    """Print a fit's metrics (JSON or the table); other ranks of a distributed run print nothing."""
+    if not result.is_main:
+        return
+    if as_json:
+        click.echo(json.dumps(result.metrics, indent=2))
+    else:
+        print_metrics_table(result.metrics, result.run_dir)
+
+
 def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The options ``run`` and ``compare`` share (``compare`` takes a list of strategies instead)."""
     options = [
@@ -216,12 +226,7 @@ def run(
     else:
         config = api.as_config(build_config_dict(config_file, flags, assignments))
         result = api.fit(config, out=out, progress=progress, on_note=_note, plots=plots)
-    if not result.is_main:
-        return  # another rank of a distributed run: rank 0 reports
-    if as_json:
-        click.echo(json.dumps(result.metrics, indent=2))
-    else:
-        print_metrics_table(result.metrics, result.run_dir)
+    report_fit(result, as_json)
 
 
 def _sharing_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
@@ -354,12 +359,7 @@ def encode(
         progress = sys.stderr.isatty()
     overrides = {k: v for k, v in train.items() if v is not None}
     result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress, init=init)
-    if not result.is_main:
-        return  # another rank of a distributed run: rank 0 reports
-    if as_json:
-        click.echo(json.dumps(result.metrics, indent=2))
-    else:
-        print_metrics_table(result.metrics, result.run_dir)
+    report_fit(result, as_json)
 
 
 @main.command()

@@ -210,10 +210,10 @@ def gather_item_rows(model: MultiINR, optimizer: torch.optim.Optimizer | None, o
     Each rank zeroes the rows it does not own and one sum per tensor fills them in: a row is
     owned by exactly one rank, so the sum is that rank's value, bit for bit.
     """
+    mask = torch.zeros(model.n_items, dtype=torch.bool, device=own.device)
+    mask[own] = True
     for tensor in _item_tensors(model, optimizer):
         view = torch.view_as_real(tensor) if tensor.is_complex() else tensor
-        mask = torch.zeros(view.shape[0], dtype=torch.bool, device=view.device)
-        mask[own] = True
         view.copy_(torch.where(mask.view(-1, *([1] * (view.dim() - 1))), view, torch.zeros_like(view)))
         dist.all_reduce(view)
 

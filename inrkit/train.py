@@ -11,6 +11,7 @@ points of weight zero).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -91,12 +92,9 @@ class PointSet:
     def points(self) -> int:
         return self.targets.shape[1]
 
-    @property
-    def in_dim(self) -> int:
-        return len(self.shapes[0])
-
-    @property
+    @functools.cached_property
     def padded(self) -> bool:
+        """Whether some item is shorter than the longest (read in every chunk, so computed once)."""
         return any(c != self.points for c in self.counts)
 
     def model_items(self, items: torch.Tensor | None) -> torch.Tensor | None:
@@ -246,6 +244,11 @@ class Trainer:
         dist: DistContext | None,
     ) -> TrainResult:
         cfg = self.config
+        if cfg.precision != "fp32" and not _plain_forward(model):
+            raise ConfigError(
+                f"train.precision={cfg.precision!r}: {type(model).__name__} runs its own forward pass or "
+                "optimisation loop, which does not keep its first and last layers in float32; use fp32"
+            )
         steps = cfg.steps
         chunk = self.chunk_points(points)
         chunks = points.chunks(chunk)
@@ -268,15 +271,9 @@ class Trainer:
             history = list(resume_state["history"])
             first_step = int(resume_state["step"]) + 1
             seconds_before = float(resume_state["seconds"])
-        if cfg.precision != "fp32" and not _plain_forward(model):
-            raise ConfigError(
-                f"train.precision={cfg.precision!r}: {type(model).__name__} runs its own forward pass or "
-                "optimisation loop, which does not keep its first and last layers in float32; use fp32"
-            )
         own = None
         if dist is not None:
-            own = points.item_ids if points.item_ids is not None else torch.arange(points.n_items)
-            own = own.to(self.device)
+            own = points.item_ids if points.item_ids is not None else torch.arange(points.n_items, device=self.device)
         bar = _progress_bar(steps, self.progress and (dist is None or dist.is_main))
         bar.update(first_step - 1)
         model.train()

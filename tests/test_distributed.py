@@ -155,7 +155,7 @@ def test_distributed_snapshots_hold_every_item_and_resume_in_one_process(tmp_pat
     ]
     done = _launch(cmd, [tmp_path / "out.pt"])
     assert done.returncode == 0, done.stderr[-3000:]
-    got = torch.load(tmp_path / "out.pt", weights_only=False)
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
     model, points, trainer = _setup()
     snaps: list[dict] = []
     trainer.fit(model, points, on_checkpoint=lambda s: snaps.append(copy.deepcopy(s)))
