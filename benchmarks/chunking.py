@@ -20,7 +20,7 @@ import torch
 
 import inrkit
 from inrkit.config import ResolvedRun
-from inrkit.train import CPU_CHUNK_ROWS, PointSet
+from inrkit.points import CPU_CHUNK_ROWS, PointSet
 
 
 def step_seconds(model: torch.nn.Module, points: PointSet, chunk: int, repeats: int) -> float:

@@ -1,28 +1,56 @@
-"""inrkit: implicit neural representations for many signals at once, built from plugins."""
+"""inrkit: implicit neural representations for many signals at once, built from plugins.
+
+The public names below are imported on first use, so ``import inrkit`` in a plugin (for
+``inrkit.hookimpl``) stays light and never loads torch or the plugins.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("inrkit")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
-from typing import TYPE_CHECKING  # noqa: E402
-
-from inrkit.plugins.hookspecs import hookimpl  # noqa: E402  (plugins import this first)
+from inrkit._version import __version__
+from inrkit.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from inrkit.api import FitResult, Run, as_config, decode, encode, fit, load, parameter_counts
+    from inrkit import coords
+    from inrkit.api import as_config, decode, encode, fit, parameter_counts
+    from inrkit.factory import create_model
+    from inrkit.interfaces import Callback, INRModel
+    from inrkit.pipeline import FitResult
+    from inrkit.results import RunMetrics
+    from inrkit.runs import Run, load
+    from inrkit.train import Trainer
 
-__all__ = ["FitResult", "Run", "__version__", "as_config", "decode", "encode", "fit", "hookimpl", "load", "parameter_counts"]
+#: Public name -> module that defines it (imported on first access).
+_LAZY = {
+    "fit": "inrkit.api",
+    "encode": "inrkit.api",
+    "decode": "inrkit.api",
+    "parameter_counts": "inrkit.api",
+    "as_config": "inrkit.api",
+    "load": "inrkit.runs",
+    "Run": "inrkit.runs",
+    "FitResult": "inrkit.pipeline",
+    "create_model": "inrkit.factory",
+    "Trainer": "inrkit.train",
+    "RunMetrics": "inrkit.results",
+    "Callback": "inrkit.interfaces",
+    "INRModel": "inrkit.interfaces",
+}
+#: Submodules reachable as attributes (``inrkit.coords.grid``) without importing them first.
+_SUBMODULES = ("coords", "errors", "plugins", "testing")
+
+__all__ = ["__version__", "hookimpl", *_LAZY, "coords"]
 
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    """Import the API (and torch) only when used, so ``import inrkit`` in a plugin stays light."""
-    if name in ("fit", "encode", "load", "decode", "parameter_counts", "Run", "FitResult", "as_config"):
-        from inrkit import api
-
-        return getattr(api, name)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"inrkit.{name}")
     raise AttributeError(f"module 'inrkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

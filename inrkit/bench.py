@@ -22,10 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from inrkit.config import ResolvedRun
-from inrkit.coords import grid_coords
-from inrkit.perf import autocast_dtype, compile_errors, compile_model, matmul_precision
-from inrkit.train import PointSet, auto_chunk_points, resolve_device
+from inrkit.coords import grid
+from inrkit.devices import resolve_device
+from inrkit.factory import create_model
+from inrkit.interfaces import INRModel
+from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
+from inrkit.points import PointSet, auto_chunk_points
+from inrkit.train import ChunkedStep
 
 
 def _sync(device: torch.device) -> None:
@@ -80,14 +83,15 @@ def machine_rates(width: int, device: torch.device, repeats: int = 5) -> tuple[f
     return 2.0 * rows * width * width / gemm, rows * width / sine
 
 
-def step_work(model: nn.Module, rows: int) -> tuple[float, float]:
+def step_work(model: INRModel, rows: int) -> tuple[float, float]:
     """(matrix FLOPs, sine/cosine evaluations) of one training step over ``rows`` points.
 
     Each linear layer costs 2*in*out FLOPs per row forward and twice that backward; each
-    activated layer evaluates one sine per unit forward and one cosine backward.
+    activated layer evaluates one sine per unit forward and one cosine backward. The layers are
+    read from ``model.layer_defs`` (:class:`~inrkit.nn.MultiINR`'s layer list).
     """
     flops = sines = 0.0
-    for d in model.layer_defs:  # type: ignore[attr-defined]
+    for d in getattr(model, "layer_defs", ()):
         flops += 6.0 * rows * d.in_features * d.out_features
         if d.position != "last":
             sines += 2.0 * rows * d.out_features
@@ -122,21 +126,18 @@ def _run_bench(
     torch.manual_seed(0)
     images = [torch.rand(size, size, 3).numpy() for _ in range(items)]
     points = PointSet.from_arrays(images).to(dev)
-    config = {"activation": {"name": activation}, "sharing": {"name": sharing}, "model": {"width": width, "layers": layers}}
-    from inrkit.api import as_config, build_model
-
-    resolved = ResolvedRun(as_config(config))
-    model = build_model(resolved, [(size, size)] * items, 3).to(dev)
+    model = create_model(
+        activation, sharing, item_shapes=[(size, size)] * items, width=width, layers=layers, device=dev
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     chunk = min(chunk_points, points.points) if chunk_points else auto_chunk_points(items, points.points, dev)
-    chunks = points.chunks(chunk)
-    model.autocast_dtype = autocast_dtype(precision)
     compile_seconds = None
+    started = time.perf_counter()
+    forward = compile_forward(model) if compile else None
+    step = ChunkedStep(model, points, points.chunks(chunk), forward, autocast_dtype(precision))
     if compile:
-        started = time.perf_counter()
-        compile_model(model)
         with compile_errors(True):
-            model.accumulate_gradients(points, chunks)  # compiles; its gradients are discarded below
+            model.training_step(step)  # compiles; its gradients are discarded below
         _sync(dev)
         compile_seconds = time.perf_counter() - started
     if dev.type == "cuda":
@@ -144,17 +145,17 @@ def _run_bench(
 
     def inrkit_step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        model.accumulate_gradients(points, chunks)
+        model.training_step(step)
         optimizer.step()
 
-    step = _median_seconds(inrkit_step, repeats, dev)
+    step_seconds = _median_seconds(inrkit_step, repeats, dev)
     peak = _peak_memory(dev)
 
     naive_seconds = None
     if naive:
         nets = [naive_siren(width, layers).to(dev) for _ in range(items)]
         naive_opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=1e-4)
-        coords = grid_coords((size, size), device=dev)
+        coords = grid((size, size), device=dev)
         targets = [points.targets[i] for i in range(items)]
 
         def naive_step() -> None:
@@ -183,11 +184,11 @@ def _run_bench(
         "compile": compile,
         "compile_seconds": compile_seconds,
         "precision": precision,
-        "step_seconds": step,
+        "step_seconds": step_seconds,
         "naive_step_seconds": naive_seconds,
-        "ratio_vs_naive": (naive_seconds / step) if naive_seconds else None,
+        "ratio_vs_naive": (naive_seconds / step_seconds) if naive_seconds else None,
         "floor_step_seconds": floor,
-        "ratio_vs_floor": step / floor,
+        "ratio_vs_floor": step_seconds / floor,
         "gemm_flops_per_second": gemm_rate,
         "sine_per_second": sine_rate,
         "step_matmul_flops": flops,

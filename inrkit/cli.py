@@ -11,11 +11,15 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from inrkit.errors import InrkitError
+
+if TYPE_CHECKING:
+    from inrkit.pipeline import FitResult
+    from inrkit.results import RunMetrics
 
 KINDS = ("activation", "sharing", "signal")
 
@@ -96,6 +100,11 @@ def build_config_dict(
     sources = list(flags.get("data") or ()) + list(flags.get("paths") or ())
     if sources:
         data["data"] = sources
+    if flags.get("log"):
+        train = data.setdefault("train", {})
+        if isinstance(train, dict):
+            listed = [c if isinstance(c, str) else c.get("name") if isinstance(c, dict) else None for c in train.get("callbacks") or []]
+            train["callbacks"] = list(train.get("callbacks") or []) + [n for n in dict.fromkeys(flags["log"]) if n not in listed]
     for section, keys in (("model", ("width", "layers")), ("train", ("steps", "lr", "seed", "device", "compile", "precision"))):
         for key in keys:
             if flags.get(key) is not None:
@@ -112,20 +121,17 @@ def _fmt(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def print_metrics_table(metrics: dict[str, Any], run_dir: Any) -> None:
+def print_metrics_table(metrics: RunMetrics, run_dir: Any) -> None:
     # PSNR, SSIM, then any reference figures a signal adds (super-resolution: bicubic_psnr, ...).
-    keys = [k for k in metrics["items"][0] if k not in ("name", "shape", "channels")]
+    keys = metrics.metric_names()
     digits = {k: 4 if "ssim" in k else 2 for k in keys}
     titles = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
     rows = [
-        (item["name"], "x".join(str(s) for s in item["shape"]), *(_fmt(item.get(k), digits[k]) for k in keys))
-        for item in metrics["items"]
+        (item.name, "x".join(str(s) for s in item.shape), *(_fmt(item.scores().get(k), digits[k]) for k in keys))
+        for item in metrics.items
     ]
-    mean = (
-        "mean ± std",
-        "",
-        *(f"{_fmt(metrics.get(k + '_mean'), digits[k])} ± {_fmt(metrics.get(k + '_std'), digits[k])}" for k in keys),
-    )
+    summaries = [metrics.summary(k) for k in keys]
+    mean = ("mean ± std", "", *(f"{_fmt(m, digits[k])} ± {_fmt(s, digits[k])}" for k, (m, s) in zip(keys, summaries, strict=True)))
     header = ("item", "size", *(titles.get(k, k) for k in keys))
     widths = [max(len(r[i]) for r in [header, mean, *rows]) for i in range(len(header))]
 
@@ -138,24 +144,30 @@ def print_metrics_table(metrics: dict[str, Any], run_dir: Any) -> None:
         click.echo(line(row))
     click.echo("  ".join("-" * w for w in widths))
     click.echo(line(mean))
-    p = metrics["params"]
-    click.echo(f"params: total {p['total']:,} · shared {p['shared']:,} · per item {p['per_item']:,}")
+    p = metrics.params
+    click.echo(f"params: total {p.total:,} · shared {p.shared:,} · per item {p.per_item:,}")
     click.echo(
-        f"{metrics['activation']} + {metrics['sharing']}: {metrics['steps']} steps in "
-        f"{metrics['seconds']:.1f} s on {metrics['device']} (lr {metrics['lr']:g})"
+        f"{metrics.activation} + {metrics.sharing}: {metrics.steps} steps in "
+        f"{metrics.seconds:.1f} s on {metrics.device} (lr {metrics.lr:g})"
     )
     if run_dir is not None:
         click.echo(f"run folder: {run_dir}")
 
 
-def report_fit(result: Any, as_json: bool) -> None:
+def report_fit(result: FitResult, as_json: bool) -> None:
     """Print a fit's metrics (JSON or the table); other ranks of a distributed run print nothing."""
-    if not result.is_main:
+    if not result.is_main or result.metrics is None:
         return
     if as_json:
-        click.echo(json.dumps(result.metrics, indent=2))
+        click.echo(json.dumps(result.metrics.to_dict(), indent=2))
     else:
         print_metrics_table(result.metrics, result.run_dir)
+
+
+log_option = click.option(
+    "--log", "log", multiple=True, type=PluginName("callback"), metavar="NAME",
+    help="Callback plugin watching the fit, e.g. tensorboard or jsonl (repeatable; adds to train.callbacks).",
+)
 
 
 def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -175,6 +187,7 @@ def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], C
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML, YAML or JSON run config."),
         click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a config value by dotted key, e.g. sharing.projection=false (repeatable)."),
         click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal]."),
+        log_option,
     ]
     if sharing:
         options.insert(1, click.option("--sharing", type=PluginName("sharing"), help="Sharing strategy plugin [default: minr]."))
@@ -347,9 +360,10 @@ def decode(
 @click.option("--init", type=click.Choice(["random", "mean"]), default="random", show_default=True, help="Start the new items' layers from the mean of the run's items' layers, or at random.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal].")
+@log_option
 def encode(
     run_dir: str, paths: tuple[str, ...], data: tuple[str, ...], out: str | None, init: str, as_json: bool,
-    progress: bool | None, **train: Any,
+    progress: bool | None, log: tuple[str, ...], **train: Any,
 ) -> None:
     """Encode new items against a trained run's frozen shared layers (only their own layers train)."""
     from inrkit import api
@@ -358,6 +372,8 @@ def encode(
     if progress is None:
         progress = sys.stderr.isatty()
     overrides = {k: v for k, v in train.items() if v is not None}
+    if log:
+        overrides["callbacks"] = list(log)
     result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress, init=init)
     report_fit(result, as_json)
 

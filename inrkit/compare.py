@@ -18,8 +18,9 @@ from typing import Any
 
 from inrkit import api, artifacts, distributed
 from inrkit.config import DEFAULT_SHARING, ResolvedRun, apply_overrides
+from inrkit.devices import resolve_device
 from inrkit.errors import ConfigError
-from inrkit.train import resolve_device
+from inrkit.results import RunMetrics
 
 TABLE_MD = "table.md"
 TABLE_JSON = "table.json"
@@ -75,24 +76,23 @@ def variant_config(base: Mapping[str, Any], variant: Variant) -> dict[str, Any]:
     return apply_overrides(data, variant.assignments)
 
 
-def _row(variant: Variant, result: api.FitResult) -> dict[str, Any]:
-    m = result.metrics
+def _row(variant: Variant, metrics: RunMetrics, run_dir: Path | None) -> dict[str, Any]:
     return {
         "method": variant.name,
-        "sharing": m["sharing"],
-        "activation": m["activation"],
+        "sharing": metrics.sharing,
+        "activation": metrics.activation,
         "assignments": list(variant.assignments),
-        "params": m["params"]["total"],
-        "params_shared": m["params"]["shared"],
-        "params_per_item": m["params"]["per_item"],
-        "psnr_mean": m["psnr_mean"],
-        "psnr_std": m["psnr_std"],
-        "ssim_mean": m["ssim_mean"],
-        "ssim_std": m["ssim_std"],
-        "seconds": m["seconds"],
-        "steps": m["steps"],
-        "items": len(m["items"]),
-        "run_dir": str(result.run_dir.name) if result.run_dir else None,
+        "params": metrics.params.total,
+        "params_shared": metrics.params.shared,
+        "params_per_item": metrics.params.per_item,
+        "psnr_mean": metrics.psnr_mean,
+        "psnr_std": metrics.psnr_std,
+        "ssim_mean": metrics.ssim_mean,
+        "ssim_std": metrics.ssim_std,
+        "seconds": metrics.seconds,
+        "steps": metrics.steps,
+        "items": len(metrics.items),
+        "run_dir": str(run_dir.name) if run_dir else None,
     }
 
 
@@ -122,7 +122,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def compare(
     base: Mapping[str, Any],
     variants: Sequence[Variant],
-    out: str | Path,
+    out: str | Path | None,
     *,
     progress: bool = False,
     on_note: Callable[[str], None] | None = None,
@@ -139,16 +139,16 @@ def compare(
     for config in configs:  # every plugin name and option is checked before anything is fitted
         ResolvedRun(config)
     # Under torchrun rank 0 creates the folder and writes the tables; every rank trains.
-    device = resolve_device(configs[0].train.device)
-    out = distributed.on_main(lambda: artifacts.new_run_folder(out, "compare"), device)
+    group, _ = distributed.join(resolve_device(configs[0].train.device))
+    folder = group.on_main(lambda: artifacts.new_run_folder(out, "compare"))
     rows: list[dict[str, Any]] = []
     for variant, config in zip(variants, configs, strict=True):
-        result = api.fit(config, out=out / variant.folder_name, progress=progress, on_note=on_note)
-        if not result.is_main:
+        result = api.fit(config, out=folder / variant.folder_name, progress=progress, on_note=on_note)
+        if result.metrics is None:  # another rank of a distributed run: rank 0 reports
             continue
-        rows.append(_row(variant, result))
-        artifacts.write_json(out / TABLE_JSON, rows)
-        artifacts.write_text(out / TABLE_MD, markdown_table(rows))
+        rows.append(_row(variant, result.metrics, result.run_dir))
+        artifacts.write_json(folder / TABLE_JSON, rows)
+        artifacts.write_text(folder / TABLE_MD, markdown_table(rows))
         if on_row is not None:
             on_row(rows[-1])
     return rows

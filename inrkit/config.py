@@ -17,13 +17,14 @@ from typing import Any, Literal
 
 import pydantic
 
-from inrkit.errors import ConfigError
+from inrkit.errors import ConfigError, format_validation_error
+from inrkit.interfaces import Activation, Callback, Plugin, PluginOptions, SharingStrategy, Signal
+from inrkit.plugins import PluginRegistry, get_registry
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from inrkit.interfaces import Activation, Plugin, SharingStrategy, Signal
 
 DEFAULT_ACTIVATION = "siren"
 DEFAULT_SHARING = "minr"
@@ -79,6 +80,25 @@ class TrainConfig(pydantic.BaseModel):
     #: Compile the network with ``torch.compile`` before training: a one-off compilation, then
     #: fused elementwise kernels (about 1.3x faster steps on a 2-core CPU; see the benchmarks).
     compile: bool = False
+    #: Evaluate (render every item's evaluation view, PSNR/SSIM) every this many steps and tell
+    #: the callbacks; 0: only after the last step. Costs a render of every item each time.
+    eval_every: int = pydantic.Field(0, ge=0)
+    #: Callback plugins watching the fit (``--log NAME``): a name, or a name plus options
+    #: (``{"name": "tensorboard", "log_dir": "tb/"}``). The progress bar is added by ``--progress``.
+    callbacks: list[PluginChoice] = []
+
+    @pydantic.field_validator("callbacks", mode="before")
+    @classmethod
+    def _callback_names(cls, value: Any) -> Any:
+        if isinstance(value, (str, dict)):
+            value = [value]
+        if isinstance(value, list):
+            value = [{"name": v} if isinstance(v, str) else v for v in value]
+            names = [v.get("name") if isinstance(v, dict) else getattr(v, "name", None) for v in value]
+            twice = sorted({n for n in names if n is not None and names.count(n) > 1})
+            if twice:
+                raise ValueError(f"names {', '.join(map(repr, twice))} more than once")
+        return value
 
     @pydantic.field_validator("chunk_points")
     @classmethod
@@ -114,21 +134,6 @@ class RunConfig(pydantic.BaseModel):
                 elif isinstance(section, dict) and "name" not in section:
                     data[kind] = {"name": default, **section}
         return data
-
-
-def format_validation_error(exc: pydantic.ValidationError, prefix: str = "") -> str:
-    """One line per problem, ``path: message (got value)``, without pydantic's URLs."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"])
-        where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key")
-            continue
-        got = err.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"{where}: {err['msg']}{shown}")
-    return "; ".join(lines)
 
 
 def validate_run_config(data: Mapping[str, Any]) -> RunConfig:
@@ -202,29 +207,28 @@ def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def instantiate(kind: str, choice: PluginChoice, registry: Any = None) -> Plugin:
-    """Build the plugin named by ``choice`` with its options validated by the plugin's model."""
-    from inrkit.plugins import get_registry
-
-    registry = registry or get_registry()
-    cls = registry.get(kind, choice.name)
-    try:
-        options = cls.Options(**choice.options)
-    except pydantic.ValidationError as exc:
-        valid = ", ".join(cls.Options.model_fields) or "(none)"
-        message = format_validation_error(exc, prefix=f"{kind}.")
-        raise ConfigError(f"{kind} {choice.name!r}: {message} (valid options: {valid})") from None
-    return cls(options)
-
-
 class ResolvedRun:
-    """A validated config together with the plugin instances it names."""
+    """A validated config together with the plugin instances it names.
 
-    def __init__(self, config: RunConfig, registry: Any = None) -> None:
+    Callbacks are only validated here (their options checked against their ``Options``), not
+    created: a callback may open files or need an optional package, which decoding a run that
+    once logged to TensorBoard must not require. :meth:`create_callbacks` makes them.
+    """
+
+    def __init__(self, config: RunConfig, registry: PluginRegistry | None = None) -> None:
         self.config = config
-        self.activation: Activation = instantiate("activation", config.activation, registry)  # type: ignore[assignment]
-        self.sharing: SharingStrategy = instantiate("sharing", config.sharing, registry)  # type: ignore[assignment]
-        self.signal: Signal = instantiate("signal", config.signal, registry)  # type: ignore[assignment]
+        self.registry = registry or get_registry()
+        self.activation: Activation = self.registry.create("activation", config.activation.name, config.activation.options)
+        self.sharing: SharingStrategy = self.registry.create("sharing", config.sharing.name, config.sharing.options)
+        self.signal: Signal = self.registry.create("signal", config.signal.name, config.signal.options)
+        self.callback_options: list[tuple[str, PluginOptions]] = [
+            (choice.name, self.registry.validate_options("callback", choice.name, choice.options))
+            for choice in config.train.callbacks
+        ]
+
+    def create_callbacks(self) -> list[Callback]:
+        """The config's callbacks (``train.callbacks``), in order."""
+        return [self.registry.create("callback", name, options) for name, options in self.callback_options]
 
     def normalized_config(self) -> RunConfig:
         """The config with every plugin option spelled out (defaults included), as saved."""
@@ -232,4 +236,7 @@ class ResolvedRun:
         for kind in ("activation", "sharing", "signal"):
             plugin: Plugin = getattr(self, kind)
             data[kind] = {"name": plugin.name, **plugin.options.model_dump(mode="json")}
+        data["train"]["callbacks"] = [
+            {"name": name, **options.model_dump(mode="json")} for name, options in self.callback_options
+        ]
         return RunConfig.model_validate(data)

@@ -1,7 +1,12 @@
 """Coordinate grids and the value range conventions shared by training and decoding.
 
 Coordinates are pixel centres in [-1, 1] per axis, so an item rendered on a finer grid samples
-the same continuous function. Targets are mapped from [0, 1] to [-1, 1] for training.
+the same continuous function. Targets are mapped from [0, 1] to [-1, 1] for training, and
+network outputs back with :func:`to_unit`. Research code that trains an inrkit model in its own
+loop uses the same three functions::
+
+    coords = inrkit.coords.grid((64, 64))          # (4096, 2), row-major like the image
+    target = inrkit.coords.to_signed(image)        # (64, 64, 3) in [0, 1] -> [-1, 1]
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ import numpy as np
 import torch
 
 
-def grid_coords(shape: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
-    """``(prod(shape), len(shape))`` pixel-centre coordinates in [-1, 1], row-major like the data."""
+def grid(shape: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
+    """``(prod(shape), len(shape))`` pixel-centre coordinates in [-1, 1], row-major like the data.
+
+    ``grid((H, W))[i * W + j]`` is the centre of pixel ``(i, j)``; ``.expand(N, -1, -1)`` gives
+    the ``(N, P, 2)`` input of an N-item model.
+    """
     axes = [(2.0 * torch.arange(n, dtype=torch.float32, device=device) + 1.0) / n - 1.0 for n in shape]
     mesh = torch.meshgrid(*axes, indexing="ij")
     return torch.stack(mesh, dim=-1).reshape(-1, len(shape))

@@ -16,12 +16,15 @@ nccl on GPUs). The scheme follows from MINR's layout:
 
 The loss is each item's MSE averaged over *all* items, so the summed gradients equal a
 single-process run's up to floating-point summation order.
+
+Code above this module never asks "is this distributed?": it talks to a :class:`ProcessGroup`,
+and a single process is :class:`SingleProcess`, whose collectives do nothing.
 """
 
 from __future__ import annotations
 
+import abc
 import atexit
-import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -31,28 +34,130 @@ import torch
 from torch import distributed as dist
 
 from inrkit.errors import ConfigError, InrkitError
-from inrkit.nn import MultiINR
+from inrkit.interfaces import INRModel
+from inrkit.points import PointSet
 
 T = TypeVar("T")
 
 
-@dataclasses.dataclass(frozen=True)
-class DistContext:
-    """This process's place in the group and the items it trains."""
+class ProcessGroup(abc.ABC):
+    """This process's place among the processes training one run, and the collectives it needs."""
 
-    rank: int
-    world_size: int
-    local_rank: int
-    #: True when inrkit initialised the process group (it is then destroyed at exit).
-    owns_group: bool
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    #: Whether Ctrl-C may save a snapshot (other processes may be inside a collective).
+    snapshot_on_interrupt: bool = True
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the process that evaluates, writes the run folder and reports."""
         return self.rank == 0
 
     def items_of(self, n_items: int, rank: int | None = None) -> list[int]:
         """The contiguous block of item indices a rank trains (sizes differ by at most one)."""
         return partition(n_items, self.world_size)[self.rank if rank is None else rank]
+
+    @abc.abstractmethod
+    def on_main(self, action: Callable[[], T]) -> T:
+        """Run ``action`` on rank 0 only and hand its result, or its error, to every rank."""
+
+    @abc.abstractmethod
+    def check_model(self, model: INRModel, sharing: str) -> None:
+        """Refuse models this group cannot train exactly."""
+
+    @abc.abstractmethod
+    def reduce_gradients(self, shared: Sequence[torch.nn.Parameter], row_losses: torch.Tensor, points: PointSet) -> torch.Tensor:
+        """Sum the shared gradients over ranks; return every item's loss ``(N,)``."""
+
+    @abc.abstractmethod
+    def gather_item_rows(self, model: INRModel, optimizer: torch.optim.Optimizer | None, points: PointSet) -> None:
+        """Give every rank every item's per-item rows (and their optimiser state)."""
+
+
+class SingleProcess(ProcessGroup):
+    """One process trains every item: every collective is the identity."""
+
+    def on_main(self, action: Callable[[], T]) -> T:
+        return action()
+
+    def check_model(self, model: INRModel, sharing: str) -> None:
+        return None
+
+    def reduce_gradients(self, shared: Sequence[torch.nn.Parameter], row_losses: torch.Tensor, points: PointSet) -> torch.Tensor:
+        return row_losses
+
+    def gather_item_rows(self, model: INRModel, optimizer: torch.optim.Optimizer | None, points: PointSet) -> None:
+        return None
+
+
+class TorchDistributed(ProcessGroup):
+    """A ``torch.distributed`` process group started by torchrun (gloo on CPUs, nccl on GPUs)."""
+
+    snapshot_on_interrupt = False
+
+    def __init__(self, rank: int, world_size: int, local_rank: int, owns_group: bool) -> None:
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        #: True when inrkit initialised the process group (it is then destroyed at exit).
+        self.owns_group = owns_group
+
+    def on_main(self, action: Callable[[], T]) -> T:
+        """For steps with one outcome for the whole group, such as creating the run folder: if
+        rank 0 fails (``--out`` already holds files, a full disk), every rank stops with the same
+        message instead of the others waiting for rank 0 in the next collective."""
+        payload: list[Any] = [None]
+        error: BaseException | None = None
+        if self.is_main:
+            try:
+                payload = [(True, action())]
+            except InrkitError as exc:
+                payload, error = [(False, exc)], exc
+            except Exception as exc:  # noqa: BLE001 - any failure must reach the other ranks
+                payload, error = [(False, InrkitError(f"rank 0 failed: {type(exc).__name__}: {exc}"))], exc
+        dist.broadcast_object_list(payload, src=0)
+        ok, value = payload[0]
+        if not ok:
+            raise error if error is not None else value
+        return value
+
+    def check_model(self, model: INRModel, sharing: str) -> None:
+        if not model.capabilities.distributed:
+            raise ConfigError(
+                f"sharing {sharing!r} has its own optimisation loop, which distributed training does not "
+                "split across processes; run it in one process"
+            )
+
+    def _own(self, points: PointSet) -> torch.Tensor:
+        return points.item_ids if points.item_ids is not None else torch.arange(points.n_items, device=points.targets.device)
+
+    def reduce_gradients(self, shared: Sequence[torch.nn.Parameter], row_losses: torch.Tensor, points: PointSet) -> torch.Tensor:
+        """One all-reduce carries the shared gradients and every item's loss."""
+        losses = torch.zeros(points.loss_items, device=row_losses.device, dtype=row_losses.dtype)
+        losses.index_copy_(0, self._own(points), row_losses)
+        for p in shared:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            elif not p.grad.is_contiguous():
+                p.grad = p.grad.contiguous()
+        parts = [_flat(p.grad) for p in shared if p.grad is not None] + [losses]
+        flat = torch.cat([part.to(losses.dtype) for part in parts])
+        dist.all_reduce(flat)
+        offset = 0
+        for part in parts[:-1]:
+            part.copy_(flat[offset : offset + part.numel()])
+            offset += part.numel()
+        return flat[offset:]
+
+    def gather_item_rows(self, model: INRModel, optimizer: torch.optim.Optimizer | None, points: PointSet) -> None:
+        """Each rank zeroes the rows it does not own and one sum per tensor fills them in: a row
+        is owned by exactly one rank, so the sum is that rank's value, bit for bit."""
+        own = self._own(points)
+        mask = torch.zeros(model.n_items, dtype=torch.bool, device=own.device)
+        mask[own] = True
+        for tensor in _item_tensors(model, optimizer):
+            view = torch.view_as_real(tensor) if tensor.is_complex() else tensor
+            view.copy_(torch.where(mask.view(-1, *([1] * (view.dim() - 1))), view, torch.zeros_like(view)))
+            dist.all_reduce(view)
 
 
 def partition(n_items: int, world_size: int) -> list[list[int]]:
@@ -88,14 +193,14 @@ def requested_world_size() -> int:
         raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
 
 
-def setup(device: torch.device) -> tuple[DistContext | None, torch.device]:
-    """Join (or reuse) the process group when there is more than one process.
+def join(device: torch.device) -> tuple[ProcessGroup, torch.device]:
+    """This process's group: :class:`SingleProcess` outside torchrun, else join (or reuse) one.
 
-    Returns ``(None, device)`` for a single process. Under torchrun a CUDA device without an
-    index becomes ``cuda:LOCAL_RANK``, one GPU per process.
+    Under torchrun a CUDA device without an index becomes ``cuda:LOCAL_RANK``, one GPU per
+    process; the device to train on is returned beside the group.
     """
     if requested_world_size() <= 1:
-        return None, device
+        return SingleProcess(), device
     if not dist.is_available():
         raise ConfigError("this PyTorch build has no torch.distributed; run one process")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -122,31 +227,7 @@ def setup(device: torch.device) -> tuple[DistContext | None, torch.device]:
             raise ConfigError(f"could not join the torch.distributed process group ({backend}): {exc}") from None
         # One group for the process's lifetime: `inrkit compare` and scripts fit several runs.
         atexit.register(_destroy)
-    ctx = DistContext(dist.get_rank(), dist.get_world_size(), local_rank, owns)
-    return ctx, device
-
-
-def on_main(action: Callable[[], T], device: torch.device) -> T:
-    """Run ``action`` on rank 0 only and hand its result, or its error, to every rank.
-
-    For steps with one outcome for the whole group, such as creating the run folder: if rank 0
-    refuses (``--out`` already holds files), every rank stops with the same message instead of
-    the others waiting for rank 0 in the first all-reduce.
-    """
-    ctx, _ = setup(device)
-    if ctx is None:
-        return action()
-    payload: list[Any] = [None]
-    if ctx.is_main:
-        try:
-            payload = [(True, action())]
-        except InrkitError as exc:
-            payload = [(False, exc)]
-    dist.broadcast_object_list(payload, src=0)
-    ok, value = payload[0]
-    if not ok:
-        raise value
-    return value
+    return TorchDistributed(dist.get_rank(), dist.get_world_size(), local_rank, owns), device
 
 
 def _destroy() -> None:
@@ -159,66 +240,11 @@ def _destroy() -> None:
             dist.destroy_process_group()
 
 
-def check_model(model: MultiINR, sharing: str) -> None:
-    """Refuse models the item-parallel scheme cannot train exactly."""
-    own = type(model)
-    if own.accumulate_gradients is not MultiINR.accumulate_gradients or own.after_training is not MultiINR.after_training:
-        raise ConfigError(
-            f"sharing {sharing!r} has its own optimisation loop, which distributed training does not "
-            "split across processes; run it in one process"
-        )
-    grouped = {id(p) for p in model.shared.parameters()} | {id(p) for p in model.items.parameters()}
-    loose = [name for name, p in model.named_parameters() if id(p) not in grouped]
-    if loose:
-        raise ConfigError(
-            f"sharing {sharing!r} keeps parameters outside 'shared'/'items' ({', '.join(loose)}); "
-            "distributed training cannot tell whether to reduce them"
-        )
-
-
 def _flat(t: torch.Tensor) -> torch.Tensor:
     return (torch.view_as_real(t) if t.is_complex() else t).reshape(-1)
 
 
-def reduce_gradients(
-    shared: Sequence[torch.nn.Parameter], row_losses: torch.Tensor, item_ids: torch.Tensor, n_items: int
-) -> torch.Tensor:
-    """Sum the shared gradients over ranks in one all-reduce; return every item's loss ``(N,)``.
-
-    ``row_losses`` are this rank's per-row losses, ``item_ids`` their items.
-    """
-    losses = torch.zeros(n_items, device=row_losses.device, dtype=row_losses.dtype)
-    losses.index_copy_(0, item_ids, row_losses)
-    for p in shared:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        elif not p.grad.is_contiguous():
-            p.grad = p.grad.contiguous()
-    parts = [_flat(p.grad) for p in shared] + [losses]
-    flat = torch.cat([part.to(losses.dtype) for part in parts])
-    dist.all_reduce(flat)
-    offset = 0
-    for p, part in zip(shared, parts, strict=False):
-        part.copy_(flat[offset : offset + part.numel()])
-        offset += part.numel()
-    return flat[offset:]
-
-
-def gather_item_rows(model: MultiINR, optimizer: torch.optim.Optimizer | None, own: torch.Tensor) -> None:
-    """Give every rank every item's rows of the per-item parameters (and their Adam state).
-
-    Each rank zeroes the rows it does not own and one sum per tensor fills them in: a row is
-    owned by exactly one rank, so the sum is that rank's value, bit for bit.
-    """
-    mask = torch.zeros(model.n_items, dtype=torch.bool, device=own.device)
-    mask[own] = True
-    for tensor in _item_tensors(model, optimizer):
-        view = torch.view_as_real(tensor) if tensor.is_complex() else tensor
-        view.copy_(torch.where(mask.view(-1, *([1] * (view.dim() - 1))), view, torch.zeros_like(view)))
-        dist.all_reduce(view)
-
-
-def _item_tensors(model: MultiINR, optimizer: torch.optim.Optimizer | None) -> Iterable[torch.Tensor]:
+def _item_tensors(model: INRModel, optimizer: torch.optim.Optimizer | None) -> Iterable[torch.Tensor]:
     for p in model.items.parameters():
         yield p.data
         state = optimizer.state.get(p, {}) if optimizer is not None else {}

@@ -7,6 +7,8 @@ non-zero without a traceback; anything else escaping is a bug and keeps its trac
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class InrkitError(Exception):
     """Base class of every error that is the user's to fix."""
@@ -42,3 +44,19 @@ class TrainingInterrupted(InrkitError):
     """Training was interrupted (Ctrl-C); a resumable snapshot was saved where possible."""
 
     exit_code = 130
+
+
+def format_validation_error(exc: Any, prefix: str = "") -> str:
+    """A pydantic ``ValidationError`` as one line per problem, ``path: message (got value)``,
+    without pydantic's URLs (``prefix`` names the section, e.g. ``activation.``)."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"])
+        where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+            continue
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        lines.append(f"{where}: {err['msg']}{shown}")
+    return "; ".join(lines)

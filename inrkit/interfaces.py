@@ -1,26 +1,36 @@
-"""The three plugin interfaces: ``Activation``, ``SharingStrategy`` and ``Signal``.
+"""The plugin interfaces and the model protocol: everything a plugin author implements against.
 
-The core only ever talks to these abstract classes; concrete ones come from plugins. Every plugin
-class has a unique ``name`` and a pydantic ``Options`` model that forbids unknown keys, so a typo
-in ``--set activation.omgea=3`` is an error rather than silently ignored.
+Four plugin kinds, each an abstract class with a registry ``name`` and a pydantic ``Options``
+model that forbids unknown keys (so ``--set activation.omgea=3`` is an error, not ignored):
+
+- :class:`Activation`: a nonlinearity and the initialisation that belongs to it;
+- :class:`SharingStrategy`: builds one model for N items, deciding what is shared;
+- :class:`Signal`: turns user data into items and reconstructions back into files;
+- :class:`Callback`: watches a fit (progress, TensorBoard, a log file, a user's own tracker).
+
+The model a strategy builds is described by the :class:`INRModel` protocol: the one place that
+states what the trainer, checkpoints, decoding and parameter counts rely on. This module imports
+nothing of inrkit above it, so a plugin that only needs the interfaces stays light.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pydantic
 
+from inrkit.inits import pytorch_default_bounds
+from inrkit.results import Evaluation, StepLog, TrainResult
+
 if TYPE_CHECKING:
     import torch
-
-    from inrkit.nn import MultiINR
+    from torch import nn
 
 #: Where a linear layer sits in the MLP; activations initialise each position differently.
 LayerPosition = Literal["first", "hidden", "last"]
@@ -37,16 +47,16 @@ class Plugin(abc.ABC):
 
     #: Unique name within the plugin's kind, used on the command line and in configs.
     name: ClassVar[str]
-    #: Plugin kind, set by the three interfaces below.
+    #: Plugin kind, set by the interfaces below.
     kind: ClassVar[str]
 
     class Options(PluginOptions):
         pass
 
-    def __init__(self, options: PluginOptions | dict[str, Any] | None = None) -> None:
+    def __init__(self, options: PluginOptions | Mapping[str, Any] | None = None) -> None:
         if options is None:
             options = self.Options()
-        elif isinstance(options, dict):
+        elif isinstance(options, Mapping):
             options = self.Options(**options)
         elif not isinstance(options, self.Options):
             raise TypeError(f"{type(self).__name__} expects {self.Options.__name__}, got {type(options).__name__}")
@@ -56,6 +66,7 @@ class Plugin(abc.ABC):
         return f"{type(self).__name__}({self.options!r})"
 
 
+# -- activations ------------------------------------------------------------------------------
 class Activation(Plugin):
     """A nonlinearity plus the weight initialisation that belongs to it.
 
@@ -116,14 +127,15 @@ class Activation(Plugin):
     def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float] | None:
         """``(weight_bound, bias_bound)`` of the uniform initialisation :meth:`init_` draws from.
 
-        The default is PyTorch's ``nn.Linear`` default, ``U(±1/sqrt(fan_in))`` for both. Return
-        ``None`` when an overridden ``init_`` is not uniform; the contract kit then only checks
-        that the values are finite and not constant.
+        The default is PyTorch's ``nn.Linear`` default, ``U(±1/sqrt(fan_in))`` for both
+        (:mod:`inrkit.inits` has SIREN's bounds too). Return ``None`` when an overridden
+        ``init_`` is not uniform; the contract kit then only checks that the values are finite
+        and not constant.
         """
-        bound = 1.0 / math.sqrt(fan_in)
-        return bound, bound
+        return pytorch_default_bounds(fan_in)
 
 
+# -- models -----------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """Everything a sharing strategy needs to build a model for some items."""
@@ -151,29 +163,141 @@ class ModelSpec:
         if self.run_item_shapes is None:
             object.__setattr__(self, "run_item_shapes", tuple(self.item_shapes))
         if self.total_items is None:
-            object.__setattr__(self, "total_items", len(self.run_item_shapes))
+            object.__setattr__(self, "total_items", len(self.run_item_shapes or ()))
 
     @property
     def n_items(self) -> int:
         return len(self.item_shapes)
 
 
-class SharingStrategy(Plugin):
-    """Builds one ``torch.nn.Module`` for N signals and decides what is shared.
+@dataclasses.dataclass(frozen=True)
+class ModelCapabilities:
+    """What a model supports, declared as data (the trainer never guesses from its methods)."""
 
-    The module returned by :meth:`build` must be an :class:`inrkit.nn.MultiINR`: parameters
-    under ``shared.`` are common to all items, parameters under ``items.`` carry a leading
-    dimension of size N (one slice per item). The checkpoint, the parameter counts and decoding
-    one item all rely on that convention.
+    #: Under ``torch.autocast`` (``train.precision = "bf16"``) the forward pass keeps what needs
+    #: float32 (coordinates, first and last layers, the activations) in float32 itself, so the
+    #: trainer may autocast it.
+    bf16: bool = True
+    #: The items may be split across processes (``torchrun``): each item's parameters get
+    #: gradient only from that item's points, and :meth:`INRModel.training_step` is the
+    #: trainer's default loop (no optimisation of its own across items).
+    distributed: bool = True
+
+
+#: ``forward(coords, items)``: ``(rows, P, in_dim)`` coordinates to ``(rows, P, out_dim)`` values.
+Forward = Callable[["torch.Tensor", "torch.Tensor | None"], "torch.Tensor"]
+
+
+@runtime_checkable
+class TrainingStep(Protocol):
+    """One training step's data, as the trainer hands it to :meth:`INRModel.training_step`.
+
+    The data are every point of the items being trained, in chunks. Per-item loss vectors have
+    one entry per item of the step (``n_items``); an item's entry is its mean squared error
+    divided by the number of items of the run, so their sum is the loss (each item's MSE
+    averaged over items). ``forward`` arguments default to the trainer's (possibly compiled,
+    autocast) forward pass of the model.
+    """
+
+    @property
+    def n_items(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def accumulate(self, forward: Forward | None = None) -> torch.Tensor:
+        """The default step: chunk by chunk, forward, loss and backward (gradients accumulate
+        in ``.grad``); returns the per-item losses, detached."""
+        ...
+
+    def losses(self, forward: Forward) -> torch.Tensor:
+        """Per-item losses over every chunk as one differentiable graph (memory grows with the
+        points: for second-order inner loops such as COIN++'s MAML)."""
+        ...
+
+    def chunk_losses(self, forward: Forward) -> Iterator[torch.Tensor]:
+        """Each chunk's share of the per-item losses, differentiable, one chunk at a time."""
+        ...
+
+
+@runtime_checkable
+class INRModel(Protocol):
+    """The model a :class:`SharingStrategy` builds: a ``torch.nn.Module`` for N items.
+
+    Everything outside the model relies on this and nothing more:
+
+    - **Parameter layout.** Every parameter lives under ``shared.<name>`` (one tensor for all
+      items) or ``items.<name>`` (leading dimension N, row ``i`` belongs to item ``i``).
+      Checkpoints store ``shared.*`` once and ``items.<i>.*`` per item, parameter counts add
+      them up, decoding one item loads the shared tensors and that item's rows, and distributed
+      training all-reduces ``shared`` gradients and gathers ``items`` rows.
+    - **Forward.** ``model(coords, items=None)``: ``(rows, P, in_dim)`` coordinates in [-1, 1]
+      to ``(rows, P, out_dim)`` values in about [-1, 1]; ``items`` (a long tensor) says which
+      of the model's items the rows are, in any order; ``None`` means row ``i`` is item ``i``.
+      A forward over a subset of items equals the same rows of the full forward.
+    - **Item selection.** ``with model.select_items(items):`` may select the per-item rows once
+      for many forward passes over the same items (a speed-up; it may also do nothing).
+    - **Training hooks.** :meth:`training_step` computes one step's gradients (the default,
+      :meth:`TrainingStep.accumulate`, is the trainer's chunked loop); a strategy with its own
+      optimisation (COIN++'s meta-learning) replaces it. :meth:`prepare_evaluation` runs
+      before every evaluation (COIN++ fits its latent codes there).
+    - **Capabilities** (:class:`ModelCapabilities`) and the ``spec`` and ``activation`` it was
+      built from.
+
+    :class:`inrkit.nn.MultiINR` implements all of it for MLPs whose layers are each shared or
+    per item; most strategies build one. :func:`inrkit.nn.validate_model` checks the layout.
+    """
+
+    activation: Activation
+    spec: ModelSpec
+    capabilities: ModelCapabilities
+    shared: nn.ModuleDict
+    items: nn.ModuleDict
+
+    @property
+    def n_items(self) -> int: ...
+
+    def __call__(self, coords: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def forward(self, coords: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def select_items(self, items: torch.Tensor | None) -> contextlib.AbstractContextManager[None]: ...
+
+    def training_step(self, step: TrainingStep) -> torch.Tensor: ...
+
+    def prepare_evaluation(self, step: TrainingStep) -> None: ...
+
+    # torch.nn.Module's own methods that inrkit calls
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True) -> Iterator[tuple[str, nn.Parameter]]: ...
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+
+class SharingStrategy(Plugin):
+    """Builds one model for N signals and decides what is shared.
+
+    :meth:`build` returns an :class:`INRModel`. When one item of a run is decoded, ``build`` is
+    called for a one-item spec whose ``item_indices`` holds that item's index in the run.
     """
 
     kind: ClassVar[str] = "sharing"
 
     @abc.abstractmethod
-    def build(self, activation: Activation, spec: ModelSpec) -> MultiINR:
+    def build(self, activation: Activation, spec: ModelSpec) -> INRModel:
         """Return the model for ``spec.n_items`` items."""
 
 
+# -- signals ----------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Item:
     """One signal: a named array with spatial axes first and channels last, values in [0, 1]."""
@@ -233,8 +357,59 @@ class Signal(Plugin):
         return {}
 
 
+# -- callbacks --------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FitContext:
+    """What a callback knows about the fit it watches."""
+
+    #: Number of the last step.
+    total_steps: int
+    #: Steps already done when this fit started (a resumed run's snapshot step; 0 otherwise).
+    start_step: int
+    #: The items' names, in the order of per-item values.
+    item_names: tuple[str, ...]
+    #: Base learning rate (before the schedule's decay).
+    lr: float
+    device: str
+    #: The run folder, or ``None`` when nothing is saved (``fit(save=False)``, ``Trainer.fit``).
+    run_dir: Path | None = None
+    #: The run's configuration as JSON data (empty for a bare :meth:`inrkit.Trainer.fit`).
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Callback(Plugin):
+    """Watches a fit: the progress bar, TensorBoard, a JSONL log, a user's own tracker.
+
+    Every hook has a default that does nothing; override the ones you need. Hooks are called in
+    this order: :meth:`on_fit_start`; :meth:`on_step_end` after every step (and
+    :meth:`on_snapshot` after a resumable snapshot is taken, :meth:`on_evaluate` after an
+    evaluation every ``train.eval_every`` steps); :meth:`on_evaluate` for the final evaluation;
+    :meth:`on_fit_end`, which is always called, also when training stops with an error or
+    Ctrl-C (``result`` is then ``None``). In a distributed run callbacks run on rank 0 only.
+    Hooks must not change the model: a run's results are the same with or without callbacks.
+    """
+
+    kind: ClassVar[str] = "callback"
+
+    def on_fit_start(self, context: FitContext) -> None:
+        """Training is about to start (or resume, from ``context.start_step``)."""
+
+    def on_step_end(self, context: FitContext, log: StepLog) -> None:
+        """A step finished; ``log.logged`` marks the steps whose per-item PSNR is known."""
+
+    def on_snapshot(self, context: FitContext, step: int, path: Path | None) -> None:
+        """A resumable snapshot after ``step`` was taken (``path``: where it was saved, if anywhere)."""
+
+    def on_evaluate(self, context: FitContext, evaluation: Evaluation) -> None:
+        """The model was rendered and scored on every item's evaluation view."""
+
+    def on_fit_end(self, context: FitContext, result: TrainResult | None) -> None:
+        """The fit ended (``result`` is ``None`` when it stopped with an error); release resources."""
+
+
 PLUGIN_BASES: dict[str, type[Plugin]] = {
     "activation": Activation,
     "sharing": SharingStrategy,
     "signal": Signal,
+    "callback": Callback,
 }

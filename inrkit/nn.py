@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from inrkit.interfaces import Activation, LayerPosition, ModelSpec
-
-if TYPE_CHECKING:
-    from inrkit.train import PointSet
+from inrkit.errors import PluginError
+from inrkit.interfaces import Activation, INRModel, LayerPosition, ModelCapabilities, ModelSpec, TrainingStep
+from inrkit.results import ParamCounts
 
 
 def _default_uniform_(weight: torch.Tensor, bias: torch.Tensor) -> None:
@@ -132,10 +130,14 @@ class LayerDef:
 class MultiINR(nn.Module):
     """An MLP for N items whose layers are each either shared or per item.
 
-    Parameters live under ``shared.<layer>`` or ``items.<layer>`` (leading dimension N); this is
-    the convention checkpoints, parameter counts and single-item decoding rely on. Strategies
-    that remap coordinates (a canvas, an appended item index) override :meth:`map_coords`.
+    Implements the :class:`~inrkit.interfaces.INRModel` protocol: parameters live under
+    ``shared.<layer>`` or ``items.<layer>`` (leading dimension N). Strategies that remap
+    coordinates (a canvas, an appended item index) override :meth:`map_coords`; strategies with
+    their own optimisation override :meth:`training_step` and declare it in ``capabilities``.
     """
+
+    #: What the trainer may do with this model (see :class:`~inrkit.interfaces.ModelCapabilities`).
+    capabilities: ModelCapabilities = ModelCapabilities()
 
     def __init__(self, activation: Activation, spec: ModelSpec, layers: Sequence[LayerDef]) -> None:
         super().__init__()
@@ -144,16 +146,12 @@ class MultiINR(nn.Module):
         self.activation = activation
         self.spec = spec
         self.layer_defs = tuple(layers)
-        #: Set by the trainer for ``train.precision = "bf16"``: the forward pass is autocast to it.
-        self.autocast_dtype: torch.dtype | None = None
-        #: Set by the trainer for ``train.compile``: the compiled forward the training loop calls.
-        self.compiled_forward: Callable[..., torch.Tensor] | None = None
         self.shared = nn.ModuleDict()
         self.items = nn.ModuleDict()
         for d in self.layer_defs:
             dtype = activation.layer_dtype(d.position)
             if d.shared:
-                module: nn.Module = Linear(d.in_features, d.out_features, dtype=dtype)
+                module: Linear | BatchedLinear = Linear(d.in_features, d.out_features, dtype=dtype)
                 self.shared[d.name] = module
             else:
                 module = BatchedLinear(spec.n_items, d.in_features, d.out_features, dtype=dtype)
@@ -172,7 +170,8 @@ class MultiINR(nn.Module):
         """``(N, P, in_dim)`` coordinates in [-1, 1] to ``(N, P, out_dim)`` values in about [-1, 1].
 
         ``items`` optionally names which of the model's items the N rows belong to (a subset, in
-        any order); by default row ``i`` is item ``i``.
+        any order); by default row ``i`` is item ``i``. Under ``torch.autocast`` only the hidden
+        layers' products run in low precision.
         """
         x = self.activation.encode(self.map_coords(coords, items))
         mixed = torch.is_autocast_enabled(x.device.type)
@@ -194,44 +193,9 @@ class MultiINR(nn.Module):
     def _layer(self, d: LayerDef, x: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         return self.items[d.name](x, items) if d.name in self.items else self.shared[d.name](x)
 
-    # -- training hooks: strategies with their own optimisation (COIN++'s meta-learning) override
-    def accumulate_gradients(self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]]) -> torch.Tensor:
-        """One step's loss over every chunk, with its gradient accumulated into ``.grad``.
-
-        Returns each row's share of the (detached) loss, ``(rows of points,)``: its item's mean
-        squared error / N, so the sum is the loss, each item's MSE averaged over items.
-        """
-        return self.accumulate_gradients_with(points, chunks)
-
-    def accumulate_gradients_with(
-        self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]], *extra: torch.Tensor
-    ) -> torch.Tensor:
-        """The chunked loss-and-backward loop; ``extra`` arguments are passed to ``forward``."""
-        per_item = torch.zeros(points.n_items, device=points.targets.device)
-        device_type = points.targets.device.type
-        forward = self.compiled_forward or self
-        for _, run in itertools.groupby(chunks, key=lambda chunk: id(chunk[1])):
-            group = list(run)
-            items = group[0][1]
-            model_items = points.model_items(items)
-            with self.gathered_items(model_items):
-                for sl, _ in group:
-                    coords = points.chunk_coords(sl, items)
-                    with torch.autocast(
-                        device_type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None
-                    ):
-                        pred = forward(coords, model_items, *extra)
-                    losses = points.item_losses(pred, sl, items)
-                    losses.sum().backward()
-                    if items is None:
-                        per_item += losses.detach()
-                    else:
-                        per_item.index_add_(0, items, losses.detach())
-        return per_item
-
     @contextlib.contextmanager
-    def gathered_items(self, items: torch.Tensor | None) -> Iterator[None]:
-        """Select the per-item layers' rows for ``items`` once for a run of chunks (see
+    def select_items(self, items: torch.Tensor | None) -> Iterator[None]:
+        """Select the per-item layers' rows for ``items`` once for a run of forward passes (see
         :meth:`BatchedLinear.gathered`); ``None`` (every item, in order) selects nothing."""
         with contextlib.ExitStack() as stack:
             if items is not None:
@@ -240,8 +204,12 @@ class MultiINR(nn.Module):
                         stack.enter_context(module.gathered(items))
             yield
 
-    def after_training(self, points: PointSet, chunks: Sequence[tuple[slice, torch.Tensor | None]]) -> None:
-        """Called once after the last step (COIN++ fits its per-item modulations here)."""
+    def training_step(self, step: TrainingStep) -> torch.Tensor:
+        """One step's gradients: the trainer's chunked loss-and-backward loop."""
+        return step.accumulate()
+
+    def prepare_evaluation(self, step: TrainingStep) -> None:
+        """Nothing to prepare: every per-item parameter is trained by the optimiser."""
 
 
 def mlp_layer_defs(
@@ -276,24 +244,46 @@ def mlp_layer_defs(
     return defs
 
 
-@dataclasses.dataclass(frozen=True)
-class ParamCounts:
-    """Exact parameter counts; a complex number counts as two real parameters."""
-
-    total: int
-    shared: int
-    per_item: int
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-
 def _real_numel(t: torch.Tensor) -> int:
     return t.numel() * (2 if t.is_complex() else 1)
 
 
-def count_parameters(model: MultiINR) -> ParamCounts:
+def count_parameters(model: INRModel) -> ParamCounts:
+    """Exact counts from the model's layout; a complex number counts as two real parameters."""
     shared = sum(_real_numel(p) for p in model.shared.parameters())
     per_item_total = sum(_real_numel(p) for p in model.items.parameters())
     per_item = per_item_total // max(model.n_items, 1)
     return ParamCounts(total=shared + per_item_total, shared=shared, per_item=per_item)
+
+
+def validate_model(model: object, strategy: str, spec: ModelSpec) -> INRModel:
+    """Check that a strategy's model follows the :class:`~inrkit.interfaces.INRModel` layout.
+
+    Raises :class:`~inrkit.errors.PluginError` naming the strategy and what is wrong: not an
+    ``nn.Module``, a missing protocol member, capabilities that are not data, a parameter
+    outside ``shared``/``items``, or a per-item tensor without one row per item.
+    """
+    where = f"sharing strategy {strategy!r}"
+    if not isinstance(model, nn.Module):
+        raise PluginError(f"{where} returned {type(model).__name__}, not a torch.nn.Module")
+    if not isinstance(model, INRModel):
+        missing = [name for name in ("activation", "spec", "capabilities", "shared", "items", "n_items",
+                                     "select_items", "training_step", "prepare_evaluation") if not hasattr(model, name)]
+        raise PluginError(f"{where} returned {type(model).__name__}, which lacks {', '.join(missing)} (see inrkit.interfaces.INRModel)")
+    if not isinstance(model.capabilities, ModelCapabilities):
+        raise PluginError(f"{where}: {type(model).__name__}.capabilities must be an inrkit.interfaces.ModelCapabilities")
+    if not isinstance(model.shared, nn.ModuleDict) or not isinstance(model.items, nn.ModuleDict):
+        raise PluginError(f"{where}: 'shared' and 'items' must be torch.nn.ModuleDict")
+    grouped = {id(p) for p in model.shared.parameters()} | {id(p) for p in model.items.parameters()}
+    loose = [name for name, p in model.named_parameters() if id(p) not in grouped]
+    if loose:
+        raise PluginError(f"{where} keeps parameters outside 'shared'/'items': {', '.join(loose)}")
+    if model.n_items != spec.n_items:
+        raise PluginError(f"{where}: the model holds {model.n_items} items, the spec asked for {spec.n_items}")
+    for name, p in model.items.named_parameters():
+        if p.dim() == 0 or p.shape[0] != spec.n_items:
+            raise PluginError(
+                f"{where}: per-item parameter items.{name} has shape {tuple(p.shape)}; its first "
+                f"dimension must be the number of items ({spec.n_items})"
+            )
+    return model

@@ -7,12 +7,12 @@ Each is a switch in :class:`~inrkit.config.TrainConfig`; they live here so the t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 from inrkit.errors import TrainingError
-from inrkit.nn import MultiINR
+from inrkit.interfaces import INRModel
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -44,15 +44,15 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return AUTOCAST_DTYPES[precision]
 
 
-def compile_model(model: MultiINR) -> None:
-    """Compile ``model``'s forward for training: its elementwise work fuses into few kernels.
+def compile_forward(model: INRModel) -> Callable[..., torch.Tensor]:
+    """``model``'s forward pass compiled for training: its elementwise work fuses into few kernels.
 
-    Only the training loop uses the compiled forward (:attr:`MultiINR.compiled_forward`); the
-    trainer drops it afterwards, so evaluation and decoding never wait for another compilation.
-    Compilation happens at the first call (seconds to tens of seconds on a CPU);
-    :func:`compile_errors` turns a failure there into one message.
+    Only the trainer's step calls the compiled forward; evaluation and decoding run the model
+    eagerly, so they never wait for another compilation. Compilation happens at the first call
+    (seconds to tens of seconds on a CPU); :func:`compile_errors` turns a failure there into one
+    message.
     """
-    model.compiled_forward = torch.compile(model.forward)
+    return torch.compile(model.forward)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from inrkit.results import RunMetrics
+
 #: At most this many items appear in the contact sheet and the crop figure.
 MAX_ITEMS = 12
 
@@ -33,22 +35,22 @@ def _show(ax: Any, image: np.ndarray, title: str | None = None) -> None:
         ax.set_title(title, fontsize=8)
 
 
-def training_curves(metrics: Mapping[str, Any], path: Path) -> Path:
+def training_curves(metrics: RunMetrics, path: Path) -> Path:
     """Loss (log scale) and PSNR per item against the step."""
     plt = _plt()
-    history = metrics.get("history") or []
+    history = metrics.history
     fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(9, 3.2))
-    steps = [h["step"] for h in history]
-    ax_loss.semilogy(steps, [max(h["loss"], 1e-12) for h in history])
+    steps = [h.step for h in history]
+    ax_loss.semilogy(steps, [max(h.loss, 1e-12) for h in history])
     ax_loss.set(xlabel="step", ylabel="loss (MSE on [-1, 1])", title="training loss")
-    names = [it["name"] for it in metrics.get("items", [])]
-    if history and "item_psnr" in history[0]:
-        per_item = np.array([h["item_psnr"] for h in history])
+    names = [it.name for it in metrics.items]
+    if history:
+        per_item = np.array([h.item_psnr for h in history])
         for i in range(min(per_item.shape[1], MAX_ITEMS)):
             ax_psnr.plot(steps, per_item[:, i], lw=1, label=names[i] if i < len(names) else str(i))
         if per_item.shape[1] <= MAX_ITEMS:
             ax_psnr.legend(fontsize=7)
-    ax_psnr.plot(steps, [h["psnr"] for h in history], "k--", lw=1.5, label="mean loss")
+    ax_psnr.plot(steps, [h.psnr for h in history], "k--", lw=1.5, label="mean loss")
     ax_psnr.set(xlabel="step", ylabel="PSNR (dB, unclamped)", title="PSNR per item during training")
     fig.tight_layout()
     return _save(fig, path)
@@ -132,7 +134,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 def write_run_plots(
     folder: Path,
-    metrics: Mapping[str, Any],
+    metrics: RunMetrics,
     names: Sequence[str],
     targets: Sequence[np.ndarray],
     recons: Sequence[np.ndarray],

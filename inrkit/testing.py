@@ -27,10 +27,9 @@ import pydantic
 import pytest
 import torch
 
-from inrkit.config import instantiate
 from inrkit.errors import ConfigError
 from inrkit.interfaces import Activation, ModelSpec
-from inrkit.nn import MultiINR
+from inrkit.interfaces import INRModel
 from inrkit.plugins import PluginRegistry, get_registry
 
 #: Sharing strategies every activation must work with.
@@ -90,10 +89,8 @@ class ActivationContract:
         assert cls.Options.model_config.get("extra") == "forbid"
         with pytest.raises(pydantic.ValidationError):
             cls.Options(definitely_not_an_option=1)
-        from inrkit.config import PluginChoice
-
         with pytest.raises(ConfigError, match="definitely_not_an_option"):
-            instantiate("activation", PluginChoice(name=act.name, definitely_not_an_option=1), plugin_registry)
+            plugin_registry.create("activation", act.name, {"definitely_not_an_option": 1})
 
     # -- initialisation ---------------------------------------------------------------------------
     @pytest.mark.parametrize("position", ["first", "hidden", "last"])
@@ -128,7 +125,7 @@ class ActivationContract:
         strategy = plugin_registry.get("sharing", sharing)()
         spec = ModelSpec(in_dim=2, out_dim=3, width=32, layers=4, item_shapes=((8, 8),) * 3)
         model = strategy.build(act, spec).to(device)
-        assert isinstance(model, MultiINR)
+        assert isinstance(model, INRModel)
         coords = (torch.rand(3, 50, 2, device=device) * 2 - 1).requires_grad_(False)
         out = model(coords)
         assert out.shape == (3, 50, 3) and out.dtype == torch.float32

@@ -1,262 +1,260 @@
-"""The generic trainer: many items, one optimiser, full-image steps in chunks.
+"""The generic trainer: many items, one optimiser, full-image steps in chunks, callbacks.
 
-Each step sees every point of every item once. Points are processed in chunks (same point range
-of every item at a time) and gradients accumulate, which gives exactly the full-batch gradient
-while keeping activations cache-sized on the CPU (a 128x128 SIREN step: 917 ms full batch vs
-180 ms in chunks of 2048 points, see the benchmarks). The loss is each item's mean squared error,
-averaged over items, so items of different sizes weigh the same (shorter items are padded with
-points of weight zero).
+The trainer owns training: the chunked loss-and-backward loop (:class:`ChunkedStep`), the
+optimiser and its schedule, mixed precision, the compiled forward pass, resumable snapshots,
+evaluations and the callbacks. A model takes part only through the
+:class:`~inrkit.interfaces.INRModel` protocol: its forward pass, its parameter layout and, for
+strategies with their own optimisation, its ``training_step`` hook.
+
+Each step sees every point of every item once, in chunks (same point range of every item at a
+time) whose gradients accumulate into exactly the full-batch gradient. The loss is each item's
+mean squared error, averaged over items, so items of different sizes weigh the same.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
+import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-import einops
 import numpy as np
+import pydantic
 import torch
 
 from inrkit.config import TrainConfig
-from inrkit.coords import grid_coords, to_signed, to_unit
-from inrkit.distributed import DistContext, gather_item_rows, reduce_gradients
-from inrkit.errors import ConfigError, TrainingError, TrainingInterrupted
+from inrkit.devices import resolve_device
+from inrkit.distributed import ProcessGroup, join
+from inrkit.errors import ConfigError, TrainingError, TrainingInterrupted, format_validation_error
+from inrkit.interfaces import Callback, FitContext, Forward, INRModel
 from inrkit.metrics import psnr_from_mse
-from inrkit.nn import MultiINR
-from inrkit.perf import autocast_dtype, compile_errors, compile_model, matmul_precision
+from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
+from inrkit.points import Chunk, PointSet, auto_chunk_points
+from inrkit.results import Evaluation, StepLog, TrainResult
 
-#: Rows (points x items) per chunk on the CPU: keeps a width-256 layer's activations in cache.
-CPU_CHUNK_ROWS = 8192
-#: Rows per chunk on a GPU: large enough to fill it, small enough for a few GB of activations.
-GPU_CHUNK_ROWS = 1 << 18
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present; an unavailable device is a configuration error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device: {name!r} requested but CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"train.device: {name!r} does not exist ({torch.cuda.device_count()} GPU(s))")
-    elif device.type != "cpu":
-        raise ConfigError(f"train.device: {name!r} is not supported; use auto, cpu, cuda or cuda:N")
-    return device
+#: ``evaluator(model, step, final)``: render and score every item (rank 0 only).
+Evaluator = Callable[[INRModel, int, bool], Evaluation]
+#: ``on_snapshot(state)``: persist a resumable snapshot; returns where it was saved, if anywhere.
+SnapshotWriter = Callable[[dict[str, Any]], "Path | None"]
 
 
-class PointSet:
-    """All items' targets, padded to a common point count; coordinates are made per chunk.
+class ChunkedStep:
+    """One training step over a :class:`~inrkit.points.PointSet`, chunk by chunk.
 
-    Only the targets are stored. A chunk's coordinates are computed from the point indices and
-    each item's grid shape when the chunk is used (one shared grid when all items have the same
-    shape), and padding is a mask from each item's point count, so memory grows with the data
-    and never with a per-point copy of coordinates or weights.
-
-    In distributed training a rank holds some of the run's items: ``item_ids`` gives the
-    model's index of each row (``None``: row ``i`` is item ``i``) and ``loss_items`` the number of
-    items the loss averages over (all ranks' items).
+    Implements :class:`~inrkit.interfaces.TrainingStep`: the view of the data a model's
+    ``training_step`` hook gets. Consecutive chunks with the same items share one
+    ``model.select_items`` block, so per-item rows are selected once per run of chunks.
     """
 
     def __init__(
         self,
-        targets: torch.Tensor,
-        shapes: Sequence[Sequence[int]],
-        item_ids: torch.Tensor | None = None,
-        loss_items: int | None = None,
+        model: INRModel,
+        points: PointSet,
+        chunks: Sequence[Chunk],
+        forward: Forward | None = None,
+        autocast: torch.dtype | None = None,
     ) -> None:
-        self.targets = targets  # (N, P, C) in [-1, 1]
-        self.shapes = tuple(tuple(int(n) for n in s) for s in shapes)
-        self.counts = [math.prod(s) for s in self.shapes]
-        self.item_ids = item_ids
-        self.loss_items = loss_items or len(self.shapes)
-        device = targets.device
-        self._counts = torch.tensor(self.counts, device=device)
-        self._dims = torch.tensor(self.shapes, device=device)
-        # Items of one shape (the common case) share one grid: (P, in_dim), not (N, P, in_dim).
-        self._grid = grid_coords(self.shapes[0], device=device) if len(set(self.shapes)) == 1 else None
+        self.model = model
+        self.points = points
+        self.chunks = list(chunks)
+        self._forward: Forward = forward or model
+        self._autocast = autocast
 
     @property
     def n_items(self) -> int:
-        return self.targets.shape[0]
+        return self.points.n_items
 
     @property
-    def points(self) -> int:
-        return self.targets.shape[1]
+    def device(self) -> torch.device:
+        return self.points.targets.device
 
-    @functools.cached_property
-    def padded(self) -> bool:
-        """Whether some item is shorter than the longest (read in every chunk, so computed once)."""
-        return any(c != self.points for c in self.counts)
+    def accumulate(self, forward: Forward | None = None) -> torch.Tensor:
+        forward = forward or self._forward
+        points = self.points
+        per_item = torch.zeros(points.n_items, device=points.targets.device)
+        device_type = points.targets.device.type
+        for _, run in itertools.groupby(self.chunks, key=lambda chunk: id(chunk[1])):
+            group = list(run)
+            items = group[0][1]
+            model_items = points.model_items(items)
+            with self.model.select_items(model_items):
+                for sl, _ in group:
+                    coords = points.chunk_coords(sl, items)
+                    with torch.autocast(device_type, dtype=self._autocast or torch.bfloat16, enabled=self._autocast is not None):
+                        pred = forward(coords, model_items)
+                    losses = points.item_losses(pred, sl, items)
+                    losses.sum().backward()
+                    if items is None:
+                        per_item += losses.detach()
+                    else:
+                        per_item.index_add_(0, items, losses.detach())
+        return per_item
 
-    def model_items(self, items: torch.Tensor | None) -> torch.Tensor | None:
-        """The model's item indices for rows ``items`` of this set (as :meth:`chunks` yields them)."""
-        if self.item_ids is None:
-            return items
-        return self.item_ids if items is None else self.item_ids.index_select(0, items)
+    def losses(self, forward: Forward) -> torch.Tensor:
+        points = self.points
+        per_item = torch.zeros(points.n_items, device=points.targets.device)
+        for sl, items in self.chunks:
+            losses = points.item_losses(forward(points.chunk_coords(sl, items), points.model_items(items)), sl, items)
+            per_item = per_item + losses if items is None else per_item.index_add(0, items, losses)
+        return per_item
 
-    def chunk_coords(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Coordinates ``(rows, points, in_dim)`` of a chunk, for all rows or the listed ones.
-
-        Equal to :func:`~inrkit.coords.grid_coords` of each item's shape, sliced; points past an
-        item's end get coordinates too (their loss weight is zero).
-        """
-        rows = self.n_items if items is None else items.shape[0]
-        if self._grid is not None:
-            return self._grid[sl].expand(rows, -1, -1)
-        dims = self._dims if items is None else self._dims.index_select(0, items)  # (rows, d)
-        index = torch.arange(sl.start, sl.stop, device=dims.device).expand(rows, -1)
-        axes = []
-        for axis in range(dims.shape[1] - 1, -1, -1):  # row-major: the last axis varies fastest
-            n = dims[:, axis : axis + 1]
-            axes.append((2.0 * (index % n).float() + 1.0) / n - 1.0)
-            index = index // n
-        return torch.stack(axes[::-1], dim=-1)
-
-    def chunk_targets(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
-        return self.targets[:, sl] if items is None else self.targets[:, sl].index_select(0, items)
-
-    def item_losses(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Each row's share of this chunk in the loss: ``(rows,)``, summing to :meth:`loss`.
-
-        Summed over all chunks, row ``i`` gives item ``i``'s mean squared error divided by the
-        number of items. ``items`` restricts the chunk to some rows (``pred`` then has one row
-        per listed item).
-        """
-        sq = (pred - self.chunk_targets(sl, items)).square()
-        scale = self.targets.shape[-1] * self.loss_items
-        if not self.padded:
-            return sq.sum(dim=(1, 2)) / (self.points * scale)
-        counts = self._counts if items is None else self._counts.index_select(0, items)
-        inside = torch.arange(sl.start, sl.start + sq.shape[1], device=counts.device) < counts.unsqueeze(1)
-        return (sq.sum(dim=2) * inside).sum(dim=1) / (counts * scale)
-
-    def loss(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
-        """This chunk's share of the mean over items of each item's mean squared error."""
-        return self.item_losses(pred, sl, items).sum()
-
-    def chunks(self, chunk: int) -> list[tuple[slice, torch.Tensor | None]]:
-        """Point ranges of ``chunk`` points, each with the rows that still have points there.
-
-        Items of different sizes are padded to the largest; a chunk past an item's last point
-        leaves that item out instead of computing its padding, and grows so that it keeps
-        ``chunk x N`` rows (points x items): with many items of very different sizes, the
-        largest item's tail is not cut into thousands of tiny chunks. Consecutive chunks with the same
-        rows share one index tensor (the model selects those rows' layers once for the run).
-        """
-        out: list[tuple[slice, torch.Tensor | None]] = []
-        items: torch.Tensor | None = None
-        previous: list[int] | None = None
-        rows = chunk * self.n_items
-        start = 0
-        while start < self.points:
-            active = [i for i, c in enumerate(self.counts) if c > start]
-            if active != previous:  # consecutive chunks with the same rows share one index tensor
-                items = None if len(active) == self.n_items else torch.tensor(active, device=self.targets.device)
-                previous = active
-            stop = min(start + max(chunk, rows // len(active)), self.points)
-            out.append((slice(start, stop), items))
-            start = stop
-        return out
-
-    def to(self, device: torch.device) -> PointSet:
-        ids = None if self.item_ids is None else self.item_ids.to(device)
-        return PointSet(self.targets.to(device), self.shapes, ids, self.loss_items)
-
-    @classmethod
-    def from_arrays(
-        cls, arrays: Sequence[np.ndarray], item_ids: Sequence[int] | None = None, loss_items: int | None = None
-    ) -> PointSet:
-        """Arrays ``(*spatial, C)`` in [0, 1] to padded targets in [-1, 1]."""
-        counts = [int(np.prod(a.shape[:-1])) for a in arrays]
-        targets = torch.zeros(len(arrays), max(counts), arrays[0].shape[-1])
-        for i, arr in enumerate(arrays):
-            targets[i, : counts[i]] = einops.rearrange(to_signed(arr), "... c -> (...) c")
-        ids = None if item_ids is None else torch.tensor(list(item_ids), dtype=torch.long)
-        return cls(targets, [a.shape[:-1] for a in arrays], ids, loss_items)
+    def chunk_losses(self, forward: Forward) -> Iterator[torch.Tensor]:
+        points = self.points
+        for sl, items in self.chunks:
+            yield points.loss(forward(points.chunk_coords(sl, items), points.model_items(items)), sl, items)
 
 
-def auto_chunk_rows(device: torch.device) -> int:
-    """Rows (points x items) per chunk for a device."""
-    return GPU_CHUNK_ROWS if device.type == "cuda" else CPU_CHUNK_ROWS
+class CallbackList:
+    """The fit's callbacks, called in order."""
 
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise ConfigError(f"callbacks must be inrkit.interfaces.Callback instances, got {type(callback).__name__}")
+        self.callbacks = list(callbacks)
 
-def auto_chunk_points(n_items: int, points: int, device: torch.device) -> int:
-    return max(1, min(points, auto_chunk_rows(device) // max(n_items, 1)))
+    def on_fit_start(self, context: FitContext) -> None:
+        for c in self.callbacks:
+            c.on_fit_start(context)
 
+    def on_step_end(self, context: FitContext, log: StepLog) -> None:
+        for c in self.callbacks:
+            c.on_step_end(context, log)
 
-@dataclasses.dataclass
-class TrainResult:
-    steps: int
-    seconds: float
-    final_loss: float
-    history: list[dict[str, float]]
+    def on_snapshot(self, context: FitContext, step: int, path: Path | None) -> None:
+        for c in self.callbacks:
+            c.on_snapshot(context, step, path)
+
+    def on_evaluate(self, context: FitContext, evaluation: Evaluation) -> None:
+        for c in self.callbacks:
+            c.on_evaluate(context, evaluation)
+
+    def on_fit_end(self, context: FitContext, result: TrainResult | None) -> None:
+        for c in self.callbacks:
+            c.on_fit_end(context, result)
 
 
 class Trainer:
-    """Adam with ``lr * ratio ** (t / T)`` decay, chunked full-image steps, live progress."""
+    """Adam with ``lr * ratio ** (t / T)`` decay over chunked full-image steps.
 
-    def __init__(self, config: TrainConfig, lr: float, device: torch.device, progress: bool = True) -> None:
-        self.config = config
+    ``config`` is a :class:`~inrkit.config.TrainConfig` or a dict of one; keyword ``settings``
+    override its keys (``Trainer(steps=500, device="cpu")``). ``lr`` overrides ``config.lr``;
+    when both are unset the model's activation's default learning rate is used.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | Mapping[str, Any] | None = None,
+        *,
+        lr: float | None = None,
+        device: str | torch.device | None = None,
+        **settings: Any,
+    ) -> None:
+        data = config.model_dump() if isinstance(config, TrainConfig) else dict(config or {})
+        try:
+            self.config = TrainConfig.model_validate({**data, **settings})
+        except pydantic.ValidationError as exc:
+            raise ConfigError(f"invalid training settings: {format_validation_error(exc, 'train.')}") from None
         self.lr = lr
-        self.device = device
-        self.progress = progress
+        self.device = resolve_device(device if device is not None else self.config.device)
 
     def chunk_points(self, points: PointSet) -> int:
+        """Points per item per chunk (``train.chunk_points``, or chosen for the device)."""
         if self.config.chunk_points == "auto":
             return auto_chunk_points(points.n_items, points.points, self.device)
         return min(int(self.config.chunk_points), points.points)
 
+    def learning_rate(self, model: INRModel) -> float:
+        """``lr`` given here, else ``train.lr``, else the model's activation's default."""
+        if self.lr is not None:
+            return self.lr
+        return self.config.lr if self.config.lr is not None else model.activation.default_lr
+
     def fit(
         self,
-        model: MultiINR,
-        points: PointSet,
+        model: INRModel,
+        data: PointSet | Sequence[np.ndarray],
+        *,
+        callbacks: Sequence[Callback] = (),
+        evaluator: Evaluator | None = None,
+        item_names: Sequence[str] | None = None,
+        run_dir: Path | None = None,
+        run_config: Mapping[str, Any] | None = None,
         resume_state: dict[str, Any] | None = None,
-        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
-        dist: DistContext | None = None,
+        on_snapshot: SnapshotWriter | None = None,
+        group: ProcessGroup | None = None,
     ) -> TrainResult:
-        """Train; ``resume_state`` (a snapshot passed to ``on_checkpoint`` earlier) continues a run.
+        """Train ``model`` on ``data`` and return the steps, time, loss history and evaluation.
 
-        ``on_checkpoint`` receives a snapshot (model, optimiser and schedule state, history)
-        every ``checkpoint_every`` steps and when Ctrl-C interrupts training, which then raises
-        :class:`~inrkit.errors.TrainingInterrupted`. With ``dist`` (see :mod:`inrkit.distributed`)
-        ``points`` holds this rank's items; shared gradients are summed over ranks each step and
-        every rank ends holding the whole trained model.
+        ``data`` is one array per item, ``(*spatial, channels)`` in [0, 1] (or a prepared
+        :class:`~inrkit.points.PointSet`). ``evaluator`` renders and scores the model after the
+        last step (and every ``train.eval_every`` steps). ``on_snapshot`` persists a resumable
+        snapshot every ``train.checkpoint_every`` steps and on Ctrl-C (which then raises
+        :class:`~inrkit.errors.TrainingInterrupted`); ``resume_state`` is such a snapshot to
+        continue from. Under torchrun (or with an explicit ``group``) each process trains its
+        share of the items; shared gradients are summed each step and every process ends
+        holding the whole trained model. ``item_names``, ``run_dir`` and ``run_config`` are
+        what the callbacks are told about the fit.
         """
-        cfg = self.config
-        with matmul_precision(self.device, cfg.tf32):
-            return self._fit(model, points.to(self.device), resume_state, on_checkpoint, dist)
+        if group is None:
+            group, self.device = join(self.device)
+        points = self._points(model, data, group).to(self.device)
+        model.to(self.device)
+        with matmul_precision(self.device, self.config.tf32):
+            return self._fit(
+                model, points, group, callbacks=callbacks, evaluator=evaluator, item_names=item_names, run_dir=run_dir,
+                run_config=run_config, resume_state=resume_state, on_snapshot=on_snapshot,
+            )
+
+    def _points(self, model: INRModel, data: PointSet | Sequence[np.ndarray], group: ProcessGroup) -> PointSet:
+        if isinstance(data, PointSet):
+            points = data
+        else:
+            arrays = list(data)
+            if not arrays:
+                raise ConfigError("nothing to train on: give one array per item")
+            if len({a.shape[-1] for a in arrays}) > 1:
+                raise ConfigError("the items' arrays differ in their channel count (the last axis)")
+            own = group.items_of(len(arrays))
+            points = PointSet.from_arrays([arrays[i] for i in own], item_ids=own, loss_items=len(arrays))
+        if points.loss_items != model.n_items:
+            raise ConfigError(f"the model holds {model.n_items} item(s) but the data has {points.loss_items}")
+        out_dim = model.spec.out_dim
+        if points.targets.shape[-1] != out_dim:
+            raise ConfigError(f"the model outputs {out_dim} channel(s) but the data has {points.targets.shape[-1]}")
+        return points
 
     def _fit(
         self,
-        model: MultiINR,
+        model: INRModel,
         points: PointSet,
+        group: ProcessGroup,
+        *,
+        callbacks: Sequence[Callback],
+        evaluator: Evaluator | None,
+        item_names: Sequence[str] | None,
+        run_dir: Path | None,
+        run_config: Mapping[str, Any] | None,
         resume_state: dict[str, Any] | None,
-        on_checkpoint: Callable[[dict[str, Any]], None] | None,
-        dist: DistContext | None,
+        on_snapshot: SnapshotWriter | None,
     ) -> TrainResult:
         cfg = self.config
-        if cfg.precision != "fp32" and not _plain_forward(model):
+        if cfg.precision != "fp32" and not model.capabilities.bf16:
             raise ConfigError(
                 f"train.precision={cfg.precision!r}: {type(model).__name__} runs its own forward pass or "
                 "optimisation loop, which does not keep its first and last layers in float32; use fp32"
             )
+        group.check_model(model, type(model).__name__)
+        lr = self.learning_rate(model)
         steps = cfg.steps
-        chunk = self.chunk_points(points)
-        chunks = points.chunks(chunk)
+        chunks = points.chunks(self.chunk_points(points))
         params = [p for p in model.parameters() if p.requires_grad]
         shared = [p for p in model.shared.parameters() if p.requires_grad]
         if not params:  # everything frozen (encoding into COIN++ fits its latents afterwards)
             steps = 0
-        optimizer = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=self.lr)
+        optimizer = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=lr)
         ratio = cfg.lr_final_ratio
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / max(steps, 1)))
         log_every = cfg.log_every or max(1, steps // 100)
@@ -271,19 +269,21 @@ class Trainer:
             history = list(resume_state["history"])
             first_step = int(resume_state["step"]) + 1
             seconds_before = float(resume_state["seconds"])
-        own = None
-        if dist is not None:
-            own = points.item_ids if points.item_ids is not None else torch.arange(points.n_items, device=self.device)
-        bar = _progress_bar(steps, self.progress and (dist is None or dist.is_main))
-        bar.update(first_step - 1)
-        model.train()
+        names = tuple(item_names) if item_names is not None else tuple(str(i) for i in range(points.loss_items))
+        context = FitContext(
+            total_steps=steps, start_step=first_step - 1, item_names=names, lr=lr, device=str(self.device),
+            run_dir=run_dir, config=dict(run_config or {}),
+        )
+        hooks = CallbackList(callbacks if group.is_main else [])
+        forward = compile_forward(model) if cfg.compile and steps else None
+        step_data = ChunkedStep(model, points, chunks, forward, autocast_dtype(cfg.precision))
         start = time.perf_counter()
         loss_value = math.nan
         completed = first_step - 1
+        result: TrainResult | None = None
 
         def snapshot() -> dict[str, Any]:
-            if dist is not None:
-                gather_item_rows(model, optimizer, own)
+            group.gather_item_rows(model, optimizer, points)  # a collective: every rank takes part
             return {
                 "step": completed,
                 "model": model.state_dict(),
@@ -293,97 +293,77 @@ class Trainer:
                 "seconds": seconds_before + time.perf_counter() - start,
             }
 
+        def evaluate(step: int, final: bool) -> Evaluation | None:
+            if evaluator is None:
+                return None
+            box: list[Evaluation] = []
+            # Rank 0 evaluates while the others wait; an error there stops every rank.
+            group.on_main(lambda: box.append(evaluator(model, step, final)))
+            if box:
+                hooks.on_evaluate(context, box[0])
+            return box[0] if box else None
+
+        hooks.on_fit_start(context)
         try:
-            model.autocast_dtype = autocast_dtype(cfg.precision)
-            if cfg.compile and steps:
-                compile_model(model)
-            for step in range(first_step, steps + 1):
-                optimizer.zero_grad(set_to_none=True)
-                with compile_errors(cfg.compile and step == first_step):
-                    per_item = model.accumulate_gradients(points, chunks)
-                if dist is not None:
-                    per_item = reduce_gradients(shared, per_item, own, points.loss_items)
-                total = per_item.sum()
-                if step % check_every == 0 or step == steps or step % log_every == 0:
-                    loss_value = float(total)
-                    if not math.isfinite(loss_value):
-                        raise TrainingError(
-                            f"the loss became {loss_value} at step {step} of {steps}; training diverged. "
-                            f"Lower the learning rate (--lr, it was {self.lr:g})."
-                        )
-                    if step % log_every == 0 or step == steps:
-                        # Item i's share is its MSE / N on [-1, 1] targets: x N / 4 is its [0, 1] MSE.
-                        item_mse = (per_item * points.loss_items / 4.0).tolist()
-                        record = {
-                            "step": step,
-                            "loss": loss_value,
-                            "psnr": psnr_from_mse(loss_value / 4.0),
-                            "item_psnr": [psnr_from_mse(m) for m in item_mse],
-                        }
-                        history.append(record)
-                        bar.set_postfix(loss=f"{loss_value:.2e}", psnr=f"{record['psnr']:.2f}dB", refresh=False)
-                optimizer.step()
-                scheduler.step()
-                completed = step
-                bar.update(1)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
-                    # Distributed: every rank gathers (a collective) even where nothing is saved.
-                    if on_checkpoint is not None:
-                        on_checkpoint(snapshot())
-                    elif dist is not None:
-                        snapshot()
-        except KeyboardInterrupt:
-            # Other processes may be inside a collective: a distributed run keeps its periodic snapshots.
-            if on_checkpoint is None or dist is not None:
-                raise TrainingInterrupted(f"interrupted at step {completed} of {steps}") from None
-            on_checkpoint(snapshot())
-            raise TrainingInterrupted(
-                f"interrupted after step {completed} of {steps}; a snapshot was saved, continue with --resume"
-            ) from None
+            model.train()
+            try:
+                for step in range(first_step, steps + 1):
+                    optimizer.zero_grad(set_to_none=True)
+                    step_lr = float(optimizer.param_groups[0]["lr"])
+                    with compile_errors(cfg.compile and step == first_step):
+                        per_item = model.training_step(step_data)
+                    per_item = group.reduce_gradients(shared, per_item, points)
+                    total = per_item.sum()
+                    log = StepLog(step=step, total_steps=steps, lr=step_lr)
+                    if step % check_every == 0 or step == steps or step % log_every == 0:
+                        loss_value = float(total)
+                        if not math.isfinite(loss_value):
+                            raise TrainingError(
+                                f"the loss became {loss_value} at step {step} of {steps}; training diverged. "
+                                f"Lower the learning rate (--lr, it was {lr:g})."
+                            )
+                        log = StepLog(step=step, total_steps=steps, lr=step_lr, loss=loss_value, psnr=psnr_from_mse(loss_value / 4.0))
+                        if step % log_every == 0 or step == steps:
+                            # Item i's share is its MSE / N on [-1, 1] targets: x N / 4 is its [0, 1] MSE.
+                            item_mse = (per_item * points.loss_items / 4.0).tolist()
+                            record = {
+                                "step": step,
+                                "loss": loss_value,
+                                "psnr": psnr_from_mse(loss_value / 4.0),
+                                "item_psnr": [psnr_from_mse(m) for m in item_mse],
+                            }
+                            history.append(record)
+                            log = StepLog(
+                                step=step, total_steps=steps, lr=step_lr, loss=loss_value, psnr=record["psnr"],
+                                item_psnr=tuple(record["item_psnr"]),
+                            )
+                    optimizer.step()
+                    scheduler.step()
+                    completed = step
+                    hooks.on_step_end(context, log)
+                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
+                        state = snapshot()
+                        hooks.on_snapshot(context, step, on_snapshot(state) if on_snapshot is not None else None)
+                    if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
+                        group.gather_item_rows(model, optimizer, points)
+                        model.prepare_evaluation(step_data)
+                        evaluate(step, final=False)
+                        model.train()
+            except KeyboardInterrupt:
+                if on_snapshot is None or not group.snapshot_on_interrupt:
+                    raise TrainingInterrupted(f"interrupted at step {completed} of {steps}") from None
+                path = on_snapshot(snapshot())
+                hooks.on_snapshot(context, completed, path)
+                raise TrainingInterrupted(
+                    f"interrupted after step {completed} of {steps}; a snapshot was saved, continue with --resume"
+                ) from None
+            group.gather_item_rows(model, optimizer, points)
+            model.prepare_evaluation(step_data)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds = seconds_before + time.perf_counter() - start
+            evaluation = evaluate(steps, final=True)
+            result = TrainResult(steps=steps, seconds=seconds, final_loss=loss_value, history=history, evaluation=evaluation)
+            return result
         finally:
-            bar.close()
-            model.autocast_dtype = None
-            model.compiled_forward = None
-        if dist is not None:
-            gather_item_rows(model, optimizer, own)
-        model.after_training(points, chunks)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        seconds = seconds_before + time.perf_counter() - start
-        return TrainResult(steps=steps, seconds=seconds, final_loss=loss_value, history=history)
-
-
-def _plain_forward(model: MultiINR) -> bool:
-    """Whether ``model`` uses MultiINR's own forward and training loop (where bf16 is scoped)."""
-    own = type(model)
-    return own.forward is MultiINR.forward and own.accumulate_gradients is MultiINR.accumulate_gradients
-
-
-@torch.no_grad()
-def render_points(model: torch.nn.Module, points: PointSet, chunk_rows: int = CPU_CHUNK_ROWS) -> torch.Tensor:
-    """Evaluate ``model`` at every point of ``points``: ``(N, P, C)`` in [0, 1], padding left at 0."""
-    model.eval()
-    out = torch.zeros(points.n_items, points.points, points.targets.shape[-1], device=points.targets.device)
-    for sl, items in points.chunks(max(1, chunk_rows // max(points.n_items, 1))):
-        pred = model(points.chunk_coords(sl, items), points.model_items(items))
-        if items is None:
-            out[:, sl] = pred
-        else:
-            out[items, sl] = pred
-    return to_unit(out)
-
-
-@torch.no_grad()
-def render(model: torch.nn.Module, coords: torch.Tensor, chunk_rows: int = CPU_CHUNK_ROWS) -> torch.Tensor:
-    """Evaluate ``model`` on ``(N, P, in_dim)`` coordinates in chunks; values in [0, 1]."""
-    model.eval()
-    n, p, _ = coords.shape
-    chunk = max(1, chunk_rows // max(n, 1))
-    outs = [model(coords[:, s : s + chunk]) for s in range(0, p, chunk)]
-    return to_unit(torch.cat(outs, dim=1))
-
-
-def _progress_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc="fitting", unit="step", leave=False, dynamic_ncols=True)
+            hooks.on_fit_end(context, result)

@@ -16,18 +16,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed import _setup
 
 from inrkit import distributed
-from inrkit.train import PointSet
 
 
 def main(out: str) -> None:
-    ctx, _ = distributed.setup(torch.device("cpu"))
-    assert ctx is not None and ctx.world_size == 2
-    model, points, trainer = _setup()
-    own = ctx.items_of(points.n_items)
-    mine = PointSet(points.targets[own], [points.shapes[i] for i in own], torch.tensor(own), points.n_items)
+    group, _ = distributed.join(torch.device("cpu"))
+    assert group.world_size == 2
+    model, arrays, trainer = _setup()
     snaps: list[dict] = []
-    trainer.fit(model, mine, on_checkpoint=lambda s: snaps.append(copy.deepcopy(s)), dist=ctx)
-    if ctx.is_main:
+    # The trainer gives each process its block of the items.
+    trainer.fit(model, arrays, on_snapshot=lambda s: snaps.append(copy.deepcopy(s)), group=group)
+    if group.is_main:
         torch.save({"snapshot": snaps[0], "final": model.state_dict()}, out)
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+import inrkit
 from inrkit import api
 from inrkit.plugins import get_registry
 
@@ -119,9 +120,7 @@ def test_finer_first_bias_scale():
 
 def test_wire_is_complex_after_the_first_layer_and_counts_real_numbers():
     config = api.as_config({"activation": {"name": "wire"}, "sharing": {"name": "minr"}, "model": {"width": 256}})
-    from inrkit.config import ResolvedRun
-
-    model = api.build_model(ResolvedRun(config), [(4, 4)] * 4, 3)
+    model = inrkit.create_model("wire", "minr", n_items=4, width=256)
     assert model.items["first"].weight.dtype == torch.float32
     assert model.items["projection"].weight.dtype == torch.complex64
     assert model.shared["hidden2"].weight.dtype == torch.complex64
@@ -137,8 +136,6 @@ def test_wire_is_complex_after_the_first_layer_and_counts_real_numbers():
 
 
 def test_wire_checkpoint_round_trip(tmp_path, image_dir):
-    import inrkit
-
     config = {"activation": {"name": "wire"}, "model": {"width": 16, "layers": 3}, "train": {"steps": 3}}
     result = inrkit.fit(config, data=[str(image_dir)], out=tmp_path / "w")
     np.testing.assert_allclose(inrkit.load(result.run_dir).decode(1), result.reconstructions[1], atol=1e-5)

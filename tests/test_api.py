@@ -73,7 +73,7 @@ def test_broken_checkpoints_are_reported(trained, tmp_path: Path):
 
 
 def test_mixed_sizes_weigh_items_equally(tmp_path: Path):
-    from inrkit.train import PointSet
+    from inrkit.points import PointSet
 
     rng = np.random.default_rng(0)
     arrays = [rng.random((6, 5, 3), dtype=np.float32), rng.random((3, 4, 3), dtype=np.float32)]
@@ -88,8 +88,7 @@ def test_mixed_sizes_weigh_items_equally(tmp_path: Path):
 
 
 def test_chunks_skip_finished_items_without_changing_the_gradient():
-    from inrkit.config import ResolvedRun
-    from inrkit.train import PointSet
+    from inrkit.points import PointSet
 
     rng = np.random.default_rng(1)
     points = PointSet.from_arrays([rng.random((9, 8, 3), dtype=np.float32), rng.random((4, 5, 3), dtype=np.float32)])
@@ -98,7 +97,7 @@ def test_chunks_skip_finished_items_without_changing_the_gradient():
     assert [(c.start, c.stop, None if i is None else i.tolist()) for c, i in chunks] == [
         (0, 16, None), (16, 32, None), (32, 64, [0]), (64, 72, [0])
     ]
-    model = inrkit.api.build_model(ResolvedRun(inrkit.as_config({"model": {"width": 8}})), [(9, 8), (4, 5)], 3)
+    model = inrkit.create_model(item_shapes=[(9, 8), (4, 5)], width=8)
 
     def grads(chunk: int) -> list[torch.Tensor]:
         model.zero_grad()
@@ -148,8 +147,8 @@ def test_public_api_names_resolve():
 
 
 def test_chunk_coordinates_equal_each_items_grid_without_storing_them():
-    from inrkit.coords import grid_coords
-    from inrkit.train import PointSet
+    from inrkit.coords import grid
+    from inrkit.points import PointSet
 
     rng = np.random.default_rng(2)
     for shapes in ([(6, 5), (3, 4), (5, 7)], [(4, 4), (4, 4)], [(2, 3, 4), (3, 2, 2)]):
@@ -159,21 +158,20 @@ def test_chunk_coordinates_equal_each_items_grid_without_storing_them():
             rows = range(points.n_items) if items is None else items.tolist()
             got = points.chunk_coords(sl, items)
             for k, i in enumerate(rows):
-                want = grid_coords(shapes[i])[sl]
+                want = grid(shapes[i])[sl]
                 assert torch.equal(got[k, : want.shape[0]], want)
 
 
 def test_rows_of_per_item_layers_are_gathered_once_per_run_of_chunks():
     """Chunks past the smaller items' ends select the other rows once; gradients stay exact."""
-    from inrkit.api import build_model
-    from inrkit.config import ResolvedRun
     from inrkit.nn import BatchedLinear
-    from inrkit.train import PointSet
+    from inrkit.points import PointSet
+    from inrkit.train import ChunkedStep
 
     rng = np.random.default_rng(4)
     shapes = [(9, 8), (4, 5), (7, 7)]
     arrays = [rng.random((*s, 3), dtype=np.float32) for s in shapes]
-    model = build_model(ResolvedRun(inrkit.as_config({"model": {"width": 8}})), shapes, 3)
+    model = inrkit.create_model(item_shapes=shapes, width=8)
     gathers = []
     original = BatchedLinear.gathered
 
@@ -183,7 +181,7 @@ def test_rows_of_per_item_layers_are_gathered_once_per_run_of_chunks():
 
     def grads(points: PointSet, chunk: int) -> list[torch.Tensor]:
         model.zero_grad(set_to_none=True)
-        model.accumulate_gradients(points, points.chunks(chunk))
+        ChunkedStep(model, points, points.chunks(chunk)).accumulate()
         return [p.grad.clone() for p in model.parameters()]
 
     full = PointSet.from_arrays(arrays)

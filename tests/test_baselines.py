@@ -15,13 +15,15 @@ from inrkit import api
 from inrkit.cli import main
 from inrkit.compare import parse_variant, variant_config
 from inrkit.config import ResolvedRun
-from inrkit.coords import grid_coords
+from inrkit.coords import grid
 from inrkit.errors import ConfigError
+from inrkit.factory import build_model, run_spec
 
 
 def build(sharing: str, shapes, width: int = 8, layers: int = 4, **spec):
     config = api.as_config({"sharing": {"name": sharing}, "model": {"width": width, "layers": layers}})
-    return api.build_model(ResolvedRun(config), shapes, 3, **spec)
+    resolved = ResolvedRun(config)
+    return build_model(resolved.activation, resolved.sharing, run_spec(config, 2, shapes, 3, **spec))
 
 
 def counts(sharing: str, **options) -> int:
@@ -44,15 +46,15 @@ def test_canvas_coordinates_are_the_concatenated_image_pixels(arrangement, cell_
     shapes = [(4, 6), (3, 5), (4, 6)]
     model = build(arrangement, shapes)
     cell_h, cell_w = 4, 6
-    canvas = grid_coords(model.canvas_shape).reshape(*model.canvas_shape, 2)
+    canvas = grid(model.canvas_shape).reshape(*model.canvas_shape, 2)
     for i, shape in enumerate(shapes):
-        mapped = model.map_coords(grid_coords(shape).unsqueeze(0), torch.tensor([i]))[0].reshape(*shape, 2)
+        mapped = model.map_coords(grid(shape).unsqueeze(0), torch.tensor([i]))[0].reshape(*shape, 2)
         r, c = cell_of(i)
         expected = canvas[r * cell_h : r * cell_h + shape[0], c * cell_w : c * cell_w + shape[1]]
         torch.testing.assert_close(mapped, expected)
     # A one-item model (decoding) maps the same way, given the run's shapes.
     single = build(arrangement, [shapes[1]], item_indices=(1,), run_item_shapes=tuple(shapes))
-    torch.testing.assert_close(single.map_coords(grid_coords(shapes[1]).unsqueeze(0)), model.map_coords(grid_coords(shapes[1]).unsqueeze(0), torch.tensor([1])))
+    torch.testing.assert_close(single.map_coords(grid(shapes[1]).unsqueeze(0)), model.map_coords(grid(shapes[1]).unsqueeze(0), torch.tensor([1])))
 
 
 def test_id_appends_the_normalised_item_index():
@@ -81,15 +83,16 @@ def test_coinpp_meta_learns_and_stores_per_item_latents(image_dir: Path, tmp_pat
 
 
 def test_coinpp_inner_loop_reaches_the_base_network():
-    from inrkit.train import PointSet
+    from inrkit.points import PointSet
+    from inrkit.train import ChunkedStep
 
     rng = np.random.default_rng(0)
     points = PointSet.from_arrays([rng.random((5, 5, 3), dtype=np.float32) for _ in range(2)])
     for first_order in (False, True):
         torch.manual_seed(0)
         config = api.as_config({"sharing": {"name": "coinpp", "latent_dim": 4, "first_order": first_order}, "model": {"width": 8, "layers": 3}})
-        model = api.build_model(ResolvedRun(config), [(5, 5)] * 2, 3)
-        per_item = model.accumulate_gradients(points, points.chunks(10))
+        model = inrkit.create_model(sharing="coinpp", n_items=2, width=8, layers=3, sharing_options={"latent_dim": 4, "first_order": first_order})
+        per_item = model.training_step(ChunkedStep(model, points, points.chunks(10)))
         assert per_item.shape == (2,) and torch.isfinite(per_item).all()
         assert model.shared["modulation"].weight.grad.abs().sum() > 0  # through the inner loop
         assert model.shared["first"].weight.grad.abs().sum() > 0

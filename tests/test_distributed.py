@@ -18,11 +18,9 @@ from safetensors.torch import load_file
 
 import inrkit
 from inrkit import distributed
-from inrkit.api import build_model
-from inrkit.config import ResolvedRun, TrainConfig
 from inrkit.errors import ConfigError
-from inrkit.nn import MultiINR
-from inrkit.train import PointSet, Trainer
+from inrkit.interfaces import INRModel
+from inrkit.train import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed")
 
@@ -137,14 +135,11 @@ def test_compare_under_torchrun_writes_one_table(mixed_dir: Path, tmp_path: Path
 
 # -- snapshots: the per-item rows and their Adam state are gathered before saving --------------
 
-def _setup() -> tuple[MultiINR, PointSet, Trainer]:
+def _setup() -> tuple[INRModel, list[np.ndarray], Trainer]:
     rng = np.random.default_rng(3)
     arrays = [rng.random((*s, 3), dtype=np.float32) for s in SHAPES]
-    torch.manual_seed(0)
-    resolved = ResolvedRun(inrkit.as_config({"model": {"width": 16, "layers": 4}}))
-    model = build_model(resolved, SHAPES, 3)
-    config = TrainConfig(steps=12, checkpoint_every=6, chunk_points=64, device="cpu")
-    return model, PointSet.from_arrays(arrays), Trainer(config, lr=1e-3, device=torch.device("cpu"), progress=False)
+    model = inrkit.create_model(item_shapes=SHAPES, width=16, layers=4, seed=0)
+    return model, arrays, Trainer(steps=12, checkpoint_every=6, chunk_points=64, device="cpu", lr=1e-3)
 
 
 def test_distributed_snapshots_hold_every_item_and_resume_in_one_process(tmp_path: Path):
@@ -158,7 +153,7 @@ def test_distributed_snapshots_hold_every_item_and_resume_in_one_process(tmp_pat
     got = torch.load(tmp_path / "out.pt", weights_only=True)
     model, points, trainer = _setup()
     snaps: list[dict] = []
-    trainer.fit(model, points, on_checkpoint=lambda s: snaps.append(copy.deepcopy(s)))
+    trainer.fit(model, points, on_snapshot=lambda s: snaps.append(copy.deepcopy(s)))
     want = snaps[0]
     assert got["snapshot"]["step"] == want["step"] == 6
     for key, value in want["model"].items():

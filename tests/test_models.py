@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
+import inrkit
 from inrkit import api
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError
+from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import ModelSpec
 from inrkit.nn import MultiINR, count_parameters
 from inrkit.plugins import get_registry
@@ -42,9 +44,7 @@ def test_minr_rejects_layers_that_do_not_exist():
 
 
 def build(sharing: str, n: int = 3, width: int = 16, layers: int = 5, **options) -> MultiINR:
-    config = api.as_config({"sharing": {"name": sharing, **options}, "model": {"width": width, "layers": layers}})
-    resolved = ResolvedRun(config)
-    return api.build_model(resolved, [(8, 8)] * n, 3)
+    return inrkit.create_model(sharing=sharing, item_shapes=[(8, 8)] * n, width=width, layers=layers, sharing_options=options)
 
 
 def test_minr_structure_shares_only_hidden_layers():
@@ -90,14 +90,15 @@ def test_minr_shared_layers_receive_gradient_from_every_item():
 def test_every_strategy_builds_and_counts_exactly(sharing, activation):
     config = api.as_config({"activation": {"name": activation}, "sharing": {"name": sharing}, "model": {"width": 8, "layers": 4}})
     resolved = ResolvedRun(config)
-    model = api.build_model(resolved, [(5, 6)] * 2, 3)
+    model = inrkit.create_model(resolved.activation, resolved.sharing, item_shapes=[(5, 6)] * 2, width=8, layers=4)
     out = model(torch.zeros(2, 7, 2))
     assert out.shape == (2, 7, 3) and torch.isfinite(out).all()
     numel = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())  # complex counts 2
     c = count_parameters(model)
     assert c.total == numel == c.shared + 2 * c.per_item
     # A one-item model for item 1 holds exactly the shared tensors and one item's tensors.
-    single = api.build_model(resolved, [(5, 6)], 3, item_indices=(1,), run_item_shapes=((5, 6), (5, 6)))
+    spec = run_spec(config, 2, [(5, 6)], 3, item_indices=(1,), run_item_shapes=((5, 6), (5, 6)))
+    single = build_model(resolved.activation, resolved.sharing, spec)
     assert count_parameters(single).total == c.shared + c.per_item
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from inrkit.coords import grid_coords
+from inrkit.coords import grid
 from inrkit.nn import BatchedLinear, Linear
 
 
@@ -60,7 +60,7 @@ def test_shared_linear_matches_nn_linear():
 
 
 def test_grid_coords_are_pixel_centres_in_unit_square():
-    c = grid_coords((2, 4))
+    c = grid((2, 4))
     assert c.shape == (8, 2)
     assert torch.allclose(c[0], torch.tensor([-0.5, -0.75]))
     assert torch.allclose(c[-1], torch.tensor([0.5, 0.75]))

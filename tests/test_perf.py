@@ -7,29 +7,27 @@ import pytest
 import torch
 
 import inrkit
-from inrkit.api import build_model
-from inrkit.config import ResolvedRun, TrainConfig
+from inrkit.config import TrainConfig
 from inrkit.errors import ConfigError, TrainingError
-from inrkit.nn import MultiINR
-from inrkit.train import PointSet, Trainer
+from inrkit.interfaces import INRModel
+from inrkit.points import PointSet
+from inrkit.train import ChunkedStep, Trainer
 
 SHAPES = [(12, 12), (12, 12), (8, 10)]
 
 
-def _fit(steps: int = 8, **train: object) -> tuple[MultiINR, list[dict]]:
+def _fit(steps: int = 8, **train: object) -> tuple[INRModel, list[dict]]:
     rng = np.random.default_rng(0)
-    points = PointSet.from_arrays([rng.random((*s, 3), dtype=np.float32) for s in SHAPES])
-    torch.manual_seed(0)
-    model = build_model(ResolvedRun(inrkit.as_config({"model": {"width": 32, "layers": 4}})), SHAPES, 3)
-    config = TrainConfig(steps=steps, log_every=1, device="cpu", **train)
-    result = Trainer(config, lr=1e-3, device=torch.device("cpu"), progress=False).fit(model, points)
+    arrays = [rng.random((*s, 3), dtype=np.float32) for s in SHAPES]
+    model = inrkit.create_model(item_shapes=SHAPES, width=32, layers=4, seed=0)
+    result = Trainer(steps=steps, log_every=1, device="cpu", lr=1e-3, **train).fit(model, arrays)
     return model, result.history
 
 
 def test_bf16_autocast_runs_only_hidden_products_in_bf16_and_tracks_fp32():
     model, history = _fit(precision="bf16")
     _, reference = _fit()
-    assert model.autocast_dtype is None  # reset after training
+    assert not hasattr(model, "autocast_dtype")  # the trainer keeps its state to itself
     dtypes: dict[str, torch.dtype] = {}
     for name, layer in [*model.shared.items(), *model.items.items()]:
         layer.register_forward_hook(lambda mod, args, out, name=name: dtypes.__setitem__(name, out.dtype))
@@ -48,9 +46,8 @@ def test_bf16_autocast_runs_only_hidden_products_in_bf16_and_tracks_fp32():
 def test_bf16_is_refused_for_models_with_their_own_forward():
     rng = np.random.default_rng(0)
     points = PointSet.from_arrays([rng.random((*s, 3), dtype=np.float32) for s in SHAPES])
-    config = inrkit.as_config({"sharing": {"name": "coinpp", "latent_dim": 4}, "model": {"width": 8, "layers": 3}})
-    model = build_model(ResolvedRun(config), SHAPES, 3)
-    trainer = Trainer(TrainConfig(steps=2, precision="bf16", device="cpu"), lr=1e-3, device=torch.device("cpu"), progress=False)
+    model = inrkit.create_model(sharing="coinpp", item_shapes=SHAPES, width=8, layers=3, sharing_options={"latent_dim": 4})
+    trainer = Trainer(TrainConfig(steps=2, precision="bf16", device="cpu"), lr=1e-3)
     with pytest.raises(ConfigError, match="train.precision='bf16': CoinppINR runs its own forward pass"):
         trainer.fit(model, points)
 
@@ -63,7 +60,7 @@ def test_compiled_training_matches_eager_training():
     # small chunks: some run over every item, some past the smallest item's end (gathered rows)
     compiled, history = _fit(steps=4, compile=True, chunk_points=50)
     assert counters["stats"]["unique_graphs"] >= 1  # the training loop did run compiled code
-    assert compiled.compiled_forward is None  # evaluation afterwards runs eagerly
+    assert not hasattr(compiled, "compiled_forward")  # the model is left as it was: evaluation runs eagerly
     eager, reference = _fit(steps=4, chunk_points=50)
     for got, want in zip(history, reference, strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
@@ -74,13 +71,13 @@ def test_compiled_training_matches_eager_training():
 def test_a_compile_failure_is_one_training_error(monkeypatch: pytest.MonkeyPatch):
     from torch._dynamo.exc import TorchRuntimeError
 
-    def broken_compile(model: torch.nn.Module) -> None:
+    def broken_compile(model: torch.nn.Module):  # type: ignore[no-untyped-def]
         def forward(*args: object, **kwargs: object) -> torch.Tensor:
             raise TorchRuntimeError("no C++ compiler found\nmore detail")
 
-        model.forward = forward  # type: ignore[method-assign]
+        return forward
 
-    monkeypatch.setattr("inrkit.train.compile_model", broken_compile)
+    monkeypatch.setattr("inrkit.train.compile_forward", broken_compile)
     with pytest.raises(TrainingError, match=r"torch.compile failed \(TorchRuntimeError: no C\+\+ compiler found\); run without train.compile"):
         _fit(compile=True)
 
@@ -115,15 +112,15 @@ def test_a_cuda_training_step_never_waits_for_the_device(shapes: list[tuple[int,
     rng = np.random.default_rng(0)
     device = torch.device("cuda")
     points = PointSet.from_arrays([rng.random((*s, 3), dtype=np.float32) for s in shapes]).to(device)
-    model = build_model(ResolvedRun(inrkit.as_config({"model": {"width": 32}})), shapes, 3).to(device)
+    model = inrkit.create_model(item_shapes=shapes, width=32, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     chunks = points.chunks(100)
-    model.accumulate_gradients(points, chunks)  # warm-up outside the check
+    ChunkedStep(model, points, chunks).accumulate()  # warm-up outside the check
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         optimizer.zero_grad(set_to_none=True)
-        model.accumulate_gradients(points, chunks)
+        ChunkedStep(model, points, chunks).accumulate()
         optimizer.step()
     finally:
         torch.cuda.set_sync_debug_mode("default")

@@ -30,9 +30,15 @@ def inrkit_register_signals() -> list[type]:
     """Return :class:`inrkit.interfaces.Signal` subclasses this plugin provides."""
 
 
+@hookspec
+def inrkit_register_callbacks() -> list[type]:
+    """Return :class:`inrkit.interfaces.Callback` subclasses this plugin provides."""
+
+
 #: Which hook registers which plugin kind.
 REGISTER_HOOKS: dict[str, str] = {
     "activation": "inrkit_register_activations",
     "sharing": "inrkit_register_sharing_strategies",
     "signal": "inrkit_register_signals",
+    "callback": "inrkit_register_callbacks",
 }

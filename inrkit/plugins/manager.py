@@ -19,13 +19,18 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, overload
 
 import pluggy
+import pydantic
 
-from inrkit.errors import PluginError
-from inrkit.interfaces import PLUGIN_BASES, Plugin
+from inrkit._version import __version__
+from inrkit.errors import ConfigError, PluginError, format_validation_error
+from inrkit.interfaces import PLUGIN_BASES, Activation, Callback, Plugin, PluginOptions, SharingStrategy, Signal
 from inrkit.plugins import hookspecs
+
+P = TypeVar("P", bound=Plugin)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 
@@ -57,12 +62,6 @@ class RegisteredClass:
     @property
     def source(self) -> str:
         return f"plugin {self.plugin!r} from {self.distribution} {self.version}"
-
-
-def _inrkit_version() -> str:
-    from inrkit import __version__
-
-    return __version__
 
 
 def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
@@ -176,7 +175,7 @@ class PluginRegistry:
                 failure = PluginFailure(ep.name, distribution, version, f"{type(exc).__name__}: {exc}")
                 self.failures.append(failure)
                 warnings.warn(
-                    f"{failure.describe()} (inrkit {_inrkit_version()}); it is skipped",
+                    f"{failure.describe()} (inrkit {__version__}); it is skipped",
                     RuntimeWarning,
                     stacklevel=2,
                 )
@@ -293,6 +292,44 @@ class PluginRegistry:
 
     def get(self, kind: str, name: str) -> type[Plugin]:
         return self.entry(kind, name).cls
+
+    @overload
+    def create(self, kind: Literal["activation"], name: str, options: Mapping[str, Any] | PluginOptions | None = None) -> Activation: ...
+    @overload
+    def create(self, kind: Literal["sharing"], name: str, options: Mapping[str, Any] | PluginOptions | None = None) -> SharingStrategy: ...
+    @overload
+    def create(self, kind: Literal["signal"], name: str, options: Mapping[str, Any] | PluginOptions | None = None) -> Signal: ...
+    @overload
+    def create(self, kind: Literal["callback"], name: str, options: Mapping[str, Any] | PluginOptions | None = None) -> Callback: ...
+    @overload
+    def create(self, kind: str, name: str, options: Mapping[str, Any] | PluginOptions | None = None) -> Plugin: ...
+
+    def create(self, kind: str, name: str, options: Mapping[str, Any] | PluginOptions | None = None) -> Plugin:
+        """An instance of the plugin ``name`` of ``kind`` with validated ``options``.
+
+        ``options`` is a plain dict (``{"omega": 20}``) or the plugin's own ``Options``; an
+        unknown name is a :class:`PluginError` listing the valid ones, a bad option a
+        :class:`ConfigError` naming it and the valid keys.
+        """
+        return self.get(kind, name)(self.validate_options(kind, name, options))
+
+    def validate_options(
+        self, kind: str, name: str, options: Mapping[str, Any] | PluginOptions | None = None
+    ) -> PluginOptions:
+        """The plugin's ``Options`` for ``options``, without creating the plugin."""
+        cls = self.get(kind, name)
+        if isinstance(options, cls.Options):
+            return options
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigError(
+                f"{kind} {name!r}: options must be a dict or {cls.__name__}.Options, not {type(options).__qualname__}"
+            )
+        try:
+            return cls.Options(**(options or {}))
+        except pydantic.ValidationError as exc:
+            valid = ", ".join(cls.Options.model_fields) or "(none)"
+            message = format_validation_error(exc, prefix=f"{kind}.")
+            raise ConfigError(f"{kind} {name!r}: {message} (valid options: {valid})") from None
 
 
 _default: PluginRegistry | None = None

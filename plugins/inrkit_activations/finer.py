@@ -11,8 +11,8 @@ import pydantic
 import torch
 
 import inrkit
+from inrkit.inits import siren_bounds
 from inrkit.interfaces import Activation, LayerPosition, PluginOptions
-from inrkit_activations.siren import siren_bounds
 
 
 class Finer(Activation):
@@ -24,6 +24,8 @@ class Finer(Activation):
         omega: float = pydantic.Field(30.0, gt=0)
         #: k of the first layer's bias ``U(±k)``; ``None`` keeps ``U(±1/sqrt(fan_in))``.
         first_bias_scale: float | None = pydantic.Field(None, gt=0)
+
+    options: Options
 
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         with torch.no_grad():

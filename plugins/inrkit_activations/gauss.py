@@ -6,7 +6,6 @@ reference code uses; ``s`` controls the bandwidth (10 to 30 for images).
 
 from __future__ import annotations
 
-
 import pydantic
 import torch
 
@@ -21,6 +20,8 @@ class Gauss(Activation):
     class Options(PluginOptions):
         #: Scale ``s`` inside the Gaussian; larger fits finer detail.
         scale: float = pydantic.Field(10.0, gt=0)
+
+    options: Options
 
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         return torch.exp(-(self.options.scale * z).square())

@@ -31,6 +31,8 @@ class PeMlp(Activation):
                 raise ValueError("frequencies=0 with include_input=false leaves the network no input")
             return self
 
+    options: Options
+
     def encode(self, coords: torch.Tensor) -> torch.Tensor:
         parts = [coords] if self.options.include_input else []
         if self.options.frequencies:

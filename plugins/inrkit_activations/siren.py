@@ -6,12 +6,11 @@ layers ``W ~ U(±sqrt(6/fan_in)/omega)``, biases PyTorch's default ``U(±1/sqrt(
 
 from __future__ import annotations
 
-import math
-
 import pydantic
 import torch
 
 import inrkit
+from inrkit.inits import siren_bounds
 from inrkit.interfaces import Activation, LayerPosition, PluginOptions
 
 
@@ -25,6 +24,8 @@ class Siren(Activation):
         #: Frequency factor of the first layer; ``None`` uses ``omega``.
         first_omega: float | None = pydantic.Field(None, gt=0)
 
+    options: Options
+
     def _omega(self, position: LayerPosition) -> float:
         if position == "first" and self.options.first_omega is not None:
             return self.options.first_omega
@@ -35,13 +36,6 @@ class Siren(Activation):
 
     def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
         return siren_bounds(position, fan_in, self.options.omega)
-
-
-def siren_bounds(position: LayerPosition, fan_in: int, omega: float) -> tuple[float, float]:
-    """SIREN's uniform bounds: weights ``1/fan_in`` (first) or ``sqrt(6/fan_in)/omega``; biases
-    PyTorch's ``1/sqrt(fan_in)``. FINER uses the same initialisation."""
-    weight = 1.0 / fan_in if position == "first" else math.sqrt(6.0 / fan_in) / omega
-    return weight, 1.0 / math.sqrt(fan_in)
 
 
 @inrkit.hookimpl

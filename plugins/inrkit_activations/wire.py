@@ -29,6 +29,8 @@ class Wire(Activation):
         #: Width (spread) parameter of the Gaussian envelope.
         scale: float = pydantic.Field(10.0, gt=0)
 
+    options: Options
+
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         omega, scale = self.options.omega, self.options.scale
         return torch.exp(1j * omega * z - (scale * z).abs().square())

@@ -12,21 +12,13 @@ way and stored: they are the only per-item parameters, ``latent_dim`` numbers pe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import pydantic
 import torch
 from torch import nn
 
 import inrkit
-from inrkit.interfaces import Activation, ModelSpec, PluginOptions, SharingStrategy
+from inrkit.interfaces import Activation, ModelCapabilities, ModelSpec, PluginOptions, SharingStrategy, TrainingStep
 from inrkit.nn import Linear, MultiINR, mlp_layer_defs
-
-if TYPE_CHECKING:
-    from inrkit.train import PointSet
-
-Chunks = Sequence[tuple[slice, torch.Tensor | None]]
 
 
 class LatentCodes(nn.Module):
@@ -38,6 +30,11 @@ class LatentCodes(nn.Module):
 
 
 class CoinppINR(MultiINR):
+    """COIN++'s network: shared base layers shifted per item by a linear map of its latent."""
+
+    #: Its forward pass and its meta-learning step are its own: no bf16 scoping, no item split.
+    capabilities = ModelCapabilities(bf16=False, distributed=False)
+
     def __init__(self, activation: Activation, spec: ModelSpec, options: Coinpp.Options) -> None:
         defs = mlp_layer_defs(spec, activation, [True] * (spec.layers - 2), share_ends=True)
         super().__init__(activation, spec, defs)
@@ -64,46 +61,42 @@ class CoinppINR(MultiINR):
                 k += 1
         return x.real if x.is_complex() else x
 
-    def _loss(self, points: PointSet, chunks: Chunks, latents: torch.Tensor) -> torch.Tensor:
-        """Per-item losses ``(N,)`` over all chunks, differentiable (one graph for every point)."""
-        per_item = torch.zeros(points.n_items, device=points.targets.device)
-        for sl, items in chunks:
-            coords = points.chunk_coords(sl, items)
-            losses = points.item_losses(self(coords, items, latents), sl, items)
-            per_item = per_item + losses if items is None else per_item.index_add(0, items, losses)
-        return per_item
+    def _with(self, latents: torch.Tensor):  # type: ignore[no-untyped-def]
+        """The forward pass with the given latents (rows indexed like the model's items)."""
+        return lambda coords, items: self(coords, items, latents)
 
-    def _latent_grad(self, points: PointSet, chunks: Chunks, latents: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _latent_grad(self, step: TrainingStep, latents: torch.Tensor, create_graph: bool) -> torch.Tensor:
         if create_graph:  # second order: the whole inner step stays in the graph (memory ~ all points)
-            (grad,) = torch.autograd.grad(self._loss(points, chunks, latents).sum(), latents, create_graph=True)
+            (grad,) = torch.autograd.grad(step.losses(self._with(latents)).sum(), latents, create_graph=True)
             return grad
         grad = torch.zeros_like(latents)
-        for sl, items in chunks:  # first order: chunk by chunk, memory bounded by one chunk
-            coords = points.chunk_coords(sl, items)
-            grad += torch.autograd.grad(points.loss(self(coords, items, latents), sl, items), latents)[0]
+        for loss in step.chunk_losses(self._with(latents)):  # first order: memory bounded by one chunk
+            grad += torch.autograd.grad(loss, latents)[0]
         return grad
 
-    def _inner_loop(self, points: PointSet, chunks: Chunks, create_graph: bool) -> torch.Tensor:
-        n = points.n_items
-        latents = torch.zeros(n, self.meta.latent_dim, device=points.targets.device, requires_grad=True)
+    def _inner_loop(self, step: TrainingStep, create_graph: bool) -> torch.Tensor:
+        n = step.n_items
+        latents = torch.zeros(n, self.meta.latent_dim, device=step.device, requires_grad=True)
         for _ in range(self.meta.inner_steps):
-            grad = self._latent_grad(points, chunks, latents, create_graph)
+            grad = self._latent_grad(step, latents, create_graph)
             # The loss averages items; scaling by n gives each item a step on its own loss.
             latents = latents - self.meta.inner_lr * n * grad
             if not create_graph:
                 latents = latents.detach().requires_grad_(True)
         return latents
 
-    def accumulate_gradients(self, points: PointSet, chunks: Chunks) -> torch.Tensor:
-        latents = self._inner_loop(points, chunks, create_graph=not self.meta.first_order)
+    def training_step(self, step: TrainingStep) -> torch.Tensor:
+        """MAML: fit the latents from zero in an inner loop, backpropagate through it."""
+        latents = self._inner_loop(step, create_graph=not self.meta.first_order)
         if not self.meta.first_order:
-            per_item = self._loss(points, chunks, latents)
+            per_item = step.losses(self._with(latents))
             per_item.sum().backward()
             return per_item.detach()
-        return super().accumulate_gradients_with(points, chunks, latents.detach())
+        return step.accumulate(self._with(latents.detach()))
 
-    def after_training(self, points: PointSet, chunks: Chunks) -> None:
-        latents = self._inner_loop(points, chunks, create_graph=False)
+    def prepare_evaluation(self, step: TrainingStep) -> None:
+        """Fit every item's latent with the inner loop and store it (the per-item parameters)."""
+        latents = self._inner_loop(step, create_graph=False)
         with torch.no_grad():
             self.items["latent"].codes.copy_(latents.detach())
 
@@ -121,7 +114,9 @@ class Coinpp(SharingStrategy):
         #: Drop the second-order terms of MAML (cheaper, usually a little worse).
         first_order: bool = False
 
-    def build(self, activation: Activation, spec: ModelSpec) -> MultiINR:
+    options: Options
+
+    def build(self, activation: Activation, spec: ModelSpec) -> CoinppINR:
         return CoinppINR(activation, spec, self.options)
 
 

@@ -32,6 +32,8 @@ class Minr(SharingStrategy):
                 raise ValueError("lists a layer more than once")
             return value
 
+    options: Options
+
     def shared_flags(self, layers: int) -> list[bool]:
         """Per hidden layer (paper's layers 2 .. layers-1), whether it is shared."""
         hidden = list(range(2, layers))

@@ -15,9 +15,10 @@ import pydantic
 
 import inrkit
 from inrkit.errors import DataError
+from inrkit.images import resize_to
 from inrkit.interfaces import Item, Signal
 from inrkit.metrics import psnr, ssim
-from inrkit_signals.image import ImageSignal, resize_to
+from inrkit_signals.image import ImageSignal
 
 
 class SuperResSignal(ImageSignal):
@@ -26,6 +27,8 @@ class SuperResSignal(ImageSignal):
     class Options(ImageSignal.Options):
         #: Downsampling factor of the training image (2 and 4 in the paper).
         scale: int = pydantic.Field(2, ge=2)
+
+    options: Options
 
     def load(self, sources: Sequence[str]) -> list[Item]:
         items = super().load(sources)

@@ -17,9 +17,8 @@ import pydantic
 
 import inrkit
 from inrkit.errors import DataError
+from inrkit.images import IMAGE_SUFFIXES, atomic_write, read_pixels, shrink_to_max_side, to_channels, write_png
 from inrkit.interfaces import Item, PluginOptions, Signal
-from inrkit.images import atomic_write, write_png
-from inrkit_signals.image import IMAGE_SUFFIXES, ImageSignal, shrink_to_max_side
 
 DEFAULT_FPS = 25.0
 
@@ -37,6 +36,8 @@ class VideoSignal(Signal):
         stride: int = pydantic.Field(1, gt=0)
         #: Longer side in pixels after loading (antialiased downscale); ``None`` keeps the size.
         max_side: int | None = pydantic.Field(None, gt=0)
+
+    options: Options
 
     def load(self, sources: Sequence[str]) -> list[Item]:
         if len(sources) != 1:
@@ -74,10 +75,9 @@ class VideoSignal(Signal):
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(f"folder {folder} holds no frames (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-        images = ImageSignal({"channels": "rgb"})
         frames = []
         for index in self._indices(len(files), str(folder)):
-            frames.append((index, images.load([str(files[index])])[0].data))
+            frames.append((index, to_channels(read_pixels(files[index]), "rgb", {})))
         return frames, DEFAULT_FPS
 
     def _file_frames(self, path: Path) -> tuple[list[tuple[int, np.ndarray]], float]:

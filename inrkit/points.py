@@ -1,0 +1,203 @@
+"""All items' training targets and how a step walks through them in chunks.
+
+Points are processed in chunks (the same point range of every item at a time) and gradients
+accumulate over the chunks, which gives exactly the full-batch gradient while keeping
+activations cache-sized on the CPU (see ``benchmarks/chunking.py``). Items of different sizes
+are padded to the largest, and a chunk that lies past an item's end leaves that item out.
+:func:`render_points` and :func:`render` evaluate a model the same way, without gradients.
+
+This module knows models only through the :class:`~inrkit.interfaces.INRModel` protocol; it
+depends on nothing above :mod:`inrkit.nn`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import einops
+import numpy as np
+import torch
+
+from inrkit.coords import grid, to_signed, to_unit
+from inrkit.interfaces import INRModel
+
+#: Rows (points x items) per chunk on the CPU: keeps a width-256 layer's activations in cache.
+CPU_CHUNK_ROWS = 8192
+#: Rows per chunk on a GPU: large enough to fill it, small enough for a few GB of activations.
+GPU_CHUNK_ROWS = 1 << 18
+
+#: One chunk: a point range and the rows (items of the set) that still have points there.
+Chunk = tuple[slice, "torch.Tensor | None"]
+
+
+def auto_chunk_rows(device: torch.device) -> int:
+    """Rows (points x items) per chunk for a device."""
+    return GPU_CHUNK_ROWS if device.type == "cuda" else CPU_CHUNK_ROWS
+
+
+def auto_chunk_points(n_items: int, points: int, device: torch.device) -> int:
+    """Points per item per chunk so a chunk holds about :func:`auto_chunk_rows` rows."""
+    return max(1, min(points, auto_chunk_rows(device) // max(n_items, 1)))
+
+
+class PointSet:
+    """All items' targets, padded to a common point count; coordinates are made per chunk.
+
+    Only the targets are stored. A chunk's coordinates are computed from the point indices and
+    each item's grid shape when the chunk is used (one shared grid when all items have the same
+    shape), and padding is a mask from each item's point count, so memory grows with the data
+    and never with a per-point copy of coordinates or weights.
+
+    In distributed training a rank holds some of the run's items: ``item_ids`` gives the
+    model's index of each row (``None``: row ``i`` is item ``i``) and ``loss_items`` the number of
+    items the loss averages over (all ranks' items).
+    """
+
+    def __init__(
+        self,
+        targets: torch.Tensor,
+        shapes: Sequence[Sequence[int]],
+        item_ids: torch.Tensor | None = None,
+        loss_items: int | None = None,
+    ) -> None:
+        self.targets = targets  # (N, P, C) in [-1, 1]
+        self.shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+        self.counts = [math.prod(s) for s in self.shapes]
+        self.item_ids = item_ids
+        self.loss_items = loss_items or len(self.shapes)
+        device = targets.device
+        self._counts = torch.tensor(self.counts, device=device)
+        self._dims = torch.tensor(self.shapes, device=device)
+        # Items of one shape (the common case) share one grid: (P, in_dim), not (N, P, in_dim).
+        self._grid = grid(self.shapes[0], device=device) if len(set(self.shapes)) == 1 else None
+
+    @property
+    def n_items(self) -> int:
+        return self.targets.shape[0]
+
+    @property
+    def points(self) -> int:
+        return self.targets.shape[1]
+
+    @functools.cached_property
+    def padded(self) -> bool:
+        """Whether some item is shorter than the longest (read in every chunk, so computed once)."""
+        return any(c != self.points for c in self.counts)
+
+    def model_items(self, items: torch.Tensor | None) -> torch.Tensor | None:
+        """The model's item indices for rows ``items`` of this set (as :meth:`chunks` yields them)."""
+        if self.item_ids is None:
+            return items
+        return self.item_ids if items is None else self.item_ids.index_select(0, items)
+
+    def chunk_coords(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Coordinates ``(rows, points, in_dim)`` of a chunk, for all rows or the listed ones.
+
+        Equal to :func:`~inrkit.coords.grid` of each item's shape, sliced; points past an
+        item's end get coordinates too (their loss weight is zero).
+        """
+        rows = self.n_items if items is None else items.shape[0]
+        if self._grid is not None:
+            return self._grid[sl].expand(rows, -1, -1)
+        dims = self._dims if items is None else self._dims.index_select(0, items)  # (rows, d)
+        index = torch.arange(sl.start, sl.stop, device=dims.device).expand(rows, -1)
+        axes = []
+        for axis in range(dims.shape[1] - 1, -1, -1):  # row-major: the last axis varies fastest
+            n = dims[:, axis : axis + 1]
+            axes.append((2.0 * (index % n).float() + 1.0) / n - 1.0)
+            index = index // n
+        return torch.stack(axes[::-1], dim=-1)
+
+    def chunk_targets(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
+        return self.targets[:, sl] if items is None else self.targets[:, sl].index_select(0, items)
+
+    def item_losses(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Each row's share of this chunk in the loss: ``(rows,)``, summing to :meth:`loss`.
+
+        Summed over all chunks, row ``i`` gives item ``i``'s mean squared error divided by the
+        number of items. ``items`` restricts the chunk to some rows (``pred`` then has one row
+        per listed item).
+        """
+        sq = (pred - self.chunk_targets(sl, items)).square()
+        scale = self.targets.shape[-1] * self.loss_items
+        if not self.padded:
+            return sq.sum(dim=(1, 2)) / (self.points * scale)
+        counts = self._counts if items is None else self._counts.index_select(0, items)
+        inside = torch.arange(sl.start, sl.start + sq.shape[1], device=counts.device) < counts.unsqueeze(1)
+        return (sq.sum(dim=2) * inside).sum(dim=1) / (counts * scale)
+
+    def loss(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
+        """This chunk's share of the mean over items of each item's mean squared error."""
+        return self.item_losses(pred, sl, items).sum()
+
+    def chunks(self, chunk: int) -> list[Chunk]:
+        """Point ranges of ``chunk`` points, each with the rows that still have points there.
+
+        Items of different sizes are padded to the largest; a chunk past an item's last point
+        leaves that item out instead of computing its padding, and grows so that it keeps
+        ``chunk x N`` rows (points x items): with many items of very different sizes, the
+        largest item's tail is not cut into thousands of tiny chunks. Consecutive chunks with the same
+        rows share one index tensor (the model selects those rows' layers once for the run).
+        """
+        out: list[Chunk] = []
+        items: torch.Tensor | None = None
+        previous: list[int] | None = None
+        rows = chunk * self.n_items
+        start = 0
+        while start < self.points:
+            active = [i for i, c in enumerate(self.counts) if c > start]
+            if active != previous:  # consecutive chunks with the same rows share one index tensor
+                items = None if len(active) == self.n_items else torch.tensor(active, device=self.targets.device)
+                previous = active
+            stop = min(start + max(chunk, rows // len(active)), self.points)
+            out.append((slice(start, stop), items))
+            start = stop
+        return out
+
+    def to(self, device: torch.device) -> PointSet:
+        ids = None if self.item_ids is None else self.item_ids.to(device)
+        return PointSet(self.targets.to(device), self.shapes, ids, self.loss_items)
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: Sequence[np.ndarray], item_ids: Sequence[int] | None = None, loss_items: int | None = None
+    ) -> PointSet:
+        """Arrays ``(*spatial, C)`` in [0, 1] to padded targets in [-1, 1].
+
+        ``item_ids`` (the model's index of each array) and ``loss_items`` (the run's item count)
+        describe one process's share of a distributed run; a set holding every item of the run
+        in order needs neither, and stores none.
+        """
+        counts = [int(np.prod(a.shape[:-1])) for a in arrays]
+        targets = torch.zeros(len(arrays), max(counts), arrays[0].shape[-1])
+        for i, arr in enumerate(arrays):
+            targets[i, : counts[i]] = einops.rearrange(to_signed(arr), "... c -> (...) c")
+        whole = loss_items in (None, len(arrays)) and (item_ids is None or list(item_ids) == list(range(len(arrays))))
+        ids = None if whole or item_ids is None else torch.tensor(list(item_ids), dtype=torch.long)
+        return cls(targets, [a.shape[:-1] for a in arrays], ids, None if whole else loss_items)
+
+
+@torch.no_grad()
+def render_points(model: INRModel, points: PointSet, chunk_rows: int = CPU_CHUNK_ROWS) -> torch.Tensor:
+    """Evaluate ``model`` at every point of ``points``: ``(N, P, C)`` in [0, 1], padding left at 0."""
+    model.eval()
+    out = torch.zeros(points.n_items, points.points, points.targets.shape[-1], device=points.targets.device)
+    for sl, items in points.chunks(max(1, chunk_rows // max(points.n_items, 1))):
+        pred = model(points.chunk_coords(sl, items), points.model_items(items))
+        if items is None:
+            out[:, sl] = pred
+        else:
+            out[items, sl] = pred
+    return to_unit(out)
+
+
+@torch.no_grad()
+def render(model: INRModel, coords: torch.Tensor, chunk_rows: int = CPU_CHUNK_ROWS) -> torch.Tensor:
+    """Evaluate ``model`` on ``(N, P, in_dim)`` coordinates in chunks; values in [0, 1]."""
+    model.eval()
+    n, p, _ = coords.shape
+    chunk = max(1, chunk_rows // max(n, 1))
+    outs = [model(coords[:, s : s + chunk]) for s in range(0, p, chunk)]
+    return to_unit(torch.cat(outs, dim=1))
