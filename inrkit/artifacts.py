@@ -192,6 +192,27 @@ def read_item_state(path: Path, index: int) -> dict[str, torch.Tensor]:
     return state
 
 
+def read_state(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint as the state dict of the whole model (per-item rows stacked)."""
+    handle, _ = _open(path)
+    state: dict[str, torch.Tensor] = {}
+    rows: dict[str, dict[int, torch.Tensor]] = {}
+    try:
+        for key in handle.keys():
+            if key.startswith("items."):
+                _, index, rest = key.split(".", 2)
+                rows.setdefault(f"items.{rest}", {})[int(index)] = handle.get_tensor(key)
+            else:
+                state[key] = handle.get_tensor(key)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path}: cannot read tensors (truncated or corrupt?): {exc}") from None
+    for key, by_index in rows.items():
+        if sorted(by_index) != list(range(len(by_index))):
+            raise CheckpointError(f"{path}: the rows of {key} are not numbered 0..{len(by_index) - 1}")
+        state[key] = torch.stack([by_index[i] for i in range(len(by_index))])
+    return state
+
+
 def save_resume(path: Path, state: dict[str, Any]) -> None:
     """A training snapshot (model, optimiser, schedule, history): tensors and plain data only."""
     _atomic_write(path, lambda tmp: torch.save(state, tmp))

@@ -141,6 +141,19 @@ class Run:
         shown = ", ".join(self.item_names[:10]) + (" ..." if len(self.items) > 10 else "")
         raise DataError(f"item {item!r} is not in run {self.path}; items are 0..{len(self.items) - 1}: {shown}")
 
+    def model(self, device: str | torch.device = "cpu") -> INRModel:
+        """The whole trained model, every item's tensors included (to evaluate or fine-tune it in
+        one's own code; :meth:`model_for` reads one item only)."""
+        resolved = ResolvedRun(self.config, self._registry or get_registry())
+        info = self.items[0]
+        spec = run_spec(self.config, resolved.signal.in_dim, [it["shape"] for it in self.items], int(info["channels"]))
+        model = build_model(resolved.activation, resolved.sharing, spec)
+        try:
+            model.load_state_dict(artifacts.read_state(self.checkpoint), strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{self.checkpoint} does not match its own config: {exc}") from None
+        return model.to(resolve_device(device) if str(device) != "cpu" else torch.device("cpu"))
+
     def model_for(self, item: str | int, device: str | torch.device = "cpu") -> INRModel:
         """A one-item model holding the shared tensors and this item's tensors only."""
         index = self.item_index(item)

@@ -1,4 +1,4 @@
-"""Contract tests a plugin author runs against their own activation.
+"""The activation contract kit: checks every activation plugin must pass.
 
 Subclass :class:`ActivationContract` in your test suite and name your activation; pytest then
 runs every check below against it, through the same plugin registry ``inrkit run`` uses (so your
@@ -22,37 +22,19 @@ import math
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import pydantic
 import pytest
 import torch
 
 from inrkit.errors import ConfigError
-from inrkit.interfaces import Activation, ModelSpec
-from inrkit.interfaces import INRModel
+from inrkit.interfaces import Activation, INRModel, ModelSpec
 from inrkit.plugins import PluginRegistry, get_registry
+from inrkit.testing._common import devices, write_test_images
 
 #: Sharing strategies every activation must work with.
 CORE_STRATEGIES = ("separate", "minr")
 #: PSNR gain (dB) over the untrained network that the short fit must reach.
 MIN_FIT_GAIN_DB = 5.0
-
-
-def smooth_test_image(size: int = 32, seed: int = 0) -> np.ndarray:
-    """A smooth RGB image in [0, 1] (sums of sinusoids) that any working INR can fit quickly."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    planes = []
-    for _ in range(3):
-        f = rng.uniform(0.5, 3.0, size=(3, 2))
-        p = rng.uniform(0, 2 * np.pi, size=3)
-        v = sum(np.sin(2 * np.pi * (f[k, 0] * x + f[k, 1] * y) + p[k]) for k in range(3))
-        planes.append((v - v.min()) / (v.max() - v.min()))
-    return np.stack(planes, axis=-1).astype(np.float32)
-
-
-def _devices() -> list[str]:
-    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
 class ActivationContract:
@@ -116,7 +98,7 @@ class ActivationContract:
             assert abs(parts.mean().item()) < 0.1 * bound, f"{position} {name} is not centred"
 
     # -- forward / backward -----------------------------------------------------------------------
-    @pytest.mark.parametrize("device", _devices())
+    @pytest.mark.parametrize("device", devices())
     @pytest.mark.parametrize("sharing", CORE_STRATEGIES)
     def test_forward_backward_finite_float32(
         self, act: Activation, sharing: str, device: str, plugin_registry: PluginRegistry
@@ -152,13 +134,9 @@ class ActivationContract:
     def test_short_fit_improves_psnr(
         self, activation_name: str, sharing: str, plugin_registry: PluginRegistry, tmp_path: Path
     ) -> None:
-        import imageio.v3 as iio
-
         from inrkit import api
 
-        paths = [tmp_path / f"smooth{seed}.png" for seed in range(2)]
-        for seed, path in enumerate(paths):
-            iio.imwrite(path, np.round(smooth_test_image(seed=seed) * 255).astype(np.uint8))
+        paths = write_test_images(tmp_path)
         config = {
             "activation": {"name": activation_name},
             "sharing": {"name": sharing},
@@ -175,4 +153,3 @@ class ActivationContract:
         )
 
 
-__all__ = ["CORE_STRATEGIES", "MIN_FIT_GAIN_DB", "ActivationContract", "smooth_test_image"]
