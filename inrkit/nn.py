@@ -132,8 +132,9 @@ class MultiINR(nn.Module):
 
     Implements the :class:`~inrkit.interfaces.INRModel` protocol: parameters live under
     ``shared.<layer>`` or ``items.<layer>`` (leading dimension N). Strategies that remap
-    coordinates (a canvas, an appended item index) override :meth:`map_coords`; strategies with
-    their own optimisation override :meth:`training_step` and declare it in ``capabilities``.
+    coordinates (a canvas, an appended item index) override :meth:`map_coords`; strategies that
+    condition layers per item override :meth:`modulate`; strategies with their own optimisation
+    override :meth:`training_step` and declare it in ``capabilities``.
     """
 
     #: What the trainer may do with this model (see :class:`~inrkit.interfaces.ModelCapabilities`).
@@ -187,8 +188,18 @@ class MultiINR(nn.Module):
             else:
                 x = self._layer(d, x, items)
             if d.position != "last":
-                x = self.activation.activate(x, d.position)
+                x = self.activation.activate(self.modulate(d, x, items), d.position)
         return x.real if x.is_complex() else x  # complex networks (WIRE) output the real part
+
+    def modulate(self, layer: LayerDef, z: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        """The pre-activation ``z`` (``(N, P, width)``, float32 or complex) of an activated layer,
+        as the activation sees it; ``items`` as in :meth:`forward`.
+
+        The identity here. A strategy that conditions a shared network per item (FiLM's
+        ``gamma_i * z + beta_i``, shift modulations) overrides it instead of the forward pass, so
+        the autocast scoping and coordinate mapping stay :class:`MultiINR`'s.
+        """
+        return z
 
     def _layer(self, d: LayerDef, x: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         return self.items[d.name](x, items) if d.name in self.items else self.shared[d.name](x)
