@@ -24,4 +24,4 @@ model.items["projection"].requires_grad_(False)  # your change: freeze the proje
 
 trainer = inrkit.Trainer(steps=200, log_every=50, device="cpu")  # chunked steps, Adam, lr decay
 result = trainer.fit(model, images, callbacks=[PrintPSNR()])
-print(f"{result.history[-1]['psnr']:.2f} dB after {result.steps} steps in {result.seconds:.1f} s")
+print(f"{result.history[-1]['psnr']:.2f} dB after {result.steps} steps")
