@@ -41,7 +41,24 @@ _LAZY = {
 #: Submodules reachable as attributes (``inrkit.coords.grid``) without importing them first.
 _SUBMODULES = ("coords", "errors", "plugins", "testing")
 
-__all__ = ["__version__", "hookimpl", *_LAZY, "coords"]
+__all__ = [
+    "Callback",
+    "FitResult",
+    "INRModel",
+    "Run",
+    "RunMetrics",
+    "Trainer",
+    "__version__",
+    "as_config",
+    "coords",
+    "create_model",
+    "decode",
+    "encode",
+    "fit",
+    "hookimpl",
+    "load",
+    "parameter_counts",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -31,7 +31,7 @@ def _weights_by_layer(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     names = [it["name"] for it in meta.get("items", [])]
     layers: dict[str, dict[str, np.ndarray]] = {}
     with safe_open(str(path), framework="pt", device="cpu") as handle:
-        for key in handle.keys():
+        for key in handle.keys():  # noqa: SIM118 - a safetensors handle is not a dict
             parts = key.split(".")
             if parts[-1] != "weight" or parts[-2] == "latent":
                 continue

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from inrkit.errors import CheckpointError, ConfigError
+from inrkit.interfaces import INRModel
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -94,7 +95,7 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
 
 
-def split_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def split_state(model: INRModel) -> dict[str, torch.Tensor]:
     """State dict with per-item tensors split: ``items.first.weight`` -> ``items.<i>.first.weight``."""
     tensors: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
@@ -108,7 +109,7 @@ def split_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, metadata: Mapping[str, Any]) -> None:
+def save_checkpoint(path: Path, model: INRModel, metadata: Mapping[str, Any]) -> None:
     from safetensors.torch import save_file
 
     meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION}
@@ -117,7 +118,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, metadata: Mapping[str, A
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def _open(path: Path):  # type: ignore[no-untyped-def]
+def _open(path: Path) -> tuple[Any, dict[str, str]]:
     from safetensors import safe_open
 
     if not path.is_file():
@@ -153,7 +154,7 @@ def read_shared_state(path: Path) -> dict[str, torch.Tensor]:
     """Only the shared tensors (``shared.*``) of a checkpoint."""
     handle, _ = _open(path)
     try:
-        return {key: handle.get_tensor(key) for key in handle.keys() if key.startswith("shared.")}
+        return {key: handle.get_tensor(key) for key in handle.keys() if key.startswith("shared.")}  # noqa: SIM118
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{path}: cannot read tensors (truncated or corrupt?): {exc}") from None
 
@@ -163,7 +164,7 @@ def read_item_means(path: Path, n_items: int) -> dict[str, torch.Tensor]:
     handle, _ = _open(path)
     sums: dict[str, torch.Tensor] = {}
     try:
-        for key in handle.keys():
+        for key in handle.keys():  # noqa: SIM118 - a safetensors handle is not a dict
             if key.startswith("items."):
                 _, _, rest = key.split(".", 2)
                 tensor = handle.get_tensor(key)
@@ -182,7 +183,7 @@ def read_item_state(path: Path, index: int) -> dict[str, torch.Tensor]:
     prefix = f"items.{index}."
     state: dict[str, torch.Tensor] = {}
     try:
-        for key in handle.keys():
+        for key in handle.keys():  # noqa: SIM118 - a safetensors handle is not a dict
             if key.startswith("shared."):
                 state[key] = handle.get_tensor(key)
             elif key.startswith(prefix):
@@ -198,7 +199,7 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     rows: dict[str, dict[int, torch.Tensor]] = {}
     try:
-        for key in handle.keys():
+        for key in handle.keys():  # noqa: SIM118 - a safetensors handle is not a dict
             if key.startswith("items."):
                 _, index, rest = key.split(".", 2)
                 rows.setdefault(f"items.{rest}", {})[int(index)] = handle.get_tensor(key)

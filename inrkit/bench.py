@@ -36,7 +36,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_seconds(step: Callable[[], None], repeats: int, device: torch.device) -> float:
+def _median_seconds(step: Callable[[], object], repeats: int, device: torch.device) -> float:
     step()  # warm-up: allocators, caches, lazy initialisation
     _sync(device)
     times = []

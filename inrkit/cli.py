@@ -29,7 +29,7 @@ class UserError(click.ClickException):
 
     def __init__(self, error: InrkitError) -> None:
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        setattr(self, "exit_code", error.exit_code)  # noqa: B010 - click declares it a class variable
 
 
 class InrkitGroup(click.Group):
@@ -72,7 +72,7 @@ def _format_warning(message: Any, category: Any, filename: str, lineno: int, lin
 @click.version_option(package_name="inrkit", prog_name="inrkit")
 def main() -> None:
     """Fit implicit neural representations to many signals at once (MINR and friends)."""
-    warnings.formatwarning = _format_warning  # type: ignore[assignment]
+    warnings.formatwarning = _format_warning
 
 
 def _plugin_section(data: dict[str, Any], kind: str, name: str | None) -> None:
@@ -121,6 +121,10 @@ def _fmt(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _pm(mean: float | None, std: float | None, digits: int) -> str:
+    return "n/a" if mean is None else f"{_fmt(mean, digits)} ± {_fmt(std, digits)}"
+
+
 def print_metrics_table(metrics: RunMetrics, run_dir: Any) -> None:
     # PSNR, SSIM, then any reference figures a signal adds (super-resolution: bicubic_psnr, ...).
     keys = metrics.metric_names()
@@ -131,7 +135,7 @@ def print_metrics_table(metrics: RunMetrics, run_dir: Any) -> None:
         for item in metrics.items
     ]
     summaries = [metrics.summary(k) for k in keys]
-    mean = ("mean ± std", "", *(f"{_fmt(m, digits[k])} ± {_fmt(s, digits[k])}" for k, (m, s) in zip(keys, summaries, strict=True)))
+    mean = ("mean ± std", "", *(_pm(m, s, digits[k]) for k, (m, s) in zip(keys, summaries, strict=True)))
     header = ("item", "size", *(titles.get(k, k) for k in keys))
     widths = [max(len(r[i]) for r in [header, mean, *rows]) for i in range(len(header))]
 
@@ -325,6 +329,13 @@ def decode(
         raise ConfigError("give exactly one of --item NAME|INDEX and --all")
     run = api.load(run_dir)
     names = run.item_names if all_items else [run.item_names[run.item_index(item)]]  # type: ignore[arg-type]
+    flat = [n for n in names if len(run.items[run.item_index(n)]["shape"]) != 2]
+    if flat:
+        raise ConfigError(
+            f"decode writes images, and item {flat[0]!r} of {run_dir} is not 2-D "
+            f"(shape {tuple(run.items[run.item_index(flat[0])]['shape'])}); render it in Python with "
+            "inrkit.load(RUN).decode(ITEM), or write it with the run's signal plugin"
+        )
     target = Path(output)
     if all_items:
         if target.exists() and not target.is_dir():

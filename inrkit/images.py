@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def read_pixels(source: str | Path) -> np.ndarray:
     return arr
 
 
-def atomic_write(path: Path, write) -> Path:  # type: ignore[no-untyped-def]
+def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)

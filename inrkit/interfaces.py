@@ -49,6 +49,8 @@ class Plugin(abc.ABC):
     name: ClassVar[str]
     #: Plugin kind, set by the interfaces below.
     kind: ClassVar[str]
+    #: The validated options (subclasses declare ``options: Options`` for their own type).
+    options: PluginOptions
 
     class Options(PluginOptions):
         pass
@@ -279,6 +281,8 @@ class INRModel(Protocol):
     def to(self, *args: Any, **kwargs: Any) -> Any: ...
 
     def train(self, mode: bool = True) -> Any: ...
+
+    def zero_grad(self, set_to_none: bool = True) -> None: ...
 
     def eval(self) -> Any: ...
 

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -93,7 +92,8 @@ class BatchedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """``items`` (indices into N) selects which items' weights the rows of ``x`` use."""
-        weight, bias = self.weight, self.bias
+        weight: torch.Tensor = self.weight
+        bias: torch.Tensor = self.bias
         if self._gathered is not None:  # inside gathered(items): the rows were selected once
             weight, bias = self._gathered
         elif items is not None:

@@ -18,7 +18,7 @@ from inrkit.results import RunMetrics
 MAX_ITEMS = 12
 
 
-def _plt():  # type: ignore[no-untyped-def]
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")

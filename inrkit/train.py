@@ -13,6 +13,7 @@ mean squared error, averaged over items, so items of different sizes weigh the s
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -326,17 +327,11 @@ class Trainer:
                         if step % log_every == 0 or step == steps:
                             # Item i's share is its MSE / N on [-1, 1] targets: x N / 4 is its [0, 1] MSE.
                             item_mse = (per_item * points.loss_items / 4.0).tolist()
-                            record = {
-                                "step": step,
-                                "loss": loss_value,
-                                "psnr": psnr_from_mse(loss_value / 4.0),
-                                "item_psnr": [psnr_from_mse(m) for m in item_mse],
-                            }
-                            history.append(record)
-                            log = StepLog(
-                                step=step, total_steps=steps, lr=step_lr, loss=loss_value, psnr=record["psnr"],
-                                item_psnr=tuple(record["item_psnr"]),
+                            item_psnr = [psnr_from_mse(m) for m in item_mse]
+                            history.append(
+                                {"step": step, "loss": loss_value, "psnr": log.psnr, "item_psnr": item_psnr}
                             )
+                            log = dataclasses.replace(log, item_psnr=tuple(item_psnr))
                     optimizer.step()
                     scheduler.step()
                     completed = step

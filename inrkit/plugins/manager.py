@@ -18,9 +18,8 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterable
-from collections.abc import Mapping
-from typing import Any, Literal, TypeVar, overload
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, TypeVar, cast, overload
 
 import pluggy
 import pydantic
@@ -169,7 +168,7 @@ class PluginRegistry:
                     self.pm.unregister(name=ep.name)
                     raise
                 self._sources[ep.name] = (distribution, version)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+            except Exception as exc:
                 if strict:
                     raise
                 failure = PluginFailure(ep.name, distribution, version, f"{type(exc).__name__}: {exc}")
@@ -203,7 +202,7 @@ class PluginRegistry:
                         self._validated(kind, base, cls, plugin_name, distribution, version, hook_name)
                         for cls in returned
                     ]
-                except Exception as exc:  # noqa: BLE001 - one bad plugin must not break the rest
+                except Exception as exc:
                     if os.environ.get("INRKIT_STRICT_PLUGINS", "") not in ("", "0"):
                         raise
                     failure = PluginFailure(
@@ -217,9 +216,9 @@ class PluginRegistry:
                     if first is None and entry.name not in conflicts[kind]:
                         classes[kind][entry.name] = entry
                         continue
+                    earlier = first.source if first is not None else "an earlier plugin"
                     message = conflicts[kind].get(entry.name) or (
-                        f"duplicate {kind} name {entry.name!r}: registered by {first.source} "
-                        f"and by {entry.source}"
+                        f"duplicate {kind} name {entry.name!r}: registered by {earlier} and by {entry.source}"
                     )
                     if entry.name not in conflicts[kind]:
                         message += "; uninstall or disable one of them (INRKIT_DISABLE_PLUGINS)"
@@ -238,11 +237,13 @@ class PluginRegistry:
     ) -> RegisteredClass:
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginError(f"{hook_name} returned {cls!r}, which is not a subclass of {base.__name__}")
+        cls = cast(type[Plugin], cls)
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"{kind} class {cls.__qualname__} has no 'name'")
-        if getattr(cls, "__abstractmethods__", None):
-            missing = ", ".join(sorted(cls.__abstractmethods__))
+        abstract = getattr(cls, "__abstractmethods__", None)
+        if abstract:
+            missing = ", ".join(sorted(abstract))
             raise PluginError(f"{kind} class {cls.__qualname__} ({name!r}) does not implement {missing}")
         return RegisteredClass(kind, name, cls, plugin, distribution, version)
 

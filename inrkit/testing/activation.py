@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from inrkit.errors import ConfigError
+from inrkit.factory import build_model
 from inrkit.interfaces import Activation, INRModel, ModelSpec
 from inrkit.plugins import PluginRegistry, get_registry
 from inrkit.testing._common import devices, write_test_images
@@ -55,7 +56,7 @@ class ActivationContract:
 
     @pytest.fixture
     def act(self, activation_name: str, plugin_registry: PluginRegistry) -> Activation:
-        return plugin_registry.get("activation", activation_name)()
+        return plugin_registry.create("activation", activation_name)
 
     # -- registration and options ---------------------------------------------------------------
     def test_registered_under_its_name(self, activation_name: str, plugin_registry: PluginRegistry) -> None:
@@ -70,7 +71,7 @@ class ActivationContract:
         cls.Options()  # every option has a default
         assert cls.Options.model_config.get("extra") == "forbid"
         with pytest.raises(pydantic.ValidationError):
-            cls.Options(definitely_not_an_option=1)
+            cls.Options.model_validate({"definitely_not_an_option": 1})
         with pytest.raises(ConfigError, match="definitely_not_an_option"):
             plugin_registry.create("activation", act.name, {"definitely_not_an_option": 1})
 
@@ -104,9 +105,8 @@ class ActivationContract:
         self, act: Activation, sharing: str, device: str, plugin_registry: PluginRegistry
     ) -> None:
         torch.manual_seed(0)
-        strategy = plugin_registry.get("sharing", sharing)()
         spec = ModelSpec(in_dim=2, out_dim=3, width=32, layers=4, item_shapes=((8, 8),) * 3)
-        model = strategy.build(act, spec).to(device)
+        model = build_model(act, plugin_registry.create("sharing", sharing), spec).to(device)
         assert isinstance(model, INRModel)
         coords = (torch.rand(3, 50, 2, device=device) * 2 - 1).requires_grad_(False)
         out = model(coords)
@@ -123,7 +123,7 @@ class ActivationContract:
     def test_cuda_matches_cpu(self, act: Activation, plugin_registry: PluginRegistry) -> None:
         torch.manual_seed(0)
         spec = ModelSpec(in_dim=2, out_dim=3, width=32, layers=4, item_shapes=((8, 8),) * 2)
-        model = plugin_registry.get("sharing", "minr")().build(act, spec)
+        model = build_model(act, plugin_registry.create("sharing", "minr"), spec)
         coords = torch.rand(2, 40, 2) * 2 - 1
         expected = model(coords)
         got = model.to("cuda")(coords.to("cuda")).cpu()
@@ -144,9 +144,10 @@ class ActivationContract:
             "train": {"steps": 150, "device": "cpu"},
         }
         result = api.fit(config, data=[str(p) for p in paths], save=False, registry=plugin_registry)
-        start = result.metrics["history"][0]["psnr"]
-        final = result.metrics["psnr_mean"]
-        assert math.isfinite(final), "the fit produced no finite PSNR"
+        assert result.metrics is not None
+        start = result.metrics.history[0].psnr
+        final = result.metrics.psnr_mean
+        assert final is not None and math.isfinite(final), "the fit produced no finite PSNR"
         assert final >= start + MIN_FIT_GAIN_DB, (
             f"{activation_name} + {sharing}: PSNR {final:.2f} dB after 150 steps at its default lr, "
             f"untrained {start:.2f} dB"

@@ -110,7 +110,7 @@ class SharingStrategyContract:
         cls.Options()  # every option has a default
         assert cls.Options.model_config.get("extra") == "forbid"
         with pytest.raises(pydantic.ValidationError):
-            cls.Options(definitely_not_an_option=1)
+            cls.Options.model_validate({"definitely_not_an_option": 1})
         with pytest.raises(ConfigError, match="definitely_not_an_option"):
             plugin_registry.create("sharing", strategy.name, {"definitely_not_an_option": 1})
 

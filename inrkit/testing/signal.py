@@ -81,7 +81,7 @@ class SignalContract:
         cls.Options()
         assert cls.Options.model_config.get("extra") == "forbid"
         with pytest.raises(pydantic.ValidationError):
-            cls.Options(definitely_not_an_option=1)
+            cls.Options.model_validate({"definitely_not_an_option": 1})
         with pytest.raises(ConfigError, match="definitely_not_an_option"):
             plugin_registry.create("signal", self.signal, {"definitely_not_an_option": 1})
 

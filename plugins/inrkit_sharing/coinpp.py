@@ -12,12 +12,22 @@ way and stored: they are the only per-item parameters, ``latent_dim`` numbers pe
 
 from __future__ import annotations
 
+from typing import cast
+
 import pydantic
 import torch
 from torch import nn
 
 import inrkit
-from inrkit.interfaces import Activation, ModelCapabilities, ModelSpec, PluginOptions, SharingStrategy, TrainingStep
+from inrkit.interfaces import (
+    Activation,
+    Forward,
+    ModelCapabilities,
+    ModelSpec,
+    PluginOptions,
+    SharingStrategy,
+    TrainingStep,
+)
 from inrkit.nn import Linear, MultiINR, mlp_layer_defs
 
 
@@ -48,7 +58,7 @@ class CoinppINR(MultiINR):
         self, coords: torch.Tensor, items: torch.Tensor | None = None, latents: torch.Tensor | None = None
     ) -> torch.Tensor:
         if latents is None:
-            latents = self.items["latent"].codes
+            latents = self.latents.codes
         if items is not None:
             latents = latents.index_select(0, items)
         shifts = self.shared["modulation"](latents).view(latents.shape[0], len(self.modulated), self.hidden)
@@ -61,7 +71,12 @@ class CoinppINR(MultiINR):
                 k += 1
         return x.real if x.is_complex() else x
 
-    def _with(self, latents: torch.Tensor):  # type: ignore[no-untyped-def]
+    @property
+    def latents(self) -> LatentCodes:
+        """The stored per-item latent codes (``items.latent``)."""
+        return cast(LatentCodes, self.items["latent"])
+
+    def _with(self, latents: torch.Tensor) -> Forward:
         """The forward pass with the given latents (rows indexed like the model's items)."""
         return lambda coords, items: self(coords, items, latents)
 
@@ -98,7 +113,7 @@ class CoinppINR(MultiINR):
         """Fit every item's latent with the inner loop and store it (the per-item parameters)."""
         latents = self._inner_loop(step, create_graph=False)
         with torch.no_grad():
-            self.items["latent"].codes.copy_(latents.detach())
+            self.latents.codes.copy_(latents.detach())
 
 
 class Coinpp(SharingStrategy):

@@ -36,6 +36,9 @@ def canvas_layout(n: int, arrangement: str) -> tuple[int, int]:
 class CanvasINR(MultiINR):
     """A fully shared MLP whose coordinates are mapped into each item's region of a canvas."""
 
+    coord_scale: torch.Tensor
+    coord_offset: torch.Tensor
+
     def __init__(self, activation: Activation, spec: ModelSpec, arrangement: str) -> None:
         layers = spec.layers
         super().__init__(activation, spec, mlp_layer_defs(spec, activation, [True] * (layers - 2), share_ends=True))

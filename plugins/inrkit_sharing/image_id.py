@@ -14,6 +14,7 @@ from inrkit.nn import MultiINR, mlp_layer_defs
 
 
 class ItemIdINR(MultiINR):
+    item_ids: torch.Tensor
     def __init__(self, activation: Activation, spec: ModelSpec) -> None:
         defs = mlp_layer_defs(spec, activation, [True] * (spec.layers - 2), in_dim=spec.in_dim + 1, share_ends=True)
         super().__init__(activation, spec, defs)

@@ -24,7 +24,7 @@ import pydantic
 
 import inrkit
 from inrkit.errors import DataError
-from inrkit.interfaces import Item, Signal
+from inrkit.interfaces import Item, PluginOptions, Signal
 
 #: ``x = (s + OFFSET) / FULL_SCALE`` maps int16 samples onto [0, 1] exactly end to end.
 OFFSET = 32768
@@ -79,8 +79,7 @@ class AudioSignal(Signal):
     name = "audio"
     in_dim = 1
 
-    # Deriving from Signal.Options (not PluginOptions) keeps `options: Options` a valid override for mypy.
-    class Options(Signal.Options):
+    class Options(PluginOptions):
         #: Keep only the first seconds of each file; ``None`` keeps all of it.
         max_seconds: float | None = pydantic.Field(None, gt=0)
         #: ``auto`` keeps the files' channels (they must agree); ``mono`` averages them.

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import inrkit
-from inrkit.interfaces import Activation, ModelSpec, SharingStrategy
+from inrkit.interfaces import Activation, ModelSpec, PluginOptions, SharingStrategy
 from inrkit.nn import LayerDef, MultiINR, mlp_layer_defs
 
 
@@ -70,8 +70,7 @@ class FilmINR(MultiINR):
 class Film(SharingStrategy):
     name = "film"
 
-    # Deriving from SharingStrategy.Options (not PluginOptions) keeps `options: Options` a valid override for mypy.
-    class Options(SharingStrategy.Options):
+    class Options(PluginOptions):
         #: Modulate by shifts only (``beta``); ``False`` also fits a per-item scale ``gamma``.
         shift_only: bool = False
 

@@ -20,6 +20,8 @@ class Sinc(Activation):
     class Options(PluginOptions):  # extra="forbid": unknown keys are errors
         omega: float = pydantic.Field(10.0, gt=0)
 
+    options: Options  # the validated options, typed as this class's own
+
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         return torch.sinc(self.options.omega * z)
 
