@@ -193,3 +193,39 @@ def test_trainer_fit_takes_callbacks_for_a_users_own_model():
     assert rec.calls[0][3] == ("0", "1") and result.steps == 4 and result.evaluation is None
     with pytest.raises(ConfigError, match="Callback instances"):
         inrkit.Trainer(steps=1, device="cpu").fit(model, images, callbacks=[object()])  # type: ignore[list-item]
+
+
+THIRD_PARTY_CALLBACK = """
+import inrkit
+from inrkit.interfaces import Callback, PluginOptions
+
+
+class CountSteps(Callback):
+    name = "count-steps"
+    seen = []
+
+    class Options(PluginOptions):
+        every: int = 1
+
+    def on_step_end(self, context, log):
+        if log.step % self.options.every == 0:
+            CountSteps.seen.append(log.step)
+
+
+@inrkit.hookimpl
+def inrkit_register_callbacks():
+    return [CountSteps]
+"""
+
+
+def test_a_third_party_callback_registers_by_entry_point_and_runs_by_name(fresh_registry, plugin_module, image_dir: Path):
+    import importlib
+
+    from conftest import entry_point
+
+    module = plugin_module("count_steps_plugin", THIRD_PARTY_CALLBACK)
+    registry = fresh_registry(entry_point("count-steps", module))
+    assert "count-steps" in registry.names("callback")
+    config = _config(callbacks=[{"name": "count-steps", "every": 2}])
+    inrkit.fit(config, data=[str(image_dir)], save=False, registry=registry)
+    assert importlib.import_module(module).CountSteps.seen == [2, 4, 6]
