@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 import inrkit
-from inrkit.config import ResolvedRun
 from inrkit.points import CPU_CHUNK_ROWS, PointSet
 
 
-def step_seconds(model: torch.nn.Module, points: PointSet, chunk: int, repeats: int) -> float:
+def step_seconds(model: inrkit.INRModel, points: PointSet, chunk: int, repeats: int) -> float:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     times = []
     for r in range(repeats + 1):
@@ -53,8 +52,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     arrays = [rng.random((args.size, args.size, 3), dtype=np.float32) for _ in range(args.items)]
     points = PointSet.from_arrays(arrays)
-    config = inrkit.as_config({"sharing": {"name": args.sharing}, "model": {"width": args.width, "layers": args.layers}})
-    model = inrkit.api.build_model(ResolvedRun(config), [a.shape[:-1] for a in arrays], 3)
+    model = inrkit.create_model(
+        sharing=args.sharing, item_shapes=[a.shape[:-1] for a in arrays], width=args.width, layers=args.layers
+    )
 
     rows = []
     for label in args.chunks.split(","):

@@ -41,7 +41,7 @@ def main() -> None:
     shared_run = inrkit.fit(
         {**base, "sharing": {"name": "minr"}, "train": {"steps": args.train_steps}}, data=train, out=work / "minr"
     )
-    print(f"MINR on {len(train)} training images: {shared_run.metrics['psnr_mean']:.2f} dB", flush=True)
+    print(f"MINR on {len(train)} training images: {shared_run.metrics.psnr_mean:.2f} dB", flush=True)
 
     rows = []
     lrs = [float(x) for x in args.lrs.split(",")]
@@ -56,13 +56,13 @@ def main() -> None:
                 {**base, "sharing": {"name": "separate"}, "train": {"steps": steps, "lr": lr}}, data=held_out, save=False
             ).metrics
         rows.append(row)
-        print(f"{steps:5d} steps: " + ", ".join(f"{k} {v['psnr_mean']:.2f}" for k, v in row.items() if k != "steps"), flush=True)
+        print(f"{steps:5d} steps: " + ", ".join(f"{k} {v.psnr_mean:.2f}" for k, v in row.items() if k != "steps"), flush=True)
 
     methods = [k for k in rows[0] if k != "steps"]
-    enc_params = rows[0][methods[0]]["params"]["per_item"]
-    sep_params = rows[0][methods[-1]]["params"]["per_item"]
+    enc_params = rows[0][methods[0]].params.per_item
+    sep_params = rows[0][methods[-1]].params.per_item
     lines = [
-        f"MINR trained on kodim05-12 ({args.train_steps} steps, {shared_run.metrics['psnr_mean']:.2f} dB on them); "
+        f"MINR trained on kodim05-12 ({args.train_steps} steps, {shared_run.metrics.psnr_mean:.2f} dB on them); "
         f"kodim01-04 held out. Longer side {args.max_side} px, width {args.width}, SIREN, lr decayed to 0.1x "
         f"over each budget; PSNR (dB) mean over the 4 held-out images; {datetime.date.today()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}.",
@@ -71,13 +71,14 @@ def main() -> None:
         "| --- | " + " | ".join("---" for _ in methods) + " |",
     ]
     for r in rows:
-        lines.append(f"| {r['steps']} | " + " | ".join(f"{r[m]['psnr_mean']:.2f} ± {r[m]['psnr_std']:.2f}" for m in methods) + " |")
+        lines.append(f"| {r['steps']} | " + " | ".join(f"{r[m].psnr_mean:.2f} ± {r[m].psnr_std:.2f}" for m in methods) + " |")
     lines += ["", f"New parameters per image: {enc_params:,} when encoding into MINR, {sep_params:,} for a separate INR."]
     table = "\n".join(lines)
     print("\n" + table)
     if args.out:
         args.out.write_text(table + "\n")
-        slim = [{k: v if k == "steps" else {m: v[m] for m in ("psnr_mean", "psnr_std", "seconds", "params")} for k, v in r.items()} for r in rows]
+        keep = ("psnr_mean", "psnr_std", "seconds", "params")
+        slim = [{k: v if k == "steps" else {m: v.to_dict()[m] for m in keep} for k, v in r.items()} for r in rows]
         args.out.with_suffix(".json").write_text(json.dumps(slim, indent=2) + "\n")
 
 

@@ -54,14 +54,14 @@ def main() -> None:
             row = {
                 "activation": activation,
                 "sharing": sharing,
-                "params": m["params"]["total"],
-                "psnr_mean": m["psnr_mean"],
-                "psnr_std": m["psnr_std"],
-                "ssim_mean": m["ssim_mean"],
-                "ssim_std": m["ssim_std"],
-                "seconds": m["seconds"],
-                "lr": m["lr"],
-                "untrained_psnr": m["history"][0]["psnr"],
+                "params": m.params.total,
+                "psnr_mean": m.psnr_mean,
+                "psnr_std": m.psnr_std,
+                "ssim_mean": m.ssim_mean,
+                "ssim_std": m.ssim_std,
+                "seconds": m.seconds,
+                "lr": m.lr,
+                "untrained_psnr": m.history[0].psnr,
             }
             rows.append(row)
             print(f"{activation:6} {sharing:8} {row['psnr_mean']:.2f} dB  {row['seconds']:.0f} s", flush=True)
