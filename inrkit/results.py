@@ -10,7 +10,7 @@ files of any earlier version.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,14 @@ class StepLog:
         return self.item_psnr is not None
 
 
+def _gather(cls: type[pydantic.BaseModel], data: Any, field: str, wanted: Callable[[str], bool]) -> Any:
+    """Flat JSON to the model: keys that are not fields (and that ``wanted`` accepts) go into ``field``."""
+    if not isinstance(data, Mapping) or field in data:
+        return data
+    known = set(cls.model_fields)
+    return {k: v for k, v in data.items() if k in known} | {field: {k: v for k, v in data.items() if k not in known and wanted(k)}}
+
+
 class _Model(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=True)
 
@@ -101,12 +109,7 @@ class ItemMetrics(_Model):
     @pydantic.model_validator(mode="before")
     @classmethod
     def _gather_extra(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "extra" not in data:
-            known = set(cls.model_fields)
-            data = {k: v for k, v in data.items() if k in known} | {
-                "extra": {k: v for k, v in data.items() if k not in known}
-            }
-        return data
+        return _gather(cls, data, "extra", lambda key: True)
 
     def scores(self) -> dict[str, float | None]:
         """Every score by name: ``psnr``, ``ssim``, then the signal's own."""
@@ -188,12 +191,7 @@ class RunMetrics(_Model):
     @pydantic.model_validator(mode="before")
     @classmethod
     def _gather_summaries(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "summaries" not in data:
-            known = set(cls.model_fields)
-            data = {k: v for k, v in data.items() if k in known} | {
-                "summaries": {k: v for k, v in data.items() if k not in known and k.endswith(("_mean", "_std"))}
-            }
-        return data
+        return _gather(cls, data, "summaries", lambda key: key.endswith(("_mean", "_std")))
 
     @classmethod
     def from_evaluation(cls, evaluation: Evaluation, **facts: Any) -> RunMetrics:

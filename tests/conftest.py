@@ -15,6 +15,17 @@ import pytest
 from inrkit.plugins import PluginRegistry
 
 
+#: Tests the contract kits (inrkit.testing) define, which cannot carry this suite's marks: their
+#: short fits train for 100-150 steps per plugin and belong to the slow lane.
+SLOW_KIT_TESTS = {"test_short_fit_improves_psnr", "test_short_fit_runs_through_the_pipeline"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if getattr(item, "originalname", None) in SLOW_KIT_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _no_plots_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """Figures are off in tests (they cost seconds); tests of the plots turn them on explicitly."""

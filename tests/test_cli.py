@@ -9,8 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import inrkit
 from inrkit import artifacts
 from inrkit.cli import main
+from inrkit.plugins import get_registry
 
 TINY = ["--width", "64", "--steps", "60", "--no-progress"]
 
@@ -18,6 +20,10 @@ TINY = ["--width", "64", "--steps", "60", "--no-progress"]
 def invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
     return result.exit_code, result.output
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def run_json(*args: str) -> dict:
@@ -92,6 +98,14 @@ def test_config_file_and_set_overrides(image_dir: Path, tmp_path: Path):
     assert json.loads((tmp_path / "y" / "config.json").read_text())["activation"]["omega"] == 20
 
 
+def test_flag_naming_the_default_plugin_keeps_config_options(image_dir: Path, tmp_path: Path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[sharing]\nprojection = false\n[model]\nwidth = 8\n[train]\nsteps = 1\n")
+    r = cli("run", "--config", cfg, "--sharing", "minr", "--data", image_dir, "--out", tmp_path / "r", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["sharing"]["projection"] is False
+
+
 def test_plugins_command_lists_builtins():
     code, out = invoke("plugins", "--json")
     assert code == 0
@@ -161,6 +175,23 @@ def test_bad_input_gives_one_clear_message(case: str, image_dir: Path, tmp_path:
     assert result.output.startswith("Error:") or result.output.startswith("Usage:"), result.output
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lr", "inf"], "train.lr"),
+        (["--set", "activation.omega=Infinity"], "activation.omega"),
+        (["--seed", "99999999999999999999999"], "train.seed"),
+        (["--seed", "-1"], "train.seed"),
+        (["--data", ""], "empty path"),
+    ],
+)
+def test_more_bad_inputs(image_dir: Path, tmp_path: Path, args, message):
+    data = [] if "--data" in args else ["--data", image_dir]
+    r = cli("run", *data, *args, "--width", "8", "--steps", "1", "--out", tmp_path / "o", "--no-progress")
+    assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_existing_run_folder_is_never_overwritten(image_dir: Path, tmp_path: Path):
     out = tmp_path / "keep"
     out.mkdir()
@@ -177,6 +208,19 @@ def test_failed_run_keeps_what_was_written(image_dir: Path, tmp_path: Path):
     assert code != 0 and "diverged" in output
     assert json.loads((out / "config.json").read_text())["train"]["lr"] == 1e30
     assert not (out / "checkpoint.safetensors").exists()
+
+
+def test_reconstruction_write_failure_keeps_checkpoint_and_metrics(image_dir: Path, tmp_path: Path, monkeypatch):
+    cls = get_registry().get("signal", "image")
+
+    def broken(self, item, reconstruction, folder):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cls, "save", broken)
+    result = cli("run", "--data", image_dir, "--width", "8", "--steps", "2", "--out", tmp_path / "r", "--no-progress")
+    assert result.exit_code != 0 and "disk full" in result.output and "checkpoint and metrics.json are saved" in result.output
+    assert (tmp_path / "r" / "checkpoint.safetensors").is_file() and (tmp_path / "r" / "metrics.json").is_file()
+    assert inrkit.load(tmp_path / "r").decode(0).shape == (24, 24, 3)
 
 
 def test_help_lists_commands():

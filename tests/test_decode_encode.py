@@ -10,12 +10,14 @@ import pytest
 import safetensors
 import torch
 from click.testing import CliRunner
+from conftest import make_image
 from safetensors.torch import load_file
 
 import inrkit
 from inrkit.cli import main
 
 CONFIG = {"model": {"width": 64, "layers": 4}, "train": {"steps": 30, "lr": 1e-3}}
+TINY = {"model": {"width": 16, "layers": 3}, "train": {"steps": 3}}
 
 
 @pytest.fixture
@@ -86,6 +88,21 @@ def test_decode_bad_input(trained, tmp_path: Path):
     assert r.exit_code != 0 and "truncated" in r.output and "Traceback" not in r.output
 
 
+def test_decode_never_overwrites_without_force(image_dir: Path, tmp_path: Path):
+    run = inrkit.fit(TINY, data=[str(image_dir)], out=tmp_path / "run").run_dir
+    ckpt = run / "checkpoint.safetensors"
+    before = ckpt.read_bytes()
+    for target, message in [(ckpt, "use an image file name"), (run, "is a folder"), (tmp_path / "x.txt", "use an image file name")]:
+        r = cli("decode", run, "--item", "0", "-o", target)
+        assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output, r.output
+    assert ckpt.read_bytes() == before
+    r = cli("decode", run, "--all", "-o", run / "recon")
+    assert r.exit_code != 0 and "already exist" in r.output
+    assert cli("decode", run, "--all", "-o", run / "recon", "--force").exit_code == 0
+    assert cli("decode", run, "--item", "0", "-o", tmp_path / "a.jpg").exit_code == 0
+    assert iio.imread(tmp_path / "a.jpg").shape == (24, 24, 3)
+
+
 def test_encode_leaves_every_shared_tensor_unchanged(trained, image_dir: Path, tmp_path: Path):
     import imageio.v3 as iio
     from conftest import make_image
@@ -132,3 +149,10 @@ def test_encode_mean_initialisation_starts_from_the_runs_average(trained, image_
         torch.testing.assert_close(param[0], means[f"items.{key}"], rtol=1e-5, atol=1e-6)  # lr ~0: unchanged
     with pytest.raises(inrkit.errors.ConfigError, match="init must be"):
         inrkit.encode(trained.run_dir, [str(image_dir / "img0.png")], save=False, init="zeros")
+
+
+def test_encode_gray_item_into_rgb_run(image_dir: Path, tmp_path: Path):
+    run = inrkit.fit(TINY, data=[str(image_dir)], out=tmp_path / "run").run_dir
+    iio.imwrite(tmp_path / "g.png", make_image(10, 10, channels=1)[..., 0])
+    result = inrkit.encode(run, [str(tmp_path / "g.png")], out=tmp_path / "enc", train={"steps": 2})
+    assert result.items[0].channels == 3

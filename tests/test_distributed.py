@@ -79,6 +79,7 @@ def test_partition_is_contiguous_balanced_and_complete():
         distributed.partition(3, 4)
 
 
+@pytest.mark.slow
 def test_two_processes_train_exactly_what_one_process_trains(mixed_dir: Path, tmp_path: Path):
     one = subprocess.run(
         [sys.executable, "-m", "inrkit", "run", str(mixed_dir), *RUN, "--out", str(tmp_path / "one")],
@@ -105,6 +106,7 @@ def test_two_processes_train_exactly_what_one_process_trains(mixed_dir: Path, tm
     assert all(b > a + 0.5 for a, b in zip(first, last, strict=True))
 
 
+@pytest.mark.slow
 def test_distributed_refusals_are_one_clear_message_and_write_nothing(mixed_dir: Path, tmp_path: Path):
     result = _torchrun(2, "run", str(mixed_dir), *RUN, "--sharing", "coinpp", "--out", str(tmp_path / "c"))
     assert result.returncode != 0
@@ -114,6 +116,7 @@ def test_distributed_refusals_are_one_clear_message_and_write_nothing(mixed_dir:
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
 def test_a_refusal_on_rank_0_stops_every_rank(mixed_dir: Path, tmp_path: Path):
     taken = tmp_path / "taken"
     taken.mkdir()
@@ -124,6 +127,7 @@ def test_a_refusal_on_rank_0_stops_every_rank(mixed_dir: Path, tmp_path: Path):
     assert sorted(p.name for p in taken.iterdir()) == ["keep.txt"]
 
 
+@pytest.mark.slow
 def test_compare_under_torchrun_writes_one_table(mixed_dir: Path, tmp_path: Path):
     result = _torchrun(2, "compare", str(mixed_dir), *RUN[:8], "--sharing", "separate,minr", "--out", str(tmp_path / "cmp"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -142,6 +146,7 @@ def _setup() -> tuple[INRModel, list[np.ndarray], Trainer]:
     return model, arrays, Trainer(steps=12, checkpoint_every=6, chunk_points=64, device="cpu", lr=1e-3)
 
 
+@pytest.mark.slow
 def test_distributed_snapshots_hold_every_item_and_resume_in_one_process(tmp_path: Path):
     # Each torchrun process trains its block with gloo and keeps its snapshots; rank 0 saves them.
     cmd = [

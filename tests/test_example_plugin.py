@@ -115,6 +115,7 @@ def test_example_plugin_runs_from_the_cli(
     assert len(written) == len(metrics["items"])
 
 
+@pytest.mark.slow  # runs the example's own test suite in a subprocess
 def test_example_plugin_passes_the_contract_kit(example: Example, installed: list[str]) -> None:
     # One thread, as in test_distributed: the kits' models are tiny, and on a busy machine
     # oversubscribed threads make them several times slower.

@@ -38,6 +38,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_plugins_all_lists_modules_and_their_hooks():
     proc = _cli("plugins", "--all", "--json")
     modules = {m["plugin"]: m for m in json.loads(proc.stdout)["modules"]}
@@ -46,6 +47,7 @@ def test_plugins_all_lists_modules_and_their_hooks():
     assert "plugin modules" in _cli("plugins", "--all").stdout
 
 
+@pytest.mark.slow
 def test_trace_variable_prints_hook_calls():
     proc = _cli("params", INRKIT_TRACE_PLUGINS="1")
     assert proc.returncode == 0

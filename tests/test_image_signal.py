@@ -10,6 +10,7 @@ import pytest
 from conftest import make_image
 
 from inrkit.errors import DataError
+from inrkit.images import read_image, write_image
 from inrkit.plugins import get_registry
 
 
@@ -69,6 +70,16 @@ def test_sixteen_bit_is_scaled_and_written_back_at_sixteen_bits(tmp_path: Path):
     np.testing.assert_array_equal(back, arr)
 
 
+def test_sixteen_bit_colour_round_trip(tmp_path: Path):
+    values = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32)
+    path = write_image(tmp_path / "c.png", values, bit_depth=16)
+    back = read_image(path)
+    assert back.dtype == np.uint16 and back.shape == (5, 7, 3)
+    np.testing.assert_allclose(back / 65535.0, values, atol=1 / 65535)
+    item = get_registry().get("signal", "image")().load([str(path)])[0]
+    assert item.meta["bit_depth"] == 16 and item.channels == 3
+
+
 def test_max_side_downscales_antialiased_and_never_upscales(tmp_path: Path):
     checker = (np.indices((64, 32)).sum(axis=0) % 2 * 255).astype(np.uint8)
     iio.imwrite(tmp_path / "c.png", checker)
@@ -91,6 +102,15 @@ def test_duplicate_names_are_made_unique(tmp_path: Path):
         iio.imwrite(tmp_path / sub / "x.png", make_image(6, 6))
     items = signal().load([str(tmp_path / "a"), str(tmp_path / "b")])
     assert [it.name for it in items] == ["x", "x-2"]
+
+
+def test_repeated_names_never_collide(tmp_path: Path):
+    for sub, name in (("d1", "a"), ("d2", "a"), ("d3", "a-2")):
+        (tmp_path / sub).mkdir()
+        iio.imwrite(tmp_path / sub / f"{name}.png", make_image(6, 6))
+    items = get_registry().get("signal", "image")().load([str(tmp_path / d) for d in ("d1", "d2", "d3")])
+    names = [it.name for it in items]
+    assert len(set(names)) == 3 and names == ["a", "a-3", "a-2"]
 
 
 @pytest.mark.parametrize(

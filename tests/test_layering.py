@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"inrkit._version", "inrkit.errors", "inrkit.inits", "inrkit.coords", "inrkit.metrics", "inrkit.plugins.hookspecs"},
     {"inrkit.images", "inrkit.devices", "inrkit.results"},
     {"inrkit.interfaces"},  # the plugin interfaces and the INRModel protocol
-    {"inrkit.plugins.manager", "inrkit.plugins"},
+    {"inrkit.plugins.manager", "inrkit.plugins", "inrkit.sources"},
     {"inrkit.config"},
     {"inrkit.nn"},  # modules: a forward pass and a parameter layout
     {"inrkit.points", "inrkit.artifacts"},  # targets and chunks; files

@@ -52,6 +52,7 @@ def test_bf16_is_refused_for_models_with_their_own_forward():
         trainer.fit(model, points)
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager_training():
     from torch._dynamo.utils import counters
 

@@ -170,6 +170,7 @@ def test_registry_loads_lazily_and_once():
     assert registry.pm.get_plugins() == plugins
 
 
+@pytest.mark.slow
 def test_cli_import_loads_no_plugin_and_help_needs_none(tmp_path):
     code = (
         "import sys, inrkit.cli; "

@@ -20,6 +20,7 @@ STEPS = 600
 CONFIG = {"model": {"width": 16, "layers": 3}, "train": {"steps": STEPS, "lr": 1e-3, "seed": 3, "checkpoint_every": 5}}
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_ends_exactly_like_an_uninterrupted_run(image_dir: Path, tmp_path: Path):
     reference = inrkit.fit(CONFIG, data=[str(image_dir)], out=tmp_path / "whole")
     assert not (tmp_path / "whole" / "resume.pt").exists()  # a finished run keeps no snapshot
@@ -52,6 +53,7 @@ def test_resume_refuses_finished_and_unknown_runs(image_dir: Path, tmp_path: Pat
     assert r.exit_code != 0 and "give no other run options" in r.output
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
 def test_ctrl_c_saves_a_snapshot_and_exits_cleanly(image_dir: Path, tmp_path: Path):
     out = tmp_path / "interrupted"

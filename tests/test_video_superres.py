@@ -32,6 +32,7 @@ def cli(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
+@pytest.mark.slow
 def test_video_frames_are_items(clip: Path):
     items = video(start=1, frames=3, stride=2).load([str(clip)])
     assert [it.name for it in items] == ["frame00001", "frame00003", "frame00005"]
@@ -47,6 +48,7 @@ def test_video_from_a_folder_of_frames(tmp_path: Path):
     assert [it.meta["frame"] for it in items] == [0, 2, 4]
 
 
+@pytest.mark.slow
 def test_video_run_writes_frames_video_and_metrics(clip: Path, tmp_path: Path):
     out = tmp_path / "run"
     result = cli("run", "--signal", "video", "--data", str(clip), "--set", "signal.frames=4", "--sharing", "minr",

@@ -22,15 +22,13 @@ import math
 from pathlib import Path
 from typing import ClassVar
 
-import pydantic
 import pytest
 import torch
 
-from inrkit.errors import ConfigError
 from inrkit.factory import build_model
 from inrkit.interfaces import Activation, INRModel, ModelSpec
-from inrkit.plugins import PluginRegistry, get_registry
-from inrkit.testing._common import devices, write_test_images
+from inrkit.plugins import PluginRegistry
+from inrkit.testing._common import PluginContract, devices, write_test_images
 
 #: Sharing strategies every activation must work with.
 CORE_STRATEGIES = ("separate", "minr")
@@ -38,42 +36,28 @@ CORE_STRATEGIES = ("separate", "minr")
 MIN_FIT_GAIN_DB = 5.0
 
 
-class ActivationContract:
+class ActivationContract(PluginContract):
     """Checks every activation plugin must pass. Set ``activation`` to the registered name."""
 
+    kind: ClassVar[str] = "activation"
     #: The activation's registered name.
     activation: ClassVar[str]
-    #: Registry to check against; ``None`` is the installed one (entry points).
-    registry: ClassVar[PluginRegistry | None] = None
 
     @pytest.fixture
     def activation_name(self) -> str:
         return self.activation
 
     @pytest.fixture
-    def plugin_registry(self) -> PluginRegistry:
-        return self.registry or get_registry()
+    def plugin_name(self, activation_name: str) -> str:
+        return activation_name
 
     @pytest.fixture
     def act(self, activation_name: str, plugin_registry: PluginRegistry) -> Activation:
         return plugin_registry.create("activation", activation_name)
 
     # -- registration and options ---------------------------------------------------------------
-    def test_registered_under_its_name(self, activation_name: str, plugin_registry: PluginRegistry) -> None:
-        entry = plugin_registry.entry("activation", activation_name)
-        assert entry.cls.name == activation_name
-        assert issubclass(entry.cls, Activation)
-        assert entry.distribution and entry.version, "the providing distribution should be known"
-        assert entry.cls.default_lr > 0
-
-    def test_options_have_defaults_and_reject_unknown_keys(self, act: Activation, plugin_registry: PluginRegistry) -> None:
-        cls = type(act)
-        cls.Options()  # every option has a default
-        assert cls.Options.model_config.get("extra") == "forbid"
-        with pytest.raises(pydantic.ValidationError):
-            cls.Options.model_validate({"definitely_not_an_option": 1})
-        with pytest.raises(ConfigError, match="definitely_not_an_option"):
-            plugin_registry.create("activation", act.name, {"definitely_not_an_option": 1})
+    def test_default_learning_rate_is_positive(self, act: Activation) -> None:
+        assert type(act).default_lr > 0
 
     # -- initialisation ---------------------------------------------------------------------------
     @pytest.mark.parametrize("position", ["first", "hidden", "last"])

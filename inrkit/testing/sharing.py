@@ -28,18 +28,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pydantic
 import pytest
 import torch
 
 from inrkit import artifacts
-from inrkit.errors import ConfigError
 from inrkit.factory import build_model
 from inrkit.interfaces import INRModel, ModelCapabilities, ModelSpec, SharingStrategy
 from inrkit.nn import count_parameters, validate_model
-from inrkit.plugins import PluginRegistry, get_registry
+from inrkit.plugins import PluginRegistry
 from inrkit.points import PointSet
-from inrkit.testing._common import write_test_images
+from inrkit.testing._common import PluginContract, write_test_images
 from inrkit.train import ChunkedStep
 
 #: PSNR gain (dB) over the untrained network that a 100-step fit must reach.
@@ -50,15 +48,14 @@ def _real(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
-class SharingStrategyContract:
+class SharingStrategyContract(PluginContract):
     """Checks every sharing strategy must pass. Set ``sharing`` to the registered name."""
 
+    kind: ClassVar[str] = "sharing"
     #: The strategy's registered name.
     sharing: ClassVar[str]
     #: Options it is built with (``{}``: its defaults).
     options: ClassVar[dict[str, Any]] = {}
-    #: Registry to check against; ``None`` is the installed one (entry points).
-    registry: ClassVar[PluginRegistry | None] = None
     #: Activations it is checked with: a real-valued and a complex-valued one.
     activations: ClassVar[tuple[str, ...]] = ("siren", "wire")
     #: Spatial shapes of the items of the test models.
@@ -71,8 +68,8 @@ class SharingStrategyContract:
         return self.sharing
 
     @pytest.fixture
-    def plugin_registry(self) -> PluginRegistry:
-        return self.registry or get_registry()
+    def plugin_name(self, sharing_name: str) -> str:
+        return sharing_name
 
     @pytest.fixture
     def strategy(self, sharing_name: str, plugin_registry: PluginRegistry) -> SharingStrategy:
@@ -97,22 +94,6 @@ class SharingStrategyContract:
     def coords(self, rows: int, points: int = 23, seed: int = 1) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed)
         return torch.rand(rows, points, len(self.item_shapes[0]), generator=generator) * 2 - 1
-
-    # -- registration and options ---------------------------------------------------------------
-    def test_registered_under_its_name(self, sharing_name: str, plugin_registry: PluginRegistry) -> None:
-        entry = plugin_registry.entry("sharing", sharing_name)
-        assert entry.cls.name == sharing_name
-        assert issubclass(entry.cls, SharingStrategy)
-        assert entry.distribution and entry.version, "the providing distribution should be known"
-
-    def test_options_have_defaults_and_reject_unknown_keys(self, strategy: SharingStrategy, plugin_registry: PluginRegistry) -> None:
-        cls = type(strategy)
-        cls.Options()  # every option has a default
-        assert cls.Options.model_config.get("extra") == "forbid"
-        with pytest.raises(pydantic.ValidationError):
-            cls.Options.model_validate({"definitely_not_an_option": 1})
-        with pytest.raises(ConfigError, match="definitely_not_an_option"):
-            plugin_registry.create("sharing", strategy.name, {"definitely_not_an_option": 1})
 
     # -- the model's layout ---------------------------------------------------------------------
     def test_builds_a_valid_inr_model(self, strategy: SharingStrategy, activation_name: str, plugin_registry: PluginRegistry) -> None:

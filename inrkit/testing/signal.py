@@ -28,23 +28,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pydantic
 import pytest
 
-from inrkit.errors import ConfigError, DataError
+from inrkit.errors import DataError
 from inrkit.interfaces import Item, Signal
-from inrkit.plugins import PluginRegistry, get_registry
+from inrkit.plugins import PluginRegistry
+from inrkit.testing._common import PluginContract
 
 
-class SignalContract:
+class SignalContract(PluginContract):
     """Checks every signal must pass. Set ``signal`` to the registered name."""
 
+    kind: ClassVar[str] = "signal"
     #: The signal's registered name.
     signal: ClassVar[str]
     #: Options it is created with (``{}``: its defaults).
     options: ClassVar[dict[str, Any]] = {}
-    #: Registry to check against; ``None`` is the installed one (entry points).
-    registry: ClassVar[PluginRegistry | None] = None
     #: Largest difference allowed between saved and reloaded values (8-bit files: 1/255).
     round_trip_atol: ClassVar[float] = 1.0 / 255.0 + 1e-6
 
@@ -54,8 +53,8 @@ class SignalContract:
         return []
 
     @pytest.fixture
-    def plugin_registry(self) -> PluginRegistry:
-        return self.registry or get_registry()
+    def plugin_name(self) -> str:
+        return self.signal
 
     @pytest.fixture
     def sig(self, plugin_registry: PluginRegistry) -> Signal:
@@ -69,21 +68,8 @@ class SignalContract:
         """What to load to read back the files ``save_all`` wrote (default: those files)."""
         return [str(p) for p in written]
 
-    # -- registration and options ---------------------------------------------------------------
-    def test_registered_under_its_name(self, plugin_registry: PluginRegistry) -> None:
-        entry = plugin_registry.entry("signal", self.signal)
-        assert entry.cls.name == self.signal and issubclass(entry.cls, Signal)
-        assert entry.distribution and entry.version, "the providing distribution should be known"
-        assert isinstance(entry.cls.in_dim, int) and entry.cls.in_dim >= 1
-
-    def test_options_have_defaults_and_reject_unknown_keys(self, sig: Signal, plugin_registry: PluginRegistry) -> None:
-        cls = type(sig)
-        cls.Options()
-        assert cls.Options.model_config.get("extra") == "forbid"
-        with pytest.raises(pydantic.ValidationError):
-            cls.Options.model_validate({"definitely_not_an_option": 1})
-        with pytest.raises(ConfigError, match="definitely_not_an_option"):
-            plugin_registry.create("signal", self.signal, {"definitely_not_an_option": 1})
+    def test_declares_its_coordinate_dimensions(self, sig: Signal) -> None:
+        assert isinstance(type(sig).in_dim, int) and type(sig).in_dim >= 1
 
     # -- loading ----------------------------------------------------------------------------------
     @staticmethod

@@ -13,8 +13,6 @@ Conversion rules, applied explicitly rather than left to the decoder:
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +24,7 @@ import inrkit
 from inrkit.errors import DataError
 from inrkit.images import IMAGE_SUFFIXES, read_pixels, shrink_to_max_side, to_channels, write_png
 from inrkit.interfaces import Item, PluginOptions, Signal
+from inrkit.sources import expand, make_names_unique
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket")
 SAMPLE_PREFIX = "sample:"
@@ -58,33 +57,16 @@ class ImageSignal(Signal):
             data = self._resize(to_channels(arr, mode, meta), meta)
             meta["channels"] = mode
             items.append(Item(name=name, data=data, meta=meta))
-        _dedupe_names(items)
+        make_names_unique(items)
         return items
 
     def _expand(self, source: str) -> list[str]:
-        if not source.strip():
-            raise DataError("an empty path was given as data")
         if source.startswith(SAMPLE_PREFIX):
             name = source[len(SAMPLE_PREFIX):]
             if name not in SAMPLES:
                 raise DataError(f"unknown sample image {name!r}; samples: {', '.join(SAMPLES)}")
             return [source]
-        if any(ch in source for ch in "*?["):
-            matches = sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
-            if not matches:
-                raise DataError(f"no files match {source!r}")
-            return matches
-        path = Path(source)
-        if path.is_dir():
-            files = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise DataError(
-                    f"folder {source} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
-                )
-            return files
-        if not path.exists():
-            raise DataError(f"no such file or folder: {source}")
-        return [source]
+        return expand(source, IMAGE_SUFFIXES, "images")
 
     def _read(self, source: str) -> tuple[str, np.ndarray, dict[str, Any]]:
         if source.startswith(SAMPLE_PREFIX):
@@ -111,20 +93,6 @@ class ImageSignal(Signal):
     # -- writing ------------------------------------------------------------------------------
     def save(self, item: Item, reconstruction: np.ndarray, folder: Path) -> list[Path]:
         return [write_png(folder / f"{item.name}.png", reconstruction, item.meta.get("bit_depth", 8))]
-
-
-def _dedupe_names(items: list[Item]) -> None:
-    """Make names unique: a repeated name gets ``-2``, ``-3``, ... (skipping names already taken)."""
-    taken = {item.name for item in items}
-    seen: set[str] = set()
-    for item in items:
-        if item.name in seen:
-            k = 2
-            while f"{item.name}-{k}" in taken:
-                k += 1
-            item.name = f"{item.name}-{k}"
-            taken.add(item.name)
-        seen.add(item.name)
 
 
 @inrkit.hookimpl

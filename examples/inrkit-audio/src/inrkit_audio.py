@@ -12,8 +12,6 @@ There are no built-in samples. Options: ``max_seconds`` keeps the start of each 
 
 from __future__ import annotations
 
-import glob
-import os
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +23,7 @@ import pydantic
 import inrkit
 from inrkit.errors import DataError
 from inrkit.interfaces import Item, PluginOptions, Signal
+from inrkit.sources import expand, make_names_unique
 
 #: ``x = (s + OFFSET) / FULL_SCALE`` maps int16 samples onto [0, 1] exactly end to end.
 OFFSET = 32768
@@ -90,13 +89,13 @@ class AudioSignal(Signal):
     def load(self, sources: Sequence[str]) -> list[Item]:
         if not sources:
             raise DataError("the audio signal has no built-in samples: give WAV files, folders or globs (--data)")
-        paths = [path for source in sources for path in _expand(source)]
+        paths = [path for source in sources for path in expand(source, {".wav"}, "WAV files")]
         items = [self._item(path) for path in paths]
         counts = {item.channels for item in items}
         if len(counts) > 1:
             by_count = ", ".join(f"{item.meta['source']}: {item.channels}" for item in items)
             raise DataError(f"the WAV files differ in channels ({by_count}); set signal.channels=mono to mix them down")
-        _dedupe_names(items)
+        make_names_unique(items)
         return items
 
     def _item(self, path: str) -> Item:
@@ -112,40 +111,6 @@ class AudioSignal(Signal):
     def save(self, item: Item, reconstruction: np.ndarray, folder: Path) -> list[Path]:
         rate = int(item.meta.get("sample_rate", DEFAULT_RATE))
         return [write_wav(folder / f"{item.name}.wav", reconstruction, rate)]
-
-
-def _expand(source: str) -> list[str]:
-    """A file, a folder's ``.wav`` files or a glob's files, sorted; a :class:`DataError` if none."""
-    if not source.strip():
-        raise DataError("an empty path was given as data")
-    if any(ch in source for ch in "*?["):
-        matches = sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
-        if not matches:
-            raise DataError(f"no files match {source!r}")
-        return matches
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".wav")
-        if not files:
-            raise DataError(f"folder {source} holds no .wav files")
-        return files
-    if not path.exists():
-        raise DataError(f"no such file or folder: {source}")
-    return [source]
-
-
-def _dedupe_names(items: list[Item]) -> None:
-    """Make names unique: a repeated name gets ``-2``, ``-3``, ... (skipping names already taken)."""
-    taken = {item.name for item in items}
-    seen: set[str] = set()
-    for item in items:
-        if item.name in seen:
-            k = 2
-            while f"{item.name}-{k}" in taken:
-                k += 1
-            item.name = f"{item.name}-{k}"
-            taken.add(item.name)
-        seen.add(item.name)
 
 
 @inrkit.hookimpl
