@@ -13,7 +13,7 @@ trains an inrkit model with :class:`inrkit.Trainer`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 
 from inrkit import artifacts
 from inrkit.config import ResolvedRun, RunConfig, merge, validate_run_config
+from inrkit.devices import usable_here
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError
 from inrkit.factory import create_model
 from inrkit.interfaces import Callback
@@ -85,6 +86,17 @@ def parameter_counts(
     return count_parameters(model)
 
 
+def _on_this_machine(config: RunConfig) -> tuple[RunConfig, str | None]:
+    """A saved config whose device this machine lacks (a run trained on ``cuda`` resumed or
+    encoded on a laptop) runs on this machine's device instead; returns a note saying so."""
+    name = config.train.device
+    if usable_here(name):
+        return config, None
+    train = config.train.model_copy(update={"device": "auto"})
+    note = f"the run was trained on {name!r}, which this machine does not have; continuing on 'auto'"
+    return config.model_copy(update={"train": train}), note
+
+
 def _callbacks(registry: PluginRegistry, progress: bool, callbacks: Sequence[Callback]) -> list[Callback]:
     """The caller's callbacks, with the progress bar first when asked for (and installed)."""
     bar = [registry.create("callback", "progress")] if progress and "progress" in registry.names("callback") else []
@@ -99,7 +111,7 @@ def fit(
     save: bool = True,
     progress: bool = False,
     registry: PluginRegistry | None = None,
-    on_note: Any = None,
+    on_note: Callable[[str], None] | None = None,
     plots: bool = False,
     resume: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
@@ -128,6 +140,9 @@ def fit(
             raise ConfigError(f"{resume_dir} has finished (metrics.json exists); there is nothing to resume")
         resume_state = artifacts.load_resume(resume_dir / artifacts.RESUME_FILE)
         config = RunConfig.model_validate(artifacts.read_json(resume_dir / artifacts.CONFIG_FILE))
+        config, moved = _on_this_machine(config)
+        if moved and on_note is not None:
+            on_note(moved)
     if isinstance(data, (str, Path)):
         data = [str(data)]
     cfg = as_config(config, data=list(data) if data is not None else None)
@@ -155,6 +170,7 @@ def encode(
     plots: bool = False,
     init: str = "random",
     callbacks: Sequence[Callback] = (),
+    on_note: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Encode new items into a trained run: fit only their per-item parameters.
 
@@ -175,7 +191,10 @@ def encode(
         data = [str(data)]
     if not data:
         raise DataError("encode needs new items: give --data with files, folders or globs")
-    base = run.config.model_dump(exclude_unset=False)
+    config, moved = _on_this_machine(run.config)
+    if moved and on_note is not None and "device" not in (train or {}):
+        on_note(moved)
+    base = config.model_dump(exclude_unset=False)
     channels = int(run.items[0]["channels"])
     update: dict[str, Any] = {"data": list(data), "train": dict(train or {})}
     if "callbacks" in update["train"]:  # added to the run's own callbacks, as --log does for run

@@ -27,8 +27,8 @@ from inrkit.devices import resolve_device
 from inrkit.factory import create_model
 from inrkit.interfaces import INRModel
 from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
-from inrkit.points import PointSet, auto_chunk_points
-from inrkit.train import ChunkedStep
+from inrkit.points import GPU_CHUNK_ROWS, PointSet
+from inrkit.train import ChunkedStep, Trainer
 
 
 def _sync(device: torch.device) -> None:
@@ -72,14 +72,39 @@ def naive_siren(width: int, layers: int, omega: float = 30.0) -> nn.Sequential:
     return nn.Sequential(*modules)
 
 
-def machine_rates(width: int, device: torch.device, repeats: int = 5) -> tuple[float, float]:
-    """(GEMM FLOP/s, sine evaluations/s) measured on shapes like a training step's."""
-    rows = 16384
-    a = torch.randn(rows, width, device=device)
-    b = torch.randn(width, width, device=device)
-    gemm = _median_seconds(lambda: torch.mm(a, b), repeats, device)
+def _device_seconds(op: Callable[[], object], device: torch.device, iterations: int) -> float:
+    """Seconds per call of a short GPU operation: CUDA events around many calls, so that launch
+    latency and the host timer do not dominate a kernel of a few microseconds."""
+    op()
+    torch.cuda.synchronize(device)
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    for _ in range(iterations):
+        op()
+    end.record()
+    torch.cuda.synchronize(device)
+    return begin.elapsed_time(end) / 1e3 / iterations
+
+
+def machine_rates(width: int, device: torch.device, repeats: int = 5, precision: str = "fp32") -> tuple[float, float]:
+    """(GEMM FLOP/s, sine evaluations/s) measured on shapes like a training step's.
+
+    On the CPU, medians of single calls on 16,384 rows. On a GPU, the GPU's chunk size
+    (:data:`~inrkit.points.GPU_CHUNK_ROWS` rows) timed with CUDA events over 50 calls; with
+    ``precision="bf16"`` the GEMM rate is bf16's (the hidden layers' products then run in bf16).
+    """
+    cuda = device.type == "cuda"
+    rows = GPU_CHUNK_ROWS if cuda else 16384
+    dtype = torch.bfloat16 if cuda and precision == "bf16" else torch.float32
+    a = torch.randn(rows, width, device=device, dtype=dtype)
+    b = torch.randn(width, width, device=device, dtype=dtype)
     x = torch.randn(rows, width, device=device)
-    sine = _median_seconds(lambda: torch.sin(x), repeats, device)
+    if cuda:
+        gemm = _device_seconds(lambda: torch.mm(a, b), device, 50)
+        sine = _device_seconds(lambda: torch.sin(x), device, 50)
+    else:
+        gemm = _median_seconds(lambda: torch.mm(a, b), repeats, device)
+        sine = _median_seconds(lambda: torch.sin(x), repeats, device)
     return 2.0 * rows * width * width / gemm, rows * width / sine
 
 
@@ -129,12 +154,13 @@ def _run_bench(
     model = create_model(
         activation, sharing, item_shapes=[(size, size)] * items, width=width, layers=layers, device=dev
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    chunk = min(chunk_points, points.points) if chunk_points else auto_chunk_points(items, points.points, dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True if dev.type == "cuda" else None)
+    chunks = Trainer(chunk_points=chunk_points or "auto", device=dev).plan_chunks(points, model)  # as a fit would
+    chunk = max(c.stop - c.start for c, _ in chunks)
     compile_seconds = None
     started = time.perf_counter()
     forward = compile_forward(model) if compile else None
-    step = ChunkedStep(model, points, points.chunks(chunk), forward, autocast_dtype(precision))
+    step = ChunkedStep(model, points, chunks, forward, autocast_dtype(precision))
     if compile:
         with compile_errors(True):
             model.training_step(step)  # compiles; its gradients are discarded below
@@ -166,7 +192,7 @@ def _run_bench(
 
         naive_seconds = _median_seconds(naive_step, repeats, dev)
 
-    gemm_rate, sine_rate = machine_rates(width, dev)
+    gemm_rate, sine_rate = machine_rates(width, dev, precision=precision)
     flops, sines = step_work(model, items * size * size)
     floor = flops / gemm_rate + sines / sine_rate
     return {

@@ -36,8 +36,15 @@ class InrkitGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except InrkitError as exc:
-            raise UserError(exc) from None
+        except Exception as exc:
+            # A process of a torchrun group that stops on an error must not wait for its peers at
+            # exit. The group exists only if inrkit.distributed was imported.
+            group_module = sys.modules.get("inrkit.distributed")
+            if group_module is not None:
+                group_module.mark_failed()
+            if isinstance(exc, InrkitError):
+                raise UserError(exc) from None
+            raise
 
 
 class PluginName(click.ParamType):
@@ -385,7 +392,7 @@ def encode(
     overrides = {k: v for k, v in train.items() if v is not None}
     if log:
         overrides["callbacks"] = list(log)
-    result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress, init=init)
+    result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress, init=init, on_note=_note)
     report_fit(result, as_json)
 
 

@@ -7,6 +7,15 @@ import torch
 from inrkit.errors import ConfigError
 
 
+def usable_here(name: str) -> bool:
+    """Whether ``train.device`` value ``name`` names a device this machine has."""
+    try:
+        resolve_device(name)
+    except ConfigError:
+        return False
+    return True
+
+
 def resolve_device(name: str | torch.device) -> torch.device:
     """``auto`` means CUDA when present; an unavailable device is a configuration error."""
     name = str(name)

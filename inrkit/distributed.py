@@ -117,6 +117,7 @@ class TorchDistributed(ProcessGroup):
         dist.broadcast_object_list(payload, src=0)
         ok, value = payload[0]
         if not ok:
+            mark_failed()
             raise error if error is not None else value
         return value
 
@@ -193,36 +194,49 @@ def requested_world_size() -> int:
         raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
 
 
+def process_gpu(local_rank: int, local_world_size: int) -> torch.device:
+    """The GPU a torchrun process trains on: ``cuda:LOCAL_RANK`` when the process sees all of the
+    node's GPUs, ``cuda:0`` when it sees exactly one (``CUDA_VISIBLE_DEVICES`` set per process)."""
+    visible = torch.cuda.device_count()
+    if visible == 1 and local_world_size > 1 and os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+        return torch.device("cuda", 0)  # one GPU per process, chosen by the launcher
+    if local_rank >= visible:
+        raise ConfigError(
+            f"process {local_rank} has no GPU of its own ({visible} visible to {local_world_size} processes); "
+            "start at most one process per GPU, or give each process one GPU with CUDA_VISIBLE_DEVICES"
+        )
+    return torch.device("cuda", local_rank)
+
+
 def join(device: torch.device) -> tuple[ProcessGroup, torch.device]:
     """This process's group: :class:`SingleProcess` outside torchrun, else join (or reuse) one.
 
-    Under torchrun a CUDA device without an index becomes ``cuda:LOCAL_RANK``, one GPU per
-    process; the device to train on is returned beside the group.
+    Under torchrun a CUDA device without an index becomes this process's own GPU
+    (:func:`process_gpu`); that device, returned beside the group, may be passed back in (a second
+    fit in the same process), any other GPU index is refused.
     """
     if requested_world_size() <= 1:
         return SingleProcess(), device
     if not dist.is_available():
         raise ConfigError("this PyTorch build has no torch.distributed; run one process")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda" and device.index is not None:
-        raise ConfigError(
-            f"train.device {str(device)!r} names one GPU for all {requested_world_size()} processes; "
-            "use 'cuda' or 'auto' (each process takes the GPU of its LOCAL_RANK)"
-        )
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
     if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
+        own = process_gpu(local_rank, local_world_size)
+        if device.index is not None and device.index != own.index:
             raise ConfigError(
-                f"process {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible); "
-                "start at most one process per GPU"
+                f"train.device {str(device)!r} names one GPU for all {requested_world_size()} processes; "
+                "use 'cuda' or 'auto' (each process takes its own GPU)"
             )
-        device = torch.device("cuda", local_rank)
+        device = own
     owns = not dist.is_initialized()
     if owns:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
         try:
-            dist.init_process_group(backend, timeout=timedelta(minutes=30))
+            # device_id binds the group to this process's GPU at once (no guessing, no hang).
+            dist.init_process_group(backend, timeout=timedelta(minutes=30), device_id=device if device.type == "cuda" else None)
         except (RuntimeError, ValueError) as exc:
             raise ConfigError(f"could not join the torch.distributed process group ({backend}): {exc}") from None
         # One group for the process's lifetime: `inrkit compare` and scripts fit several runs.
@@ -230,14 +244,29 @@ def join(device: torch.device) -> tuple[ProcessGroup, torch.device]:
     return TorchDistributed(dist.get_rank(), dist.get_world_size(), local_rank, owns), device
 
 
+#: Set when a collective step failed: the processes then leave without waiting for each other.
+_failed = False
+
+
+def mark_failed() -> None:
+    """Record that this process stops on an error, so that exiting skips the parting barrier
+    (a peer may never reach it, and waiting would last until the group's timeout)."""
+    global _failed
+    _failed = True
+
+
 def _destroy() -> None:
-    if dist.is_initialized():
-        # Leave together: tearing gloo down while a peer is still connected or already gone
-        # can abort the process ("terminate called without an active exception").
-        try:
-            dist.barrier()
-        finally:
-            dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    if _failed:
+        dist.destroy_process_group()
+        return
+    # Leave together: tearing gloo down while a peer is still connected or already gone
+    # can abort the process ("terminate called without an active exception").
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:

@@ -22,10 +22,14 @@ from inrkit.results import Evaluation, item_metrics
 def evaluate(
     model: INRModel, items: Sequence[Item], signal: Signal, device: torch.device, *, step: int = 0, final: bool = True
 ) -> Evaluation:
-    """Render every item's evaluation view and score it; reconstructions come back on the CPU."""
+    """Render every item's evaluation view and score it; reconstructions come back on the CPU.
+
+    The targets stay on the CPU: the model runs on ``device`` chunk by chunk, and scoring is done
+    on the CPU, so a GPU holds only the model and one chunk's activations.
+    """
     targets = [signal.eval_view(item) for item in items]
     points = PointSet.from_arrays(targets)
-    rendered = render_points(model, points.to(device), auto_chunk_rows(device)).cpu()
+    rendered = render_points(model, points, auto_chunk_rows(device), device=device)
     recons = [rendered[i, : points.counts[i]].reshape(arr.shape).numpy() for i, arr in enumerate(targets)]
     scores = [
         item_metrics(item.name, target, _finite(psnr(recon, target)), ssim(recon, target), signal.extra_metrics(item))

@@ -19,6 +19,23 @@ from inrkit.errors import PluginError
 from inrkit.interfaces import Activation, INRModel, LayerPosition, ModelCapabilities, ModelSpec, TrainingStep
 from inrkit.results import ParamCounts
 
+#: Layers with at most this many inputs (coordinates: the first layer) are computed as exact
+#: float32 multiply-adds on GPUs, where matrix products may use TF32 and its 10-bit mantissa would
+#: round coordinates to about a quarter pixel at 2048 px.
+EXACT_FAN_IN = 4
+
+
+def _exact_small_fan_in(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x @ weight + bias`` for a handful of inputs as elementwise multiply-adds (never TF32).
+
+    ``x`` is ``(..., K)``, ``weight`` ``(..., K, out)`` and ``bias`` ``(..., out)``, broadcastable
+    the way :class:`Linear` and :class:`BatchedLinear` lay them out.
+    """
+    out = bias
+    for k in range(x.shape[-1]):
+        out = out + x[..., k : k + 1] * weight[..., k, :]
+    return out
+
 
 def _default_uniform_(weight: torch.Tensor, bias: torch.Tensor) -> None:
     """PyTorch's ``nn.Linear`` default: U(±1/sqrt(fan_in)) for weight and bias."""
@@ -42,6 +59,8 @@ class Linear(nn.Module):
         _default_uniform_(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda and self.in_features <= EXACT_FAN_IN:
+            return _exact_small_fan_in(x, self.weight, self.bias)
         flat = x.reshape(-1, self.in_features)
         out = torch.addmm(self.bias, flat, self.weight)
         return out.reshape(*x.shape[:-1], self.out_features)
@@ -100,6 +119,8 @@ class BatchedLinear(nn.Module):
             weight, bias = weight.index_select(0, items), bias.index_select(0, items)
         if x.dim() != 3 or x.shape[0] != weight.shape[0]:
             raise ValueError(f"expected input (N={weight.shape[0]}, P, {self.in_features}), got {tuple(x.shape)}")
+        if x.is_cuda and self.in_features <= EXACT_FAN_IN:
+            return _exact_small_fan_in(x, weight.unsqueeze(1), bias.unsqueeze(1))
         return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
     @classmethod

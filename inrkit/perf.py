@@ -17,26 +17,39 @@ from inrkit.interfaces import INRModel
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
+def tf32_enabled() -> bool:
+    """Whether float32 CUDA matrix products may use TF32, read without raising.
+
+    PyTorch 2.9+ keeps a legacy flag (``allow_tf32``) and a newer setting (``fp32_precision``);
+    reading the legacy flag after only the newer one was set raises ("mix of the legacy and new
+    APIs"), so that case is read from the newer setting.
+    """
+    matmul = torch.backends.cuda.matmul
+    try:
+        return bool(matmul.allow_tf32)
+    except RuntimeError:
+        return getattr(matmul, "fp32_precision", "ieee") == "tf32"
+
+
 @contextlib.contextmanager
 def matmul_precision(device: torch.device, tf32: bool) -> Iterator[None]:
     """On CUDA, let float32 matrix products use TF32 tensor cores while the block runs.
 
-    The setting is process-wide in PyTorch, so the previous one is restored afterwards.
-    CPU products are left alone (full float32).
+    Set through the legacy ``allow_tf32`` setter, which keeps the legacy flag, the newer
+    ``fp32_precision`` and ``torch.get_float32_matmul_precision()`` in step, so any of them can be
+    read during the fit (a plugin, inductor's autotuning). The setting is process-wide in
+    PyTorch, so the previous one is restored afterwards. CPU products are left alone.
     """
     if device.type != "cuda":
         yield
         return
     matmul = torch.backends.cuda.matmul
-    # PyTorch refuses to mix its legacy ``allow_tf32`` flag with the newer ``fp32_precision``
-    # setting, so use the newer one where it exists.
-    name, value = ("fp32_precision", "tf32" if tf32 else "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", tf32)
-    before = getattr(matmul, name)
-    setattr(matmul, name, value)
+    before = tf32_enabled()
+    matmul.allow_tf32 = tf32
     try:
         yield
     finally:
-        setattr(matmul, name, before)
+        matmul.allow_tf32 = before
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:

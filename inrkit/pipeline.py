@@ -180,6 +180,7 @@ def run_metrics(
         inrkit_version=__version__,
         history=result.history,
         encoded_from=encoded_from,
+        compile_seconds=result.compile_seconds,
     )
     return metrics, result.evaluation.reconstructions
 

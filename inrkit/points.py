@@ -32,9 +32,34 @@ GPU_CHUNK_ROWS = 1 << 18
 Chunk = tuple[slice, "torch.Tensor | None"]
 
 
-def auto_chunk_rows(device: torch.device) -> int:
-    """Rows (points x items) per chunk for a device."""
-    return GPU_CHUNK_ROWS if device.type == "cuda" else CPU_CHUNK_ROWS
+def auto_chunk_rows(device: torch.device, bytes_per_row: int = 0) -> int:
+    """Rows (points x items) per chunk for a device.
+
+    On a GPU, ``bytes_per_row`` (the activation memory one row needs, see
+    :func:`activation_bytes_per_row`) caps the chunk at half the free memory: a complex-valued
+    network (WIRE) of width 256 can need several GB at the default size.
+    """
+    if device.type != "cuda":
+        return CPU_CHUNK_ROWS
+    if bytes_per_row <= 0:
+        return GPU_CHUNK_ROWS
+    free, _ = torch.cuda.mem_get_info(device)
+    fits = int(0.5 * free // bytes_per_row) // 1024 * 1024
+    return max(4096, min(GPU_CHUNK_ROWS, fits))
+
+
+def activation_bytes_per_row(model: INRModel) -> int:
+    """About how many bytes of activations one point of one item needs in a training step.
+
+    Each layer keeps its input, its pre-activation and their gradients (4 numbers per unit),
+    complex units count twice. Models without a ``layer_defs`` list (not a MultiINR) give 0,
+    which means "unknown".
+    """
+    defs = getattr(model, "layer_defs", None)
+    if not defs:
+        return 0
+    complex_factor = 2 if any(p.is_complex() for p in model.parameters()) else 1
+    return sum(int(d.out_features) for d in defs) * 4 * 4 * complex_factor
 
 
 def auto_chunk_points(n_items: int, points: int, device: torch.device) -> int:
@@ -156,6 +181,29 @@ class PointSet:
             start = stop
         return out
 
+    def item_block_chunks(self, rows: int) -> list[Chunk]:
+        """Chunks of about ``rows`` rows over blocks of items, for GPUs.
+
+        :meth:`chunks` gives every chunk a slice of every item's points, so every chunk reads
+        all per-item weights (and writes their gradients): with many items that traffic grows
+        with N x chunks. Here a chunk holds all points (or, for a very large item, ``rows`` of
+        them) of a block of items, so each item's weights are read about once per step. When all
+        items fit in one chunk this is :meth:`chunks`. Shorter items of a block are padded (their
+        extra points weigh zero).
+        """
+        per_block = max(1, rows // self.points)
+        if per_block >= self.n_items:
+            return self.chunks(max(1, min(self.points, rows // self.n_items)))
+        out: list[Chunk] = []
+        for first in range(0, self.n_items, per_block):
+            block = list(range(first, min(first + per_block, self.n_items)))
+            items = torch.tensor(block, device=self.targets.device)
+            length = max(self.counts[i] for i in block)
+            step = max(1, rows // len(block))
+            for start in range(0, length, step):
+                out.append((slice(start, min(start + step, length)), items))
+        return out
+
     def to(self, device: torch.device) -> PointSet:
         ids = None if self.item_ids is None else self.item_ids.to(device)
         return PointSet(self.targets.to(device), self.shapes, ids, self.loss_items)
@@ -180,16 +228,35 @@ class PointSet:
 
 
 @torch.no_grad()
-def render_points(model: INRModel, points: PointSet, chunk_rows: int = CPU_CHUNK_ROWS) -> torch.Tensor:
-    """Evaluate ``model`` at every point of ``points``: ``(N, P, C)`` in [0, 1], padding left at 0."""
+def render_points(
+    model: INRModel, points: PointSet, chunk_rows: int = CPU_CHUNK_ROWS, device: torch.device | None = None
+) -> torch.Tensor:
+    """Evaluate ``model`` at every point of ``points``: ``(N, P, C)`` in [0, 1] on ``points``' device.
+
+    ``device`` (default: where ``points`` are) is where the model runs. Only each chunk's
+    coordinates travel to it and only its outputs come back, so the targets of ``points`` stay
+    where they are: evaluating on a GPU does not hold the data set there a second time. Padding is
+    left at 0.
+    """
     model.eval()
-    out = torch.zeros(points.n_items, points.points, points.targets.shape[-1], device=points.targets.device)
+    home = points.targets.device
+    device = device or home
+    out = torch.zeros(points.n_items, points.points, points.targets.shape[-1], device=home)
+    moving = device != home
+    if moving and device.type == "cuda" and home.type == "cpu":
+        out = out.pin_memory()  # chunks come back asynchronously
     for sl, items in points.chunks(max(1, chunk_rows // max(points.n_items, 1))):
-        pred = model(points.chunk_coords(sl, items), points.model_items(items))
+        coords, model_items = points.chunk_coords(sl, items), points.model_items(items)
+        if moving:
+            coords = coords.to(device, non_blocking=True)
+            model_items = None if model_items is None else model_items.to(device, non_blocking=True)
+        pred = model(coords, model_items)
         if items is None:
-            out[:, sl] = pred
+            out[:, sl].copy_(pred, non_blocking=True)
         else:
-            out[items, sl] = pred
+            out[items, sl] = pred.to(home)
+    if moving and device.type == "cuda":
+        torch.cuda.synchronize(device)
     return to_unit(out)
 
 

@@ -153,6 +153,8 @@ class TrainResult:
     history: list[dict[str, Any]]
     #: The evaluation after the last step, when the fit was given an evaluator (rank 0 only).
     evaluation: Evaluation | None = None
+    #: With ``train.compile``: the first step's time, compilation included (not in ``seconds``).
+    compile_seconds: float | None = None
 
 
 class RunMetrics(_Model):
@@ -187,6 +189,8 @@ class RunMetrics(_Model):
     history: list[HistoryRecord] = []
     #: The run whose shared layers ``inrkit encode`` reused (encoded runs only).
     encoded_from: str | None = None
+    #: With ``train.compile``: the first step's time, compilation included (not in ``seconds``).
+    compile_seconds: float | None = None
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -240,8 +244,9 @@ class RunMetrics(_Model):
             elif key in ("items", "history"):
                 value = [v.to_dict() if isinstance(v, ItemMetrics) else v.model_dump() for v in value]
             out[key] = value
-        if self.encoded_from is not None:
-            out["encoded_from"] = self.encoded_from
+        for key in ("encoded_from", "compile_seconds"):  # written only where they apply
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
     def __getitem__(self, key: str) -> Any:

@@ -26,6 +26,7 @@ from inrkit.devices import resolve_device
 from inrkit.errors import CheckpointError, ConfigError, DataError
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import INRModel, Item, Signal
+from inrkit.perf import matmul_precision
 from inrkit.plugins import PluginRegistry, get_registry
 from inrkit.points import auto_chunk_rows, render
 from inrkit.results import RunMetrics
@@ -204,7 +205,8 @@ class Run:
         model = self.model_for(item, device)
         device = next(model.parameters()).device
         coords = grid(shape, device=device).unsqueeze(0)
-        values = render(model, coords, auto_chunk_rows(device))
+        with matmul_precision(device, self.config.train.tf32):  # as the run was trained and scored
+            values = render(model, coords, auto_chunk_rows(device))
         return values[0].reshape(*shape, -1).cpu().numpy()
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from inrkit.errors import ConfigError, TrainingError, TrainingInterrupted, forma
 from inrkit.interfaces import Callback, FitContext, Forward, INRModel
 from inrkit.metrics import psnr_from_mse
 from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
-from inrkit.points import Chunk, PointSet, auto_chunk_points
+from inrkit.points import Chunk, PointSet, activation_bytes_per_row, auto_chunk_points, auto_chunk_rows
 from inrkit.results import Evaluation, StepLog, TrainResult
 
 #: ``evaluator(model, step, final)``: render and score every item (rank 0 only).
@@ -161,11 +162,21 @@ class Trainer:
         self.lr = lr
         self.device = resolve_device(device if device is not None else self.config.device)
 
-    def chunk_points(self, points: PointSet) -> int:
-        """Points per item per chunk (``train.chunk_points``, or chosen for the device)."""
-        if self.config.chunk_points == "auto":
-            return auto_chunk_points(points.n_items, points.points, self.device)
-        return min(int(self.config.chunk_points), points.points)
+    def plan_chunks(self, points: PointSet, model: INRModel | None = None) -> list[Chunk]:
+        """How a step walks through the points.
+
+        ``train.chunk_points`` given: that many points of every item per chunk. ``auto`` on the
+        CPU: cache-sized chunks over all items (:data:`~inrkit.points.CPU_CHUNK_ROWS` rows). On a
+        GPU: chunks over blocks of items (:meth:`~inrkit.points.PointSet.item_block_chunks`), as
+        large as half the free memory allows for the model's activations, so each item's
+        weights are read about once per step however many items there are.
+        """
+        if self.config.chunk_points != "auto":
+            return points.chunks(min(int(self.config.chunk_points), points.points))
+        if self.device.type == "cuda":
+            bytes_per_row = activation_bytes_per_row(model) if model is not None else 0
+            return points.item_block_chunks(auto_chunk_rows(self.device, bytes_per_row))
+        return points.chunks(auto_chunk_points(points.n_items, points.points, self.device))
 
     def learning_rate(self, model: INRModel) -> float:
         """``lr`` given here, else ``train.lr``, else the model's activation's default."""
@@ -209,6 +220,20 @@ class Trainer:
                 run_config=run_config, resume_state=resume_state, on_snapshot=on_snapshot,
             )
 
+    @staticmethod
+    def _can_compile(model: INRModel) -> bool:
+        """Compile only where it helps: inductor runs complex-valued operations (WIRE) eagerly."""
+        if any(p.is_complex() for p in model.parameters()):
+            warnings.warn(
+                "train.compile is skipped: the network has complex-valued layers, which torch.compile "
+                "runs eagerly anyway", RuntimeWarning, stacklevel=4,
+            )
+            return False
+        # A fresh compilation per fit: `compare` fits several models, and after 8 recompilations of
+        # the same forward code dynamo would silently fall back to eager.
+        torch._dynamo.reset()
+        return True
+
     def _points(self, model: INRModel, data: PointSet | Sequence[np.ndarray], group: ProcessGroup) -> PointSet:
         if isinstance(data, PointSet):
             points = data
@@ -250,12 +275,14 @@ class Trainer:
         group.check_model(model, type(model).__name__)
         lr = self.learning_rate(model)
         steps = cfg.steps
-        chunks = points.chunks(self.chunk_points(points))
+        chunks = self.plan_chunks(points, model)
         params = [p for p in model.parameters() if p.requires_grad]
         shared = [p for p in model.shared.parameters() if p.requires_grad]
         if not params:  # everything frozen (encoding into COIN++ fits its latents afterwards)
             steps = 0
-        optimizer = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=lr)
+        # One fused kernel for the whole update on CUDA (it takes real floating-point tensors only).
+        fused = self.device.type == "cuda" and bool(params) and not any(p.is_complex() for p in params)
+        optimizer = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=lr, fused=fused or None)
         ratio = cfg.lr_final_ratio
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / max(steps, 1)))
         log_every = cfg.log_every or max(1, steps // 100)
@@ -276,12 +303,14 @@ class Trainer:
             run_dir=run_dir, config=dict(run_config or {}),
         )
         hooks = CallbackList(callbacks if group.is_main else [])
-        forward = compile_forward(model) if cfg.compile and steps else None
+        compiling = cfg.compile and steps > 0 and self._can_compile(model)
+        forward = compile_forward(model) if compiling else None
         step_data = ChunkedStep(model, points, chunks, forward, autocast_dtype(cfg.precision))
         start = time.perf_counter()
         loss_value = math.nan
         completed = first_step - 1
         result: TrainResult | None = None
+        compile_seconds: float | None = None
 
         def snapshot() -> dict[str, Any]:
             group.gather_item_rows(model, optimizer, points)  # a collective: every rank takes part
@@ -311,7 +340,7 @@ class Trainer:
                 for step in range(first_step, steps + 1):
                     optimizer.zero_grad(set_to_none=True)
                     step_lr = float(optimizer.param_groups[0]["lr"])
-                    with compile_errors(cfg.compile and step == first_step):
+                    with compile_errors(compiling and step == first_step):
                         per_item = model.training_step(step_data)
                     per_item = group.reduce_gradients(shared, per_item, points)
                     total = per_item.sum()
@@ -335,6 +364,9 @@ class Trainer:
                     optimizer.step()
                     scheduler.step()
                     completed = step
+                    if compiling and step == first_step:
+                        # The first step compiles: its time is reported apart, not as training.
+                        compile_seconds = time.perf_counter() - start
                     hooks.on_step_end(context, log)
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
                         state = snapshot()
@@ -356,9 +388,12 @@ class Trainer:
             model.prepare_evaluation(step_data)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            seconds = seconds_before + time.perf_counter() - start
+            seconds = seconds_before + time.perf_counter() - start - (compile_seconds or 0.0)
             evaluation = evaluate(steps, final=True)
-            result = TrainResult(steps=steps, seconds=seconds, final_loss=loss_value, history=history, evaluation=evaluation)
+            result = TrainResult(
+                steps=steps, seconds=seconds, final_loss=loss_value, history=history, evaluation=evaluation,
+                compile_seconds=compile_seconds,
+            )
             return result
         finally:
             hooks.on_fit_end(context, result)

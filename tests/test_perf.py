@@ -11,17 +11,22 @@ from inrkit.config import TrainConfig
 from inrkit.errors import ConfigError, TrainingError
 from inrkit.interfaces import INRModel
 from inrkit.points import PointSet
+from inrkit.results import TrainResult
 from inrkit.train import ChunkedStep, Trainer
 
 SHAPES = [(12, 12), (12, 12), (8, 10)]
 
 
 def _fit(steps: int = 8, **train: object) -> tuple[INRModel, list[dict]]:
+    model, result = _train(steps, **train)
+    return model, result.history
+
+
+def _train(steps: int = 8, **train: object) -> tuple[INRModel, TrainResult]:
     rng = np.random.default_rng(0)
     arrays = [rng.random((*s, 3), dtype=np.float32) for s in SHAPES]
     model = inrkit.create_model(item_shapes=SHAPES, width=32, layers=4, seed=0)
-    result = Trainer(steps=steps, log_every=1, device="cpu", lr=1e-3, **train).fit(model, arrays)
-    return model, result.history
+    return model, Trainer(steps=steps, log_every=1, device="cpu", lr=1e-3, **train).fit(model, arrays)
 
 
 def test_bf16_autocast_runs_only_hidden_products_in_bf16_and_tracks_fp32():
@@ -59,7 +64,9 @@ def test_compiled_training_matches_eager_training():
     torch._dynamo.reset()
     counters.clear()
     # small chunks: some run over every item, some past the smallest item's end (gathered rows)
-    compiled, history = _fit(steps=4, compile=True, chunk_points=50)
+    compiled, result = _train(steps=4, compile=True, chunk_points=50)
+    history = result.history
+    assert result.compile_seconds is not None and result.compile_seconds > 0  # reported apart from seconds
     assert counters["stats"]["unique_graphs"] >= 1  # the training loop did run compiled code
     assert not hasattr(compiled, "compiled_forward")  # the model is left as it was: evaluation runs eagerly
     eager, reference = _fit(steps=4, chunk_points=50)
