@@ -475,6 +475,32 @@ def analyze_weights(runs: tuple[str, ...], output: str, force: bool) -> None:
     click.echo(f"figure: {figure}\nnumbers: {numbers}")
 
 
+@analyze.command("activations")
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("--points", type=click.IntRange(min=1), default=2048, show_default=True, help="Coordinates per item measured.")
+@click.option("--no-gradients", is_flag=True, help="Skip the gradient norms (they need the run's data on disk).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the numbers as JSON here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the tables.")
+def analyze_activations(run_dir: str, points: int, no_gradients: bool, output: str | None, as_json: bool) -> None:
+    """Per-layer pre-activations, living units and gradient norms, at initialisation and trained."""
+    from pathlib import Path
+
+    from inrkit import api, artifacts
+    from inrkit.diagnostics import activation_report, format_table
+
+    report = activation_report(api.load(run_dir), points=points, gradients=not no_gradients)
+    if output:
+        artifacts.write_json(Path(output), report)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for label in ("init", "trained"):
+        click.echo(f"{label}:\n{format_table(report[label])}\n")
+    click.echo("alive: share of (point, unit) pairs whose activation exceeds 1e-3; dead units: silent at every point")
+    if report["note"]:
+        click.echo(f"Note: {report['note']}", err=True)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--all", "show_all", is_flag=True, help="Also list every plugin module with the hooks it implements.")

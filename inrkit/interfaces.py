@@ -379,6 +379,8 @@ class FitContext:
     run_dir: Path | None = None
     #: The run's configuration as JSON data (empty for a bare :meth:`inrkit.Trainer.fit`).
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: The model being trained, to read (its weights, their gradients after a step); never to change.
+    model: INRModel | None = None
 
 
 class Callback(Plugin):

@@ -300,7 +300,7 @@ class Trainer:
         names = tuple(item_names) if item_names is not None else tuple(str(i) for i in range(points.loss_items))
         context = FitContext(
             total_steps=steps, start_step=first_step - 1, item_names=names, lr=lr, device=str(self.device),
-            run_dir=run_dir, config=dict(run_config or {}),
+            run_dir=run_dir, config=dict(run_config or {}), model=model,
         )
         hooks = CallbackList(callbacks if group.is_main else [])
         compiling = cfg.compile and steps > 0 and self._can_compile(model)
