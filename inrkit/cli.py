@@ -75,8 +75,21 @@ def _format_warning(message: Any, category: Any, filename: str, lineno: int, lin
     return f"Warning: {message}\n"
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--version``: as ``click.version_option`` (eager, then exit), also naming torch and the device."""
+    if not value or ctx.resilient_parsing:
+        return
+    from inrkit.doctor import version_line
+
+    click.echo(version_line(), color=ctx.color)
+    ctx.exit()
+
+
 @click.group(cls=InrkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="inrkit", prog_name="inrkit")
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+    help="Show the version (with torch's and the default device) and exit.",
+)
 def main() -> None:
     """Fit implicit neural representations to many signals at once (MINR and friends)."""
     warnings.formatwarning = _format_warning
@@ -535,6 +548,25 @@ def plugins(as_json: bool, show_all: bool) -> None:
         click.echo(f"failed: {f.describe()}", err=True)
     for message in registry.conflicts():
         click.echo(f"conflict: {message}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (attach it to a bug report).")
+@click.option("--runs", "runs_dir", default="runs", show_default=True, type=click.Path(), help="Folder run folders go to: checked for writing and free disk.")
+@click.option("--compile-probe/--no-compile-probe", default=True, show_default=True, help="Check that torch.compile works here (seconds; in a separate process).")
+@click.option("--compile-timeout", type=click.FloatRange(min=1), default=120, show_default=True, metavar="SECONDS", help="Give up on the torch.compile probe after this long.")
+def doctor(as_json: bool, runs_dir: str, compile_probe: bool, compile_timeout: float) -> None:
+    """Report this environment for bug reports: versions, devices, plugins, runs folder, torch.compile.
+
+    Never fails on a broken environment: each check reports its own error.
+    """
+    from inrkit.doctor import format_report, gather
+
+    report = gather(runs=runs_dir, compile_probe=compile_probe, compile_timeout=compile_timeout)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        click.echo(format_report(report))
 
 
 @main.command()

@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"inrkit.factory", "inrkit.evaluate"},
     {"inrkit.plots"},
     {"inrkit.runs"},
-    {"inrkit.pipeline", "inrkit.analysis", "inrkit.bench", "inrkit.diagnostics"},
+    {"inrkit.pipeline", "inrkit.analysis", "inrkit.bench", "inrkit.diagnostics", "inrkit.doctor"},
     {"inrkit.api"},  # the facade
     {"inrkit.compare"},
     {"inrkit.cli", "inrkit.testing", "inrkit.testing._common", "inrkit.testing.activation",
