@@ -251,3 +251,53 @@ def test_version_survives_a_broken_torch(monkeypatch: pytest.MonkeyPatch):
     )
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
     assert doctor.version_line().startswith(f"inrkit {doctor.__version__} (torch not importable: ModuleNotFoundError: ")
+
+
+def test_gpus_are_reported_with_their_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The CUDA path, with torch.cuda faked: two GPUs, the second of which cannot report its memory."""
+    current = [0]
+
+    class Props:
+        name = "Fake GPU 80GB"
+        total_memory = 80 * 2**30
+
+    class Device:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def __enter__(self) -> None:
+            current[0] = self.index
+
+        def __exit__(self, *exc: object) -> None:
+            current[0] = 0
+
+    def mem_get_info(index: int) -> tuple[int, int]:
+        if index == 1:
+            raise RuntimeError("CUDA error: out of memory")
+        return 70 * 2**30, 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: Props())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (9, 0) if index == 0 else (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: Props.name)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: current[0] == 0)
+    monkeypatch.setattr(torch.cuda, "device", Device)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+
+    report = doctor.gather(runs=tmp_path, compile_probe=False)
+    devices = report["devices"]
+    assert devices["cuda_available"] is True and devices["cuda_device_count"] == 2 and devices["error"] is None
+    cpu, first, second = devices["items"]
+    assert first == {
+        "name": "cuda:0", "type": "cuda", "model": "Fake GPU 80GB", "memory_total_bytes": 80 * 2**30,
+        "memory_free_bytes": 70 * 2**30, "capability": "9.0", "bf16": True, "tf32": True, "error": None,
+    }
+    assert second["capability"] == "7.5" and second["bf16"] is False and second["tf32"] is False
+    assert second["memory_free_bytes"] is None and second["error"] == "RuntimeError: CUDA error: out of memory"
+    assert report["precision"]["tf32_supported"] is True and report["precision"]["bf16_cuda"] is False
+    assert report["torch"]["default_device"] == "cuda"
+    assert "device cuda:1: RuntimeError: CUDA error: out of memory" in report["problems"]
+    text = doctor.format_report(report)
+    assert "cuda:0  Fake GPU 80GB  memory 80.0 GiB total, 70.0 GiB free  compute 9.0  bf16 yes  tf32 yes" in text
+    assert doctor.version_line() == f"inrkit {doctor.__version__} (torch {torch.__version__}, cuda: Fake GPU 80GB (+1 more))"
