@@ -59,7 +59,8 @@ docs: $(VENV)/.inrkit-docs
 	@$(ACTIVATE) && NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet && echo "site/ built"
 
 dist: $(VENV)/.inrkit-release
-	@rm -rf dist && $(ACTIVATE) && python -m build --outdir dist . >/dev/null && python -m twine check --strict dist/*
+	@rm -rf dist && $(ACTIVATE) && { log=$$(python -m build --outdir dist . 2>&1) || { echo "$$log"; exit 1; }; } \
+	  && ls dist && python -m twine check --strict dist/*
 
 clean:
 	rm -rf build dist site .pytest_cache .mypy_cache .ruff_cache .hypothesis
