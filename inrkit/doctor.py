@@ -403,7 +403,7 @@ def format_report(report: dict[str, Any]) -> str:
     r = report["precision"]
     add(
         "precision",
-        f"TF32 on a GPU here {_yes(r['tf32_supported'])} (matmul {r['tf32_matmul']}, cuDNN {r['tf32_cudnn']})  "
+        f"TF32 on a GPU here {_yes(r['tf32_supported'])} (torch settings: matmul {r['tf32_matmul']}, cuDNN {r['tf32_cudnn']})  "
         f"bf16 CUDA {_yes(r['bf16_cuda'])}, CPU autocast {_yes(r['bf16_cpu_autocast'])}" + failed(r),
     )
     r = report["plugins"]
