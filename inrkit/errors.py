@@ -40,10 +40,44 @@ class CheckpointError(InrkitError):
     """A run folder or checkpoint is missing, truncated or not written by inrkit."""
 
 
+class StorageError(InrkitError):
+    """A file or folder could not be written: a full disk, a read-only folder, missing permissions."""
+
+
 class TrainingInterrupted(InrkitError):
-    """Training was interrupted (Ctrl-C); a resumable snapshot was saved where possible."""
+    """Training was interrupted (Ctrl-C, SIGTERM); a resumable snapshot was saved where possible.
+
+    The exit code is 128 plus the signal's number, as a shell reports a process a signal ended:
+    130 for Ctrl-C (SIGINT), 143 for SIGTERM.
+    """
 
     exit_code = 130
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class Terminated(KeyboardInterrupt):
+    """A termination signal (SIGTERM) delivered as an exception, so that it unwinds exactly as
+    Ctrl-C does: the trainer saves a snapshot, files being written are removed, and the command
+    exits with ``128 + signum``. The command line installs the handler that raises it."""
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def signal_number(exc: BaseException) -> int:
+    """The signal a :class:`KeyboardInterrupt` stands for: its ``signum``, or SIGINT (2)."""
+    return int(getattr(exc, "signum", 2))
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks (of a parser's or a library's message) become ``; ``."""
+    parts = [part.strip() for part in str(text).splitlines()]
+    return "; ".join(part for part in parts if part)
 
 
 def format_validation_error(exc: Any, prefix: str = "") -> str:
@@ -57,6 +91,12 @@ def format_validation_error(exc: Any, prefix: str = "") -> str:
             lines.append(f"{where}: unknown key")
             continue
         got = err.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"{where}: {err['msg']}{shown}")
+        shown = "" if isinstance(got, (dict, list)) else f" (got {_short_repr(got)})"
+        lines.append(f"{where}: {one_line(err['msg'])}{shown}")
     return "; ".join(lines)
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: values may come from untrusted files."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

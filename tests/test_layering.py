@@ -18,7 +18,8 @@ PLUGIN_PACKAGES = {p.name for p in (ROOT / "plugins").iterdir() if (p / "__init_
 
 #: Lowest first. A module may import from its own layer (without cycles) and from lower ones.
 LAYERS: list[set[str]] = [
-    {"inrkit._version", "inrkit.errors", "inrkit.inits", "inrkit.coords", "inrkit.metrics", "inrkit.plugins.hookspecs"},
+    {"inrkit._version", "inrkit.errors", "inrkit.inits", "inrkit.coords", "inrkit.metrics", "inrkit.plugins.hookspecs",
+     "inrkit.limits", "inrkit.names"},  # size limits and resources; safe file names
     {"inrkit.images", "inrkit.devices", "inrkit.results"},
     {"inrkit.interfaces"},  # the plugin interfaces and the INRModel protocol
     {"inrkit.plugins.manager", "inrkit.plugins", "inrkit.sources"},
