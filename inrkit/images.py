@@ -4,6 +4,13 @@ Pillow (imageio's default for PNG) reads 16-bit colour PNGs as 8-bit and cannot 
 16-bit PNGs go through pypng; everything else goes through imageio. Writes are atomic (temporary
 file, then rename), so an interrupted write never leaves half an image behind.
 
+Reading is defensive, since image files are untrusted: only regular files are opened; every
+reader's pixel count is checked against one limit (:func:`inrkit.limits.pixel_limit`) from the
+file's header, before anything is decoded; only the first frame of a multi-frame file is decoded;
+colour spaces other than gray, RGB and their alpha variants (CMYK and YCCK JPEGs, palette, LAB,
+HSV TIFFs ...) are converted to RGB explicitly; a video or audio file, and a float image without a
+single finite value, are refused.
+
 Conversion rules, applied explicitly rather than left to the decoder (:func:`to_unit_float`,
 :func:`to_channels`): 8-bit data is divided by 255, 16-bit by 65535, floats are clipped to
 [0, 1]; RGBA and gray+alpha are composited over white unless alpha is kept as a channel.
@@ -11,16 +18,19 @@ Conversion rules, applied explicitly rather than left to the decoder (:func:`to_
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from inrkit.errors import DataError
+from inrkit.errors import DataError, InrkitError, StorageError, one_line
+from inrkit.limits import check_pixels, check_regular_file, pixel_limit
 
 #: Suffixes of the files a folder of images is searched for.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pnm"})
@@ -30,53 +40,239 @@ CHANNEL_MODES = ("rgb", "gray", "rgba")
 WRITABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    """Bit depth from a PNG's IHDR chunk, or ``None`` for anything that is not a PNG."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+#: Pillow modes imageio returns as inrkit expects them (gray, RGB, alpha, 16-bit, float).
+_DIRECT_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
+#: Pillow modes converted here, and to what.
+_CONVERTED_MODES = {"CMYK": "RGB", "YCbCr": "RGB", "HSV": "RGB", "RGBX": "RGB", "RGBa": "RGBA", "La": "LA", "PA": "RGBA", "LAB": "RGB"}
+#: TIFF photometric interpretations read as stored: MINISBLACK and RGB.
+_DIRECT_TIFF = (1, 2)
+
+
+def _head(path: Path, n: int) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _png_header(path: Path) -> tuple[int, int, int] | None:
+    """``(width, height, bit depth)`` from a PNG's IHDR chunk, or ``None`` for anything else."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(25)
+        head = _head(path, 26)
     except OSError:
         return None
-    if len(head) < 25 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if len(head) < 25 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
         return None
-    return head[24]
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24]
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """The pixels of an image file in their stored dtype (uint16 for 16-bit PNGs)."""
+def _png_bit_depth(path: Path) -> int | None:
+    """Bit depth from a PNG's IHDR chunk, or ``None`` for anything that is not a PNG."""
+    header = _png_header(path)
+    return None if header is None else header[2]
+
+
+def _check_size(path: Path, height: int, width: int, limit: int) -> None:
+    if height <= 0 or width <= 0:
+        raise DataError(f"cannot read image {path}: its header gives a size of {width}x{height}")
+    check_pixels((height, width), f"image {path}", limit=limit, error=DataError)
+
+
+@contextlib.contextmanager
+def _pillow_unlimited() -> Iterator[None]:
+    """Pillow's own decompression-bomb check off for the duration of a read: inrkit checked the
+    size against its limit from the header already, and Pillow's (a warning from 89 and an error
+    from 179 megapixels) must neither warn below inrkit's limit nor refuse what it allows."""
+    from PIL import Image
+
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """The pixels of an image file's first frame in their stored dtype (uint16 for 16-bit PNGs).
+
+    The size is checked against the pixel limit (``max_pixels``, else
+    :func:`~inrkit.limits.pixel_limit`) from the header before anything is decoded.
+    """
     path = Path(path)
-    if _png_bit_depth(path) == 16:
-        import png
+    check_regular_file(path, "image")
+    limit = pixel_limit(max_pixels)
+    png = _png_header(path)
+    if png is not None:
+        width, height, depth = png
+        _check_size(path, height, width, limit)
+        if depth == 16:
+            import png as pypng
 
-        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-        planes = info["planes"]
-        return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+            width, height, rows, info = pypng.Reader(filename=str(path)).asDirect()
+            planes = info["planes"]
+            return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+    with _pillow_unlimited():
+        if _head(path, 4) in _TIFF_SIGNATURES:
+            return _read_tiff(path, limit)
+        return _read_other(path, limit)
+
+
+def _imageio_first_frame(path: Path, **kwargs: Any) -> np.ndarray:
     import imageio.v3 as iio
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # imageio's legacy plugin notices
-        return np.asarray(iio.imread(path))
+        return np.asarray(iio.imread(path, index=0, **kwargs))
 
 
-def read_pixels(source: str | Path) -> np.ndarray:
+def _read_tiff(path: Path, limit: int) -> np.ndarray:
+    """TIFFs through tifffile (floats, 16-bit colour), except colour spaces it returns raw."""
+    try:
+        import tifffile
+    except ImportError:  # pragma: no cover - scikit-image brings it; Pillow reads most TIFFs
+        return _read_other(path, limit)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        _check_size(path, int(page.imagelength), int(page.imagewidth), limit)
+        photometric = int(page.photometric)
+    if photometric in _DIRECT_TIFF:
+        return _imageio_first_frame(path, plugin="tifffile")
+    converted = _read_with_pillow(path, limit)  # palette, CMYK, LAB, inverted gray, ...
+    if converted is None:
+        raise DataError(
+            f"cannot read image {path}: its colour space (TIFF photometric {photometric}) is not supported; "
+            "convert it to gray or RGB"
+        )
+    return converted
+
+
+def _read_with_pillow(path: Path, limit: int) -> np.ndarray | None:
+    """The first frame through Pillow, converted to gray, RGB or RGBA as its mode requires;
+    ``None`` when Pillow does not know the format."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        return None
+    with image:
+        width, height = image.size
+        _check_size(path, height, width, limit)
+        mode = image.mode
+        if mode in _DIRECT_MODES:
+            image.load()
+            if mode == "P":
+                return np.asarray(image.convert("RGBA" if "transparency" in image.info else "RGB"))
+            return np.asarray(image)
+        target = _CONVERTED_MODES.get(mode)
+        if target is None:
+            raise DataError(f"cannot read image {path}: Pillow mode {mode!r} is not supported; convert it to gray or RGB")
+        return np.asarray(_convert(image, mode, target))
+
+
+def _convert(image: Any, mode: str, target: str) -> Any:
+    """Pillow image to ``target``: through its ICC profile or a colour-managed transform where
+    one exists (CMYK with a profile, LAB), else Pillow's conversion."""
+    from PIL import ImageCms
+
+    if mode == "LAB":
+        transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+        return ImageCms.applyTransform(image, transform)
+    icc = image.info.get("icc_profile")
+    if mode == "CMYK" and icc:
+        try:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # an unusable profile: Pillow's plain conversion below
+    return image.convert(target)
+
+
+def _read_other(path: Path, limit: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            width, height = image.size
+    except UnidentifiedImageError:
+        mode = None
+    if mode is not None:
+        _check_size(path, height, width, limit)
+        if mode in _DIRECT_MODES:
+            return _imageio_first_frame(path)  # as inrkit always read them
+        converted = _read_with_pillow(path, limit)
+        assert converted is not None
+        return converted
+    # Neither PNG, TIFF nor a format Pillow knows: another imageio plugin may read it, but a video
+    # or audio container is refused rather than reduced to its first frame.
+    if _is_media_container(path):
+        raise DataError(f"{path} is a video or audio file, not a still image; fit its frames with --signal video")
+    import imageio.v3 as iio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        shape = tuple(iio.improps(path, index=0).shape)
+    if len(shape) < 2 or 0 in shape:
+        raise DataError(f"cannot read image {path}: not an image format inrkit reads, or a damaged file")
+    _check_size(path, int(shape[0]), int(shape[1]), limit)
+    return _imageio_first_frame(path)
+
+
+def _is_media_container(path: Path) -> bool:
+    """Whether FFmpeg sees a video (more than one frame) or audio container in ``path``; FFmpeg's
+    image demuxers (``image2``, ``*_pipe``), which take almost any file, do not count."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            name = str(container.format.name)
+            if "image2" in name or name.endswith("_pipe"):
+                return False
+            streams = list(container.streams)
+            return any(s.type == "audio" for s in streams) or any(s.type == "video" and s.frames != 1 for s in streams)
+    except Exception:  # noqa: BLE001 - FFmpeg cannot open it: not a video either
+        return False
+
+
+def read_pixels(source: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """An image file's pixels in their stored dtype, ``(H, W)`` or ``(H, W, C)``; the first frame
     of a multi-frame file. Anything unreadable is a :class:`~inrkit.errors.DataError` naming it."""
     try:
-        arr = read_image(source)
+        arr = read_image(source, max_pixels)
+    except InrkitError:
+        raise
     except Exception as exc:  # noqa: BLE001 - every decoder failure is the file's fault
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read image {source}: {reason}") from None
+        reason = one_line(str(exc)) if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read image {source}: {reason[:300]}") from None
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
         arr = arr[0]  # multi-frame file: first frame
     if arr.ndim not in (2, 3) or arr.size == 0:
         raise DataError(f"cannot use image {source}: unexpected array shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"cannot use image {source}: pixels of type {arr.dtype} (complex or not numbers)")
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.any():
+            raise DataError(f"cannot use image {source}: no pixel has a finite value (all NaN or infinite)")
+        if not finite.all():
+            warnings.warn(
+                f"{source}: {int((~finite).sum()):,} NaN or infinite values are read as 0 (or 1 for +inf)",
+                RuntimeWarning, stacklevel=2,
+            )
     return arr
 
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then rename it into
+    place. A failure leaves no partial file; one of the file system's (a full disk, a read-only
+    folder) is a :class:`~inrkit.errors.StorageError` naming ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         write(tmp)
@@ -84,6 +280,9 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
