@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 import pydantic
 
-from inrkit.errors import ConfigError, format_validation_error
+from inrkit.errors import ConfigError, format_validation_error, one_line
 from inrkit.interfaces import Activation, Callback, Plugin, PluginOptions, SharingStrategy, Signal
+from inrkit.limits import MAX_JSON_BYTES, MAX_LAYERS, MAX_STEPS, MAX_WIDTH
 from inrkit.plugins import PluginRegistry, get_registry
 
 if sys.version_info >= (3, 11):
@@ -47,17 +48,19 @@ class PluginChoice(pydantic.BaseModel):
 class ModelConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    #: Hidden width of the MLP.
-    width: int = pydantic.Field(256, gt=0)
-    #: Linear layers of one plain MLP, as the paper counts them (first + hidden + last).
-    layers: int = pydantic.Field(5, ge=2)
+    #: Hidden width of the MLP (at most :data:`~inrkit.limits.MAX_WIDTH`).
+    width: int = pydantic.Field(256, gt=0, le=MAX_WIDTH)
+    #: Linear layers of one plain MLP, as the paper counts them (first + hidden + last; at most
+    #: :data:`~inrkit.limits.MAX_LAYERS`).
+    layers: int = pydantic.Field(5, ge=2, le=MAX_LAYERS)
 
 
 class TrainConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    #: Optimisation steps; each step sees every point of every item once.
-    steps: int = pydantic.Field(300, gt=0)
+    #: Optimisation steps; each step sees every point of every item once (at most
+    #: :data:`~inrkit.limits.MAX_STEPS`).
+    steps: int = pydantic.Field(300, gt=0, le=MAX_STEPS)
     #: Adam learning rate; ``None`` takes the activation's default.
     lr: float | None = pydantic.Field(None, gt=0)
     #: Learning rate at the last step as a fraction of ``lr`` (decayed as ``ratio ** (t / T)``).
@@ -103,8 +106,8 @@ class TrainConfig(pydantic.BaseModel):
     @pydantic.field_validator("chunk_points")
     @classmethod
     def _positive_chunk(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value <= 0:
-            raise ValueError("must be a positive number of points or 'auto'")
+        if isinstance(value, int) and not 0 < value < 2**31:
+            raise ValueError("must be a positive number of points (below 2**31) or 'auto'")
         return value
 
 
@@ -143,38 +146,86 @@ def validate_run_config(data: Mapping[str, Any]) -> RunConfig:
         raise ConfigError(f"invalid configuration: {format_validation_error(exc)}") from None
 
 
+#: Most values (mappings, lists and scalars, an alias counted each time it is used) a config
+#: file may hold, and how deeply they may nest: a YAML file of aliases to aliases can stand for
+#: billions of values in a few lines.
+MAX_CONFIG_VALUES = 1_000_000
+MAX_CONFIG_DEPTH = 64
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) run config into a plain dict."""
+    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON run config into a plain dict."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found (or not a regular file): {path}")
+    if path.suffix.lower() not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"config file {path}: unknown format {path.suffix!r}; use .toml, .yaml or .json")
     try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ConfigError(f"config file {path} is {size:,} bytes; a config file may hold at most {MAX_JSON_BYTES:,}")
         text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
         elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        elif path.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = _load_yaml(text, path)
         else:
-            raise ConfigError(f"config file {path}: unknown format {path.suffix!r}; use .toml, .yaml or .json")
+            data = json.loads(text)
     except ConfigError:
         raise
+    except RecursionError:
+        raise ConfigError(f"config file {path} could not be parsed: it nests too deeply") from None
     except Exception as exc:  # noqa: BLE001 - any parser's error becomes one message
-        raise ConfigError(f"config file {path} could not be parsed: {exc}") from None
+        raise ConfigError(f"config file {path} could not be parsed: {one_line(str(exc)) or type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a table/mapping at the top level")
+    check_config_size(data, f"config file {path}")
     return data
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` (plain data only: tags that build objects are refused), its errors as one
+    line naming the file, line and column."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(part for part in (exc.context, exc.problem) if part) or type(exc).__name__
+        raise ConfigError(f"config file {path} could not be parsed{where}: {one_line(problem)}") from None
+
+
+def check_config_size(data: Any, where: str) -> None:
+    """Refuse configuration data with more than :data:`MAX_CONFIG_VALUES` values or deeper than
+    :data:`MAX_CONFIG_DEPTH` (counted without recursion, stopping at the limit)."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{where} holds more than {MAX_CONFIG_VALUES:,} values (YAML aliases count each time they are used)")
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{where} nests more than {MAX_CONFIG_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+            stack.extend((k, depth + 1) for k in value if not isinstance(k, str))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def parse_value(text: str) -> Any:
     """Interpret a ``--set`` value: JSON when it parses (numbers, true/false, lists), else text."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
+    except RecursionError:
+        raise ConfigError(f"--set value {text[:40]!r}...: nests too deeply") from None
     except ValueError:
         return text
+    check_config_size(value, "--set value")
+    return value
 
 
 def apply_overrides(data: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
