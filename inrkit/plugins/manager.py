@@ -2,7 +2,8 @@
 
 Discovery is lazy (first use of the registry, never at import of ``inrkit.cli``), loads each
 entry point on its own so one broken plugin is reported and skipped instead of breaking every
-command, and rejects duplicate names naming both sources. Environment switches:
+command (an exception, and also ``sys.exit()`` or any other ``BaseException`` but Ctrl-C), and
+rejects duplicate names naming both sources. Environment switches:
 
 - ``INRKIT_DISABLE_PLUGINS=a,b`` skips the named entry points;
 - ``INRKIT_LOAD_PLUGINS=a,b`` loads only the named entry points (empty string: none);
@@ -25,7 +26,7 @@ import pluggy
 import pydantic
 
 from inrkit._version import __version__
-from inrkit.errors import ConfigError, PluginError, format_validation_error
+from inrkit.errors import ConfigError, PluginError, format_validation_error, one_line
 from inrkit.interfaces import PLUGIN_BASES, Activation, Callback, Plugin, PluginOptions, SharingStrategy, Signal
 from inrkit.plugins import hookspecs
 
@@ -68,6 +69,13 @@ def _dist_of(ep: importlib.metadata.EntryPoint) -> tuple[str, str]:
     if dist is None:
         return "unknown", "?"
     return dist.metadata["Name"] or "unknown", dist.version or "?"
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` on one line; a ``SystemExit`` says that the plugin tried to exit."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {one_line(str(exc))}"
 
 
 def _env_list(name: str) -> list[str] | None:
@@ -168,10 +176,14 @@ class PluginRegistry:
                     self.pm.unregister(name=ep.name)
                     raise
                 self._sources[ep.name] = (distribution, version)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a plugin's sys.exit() must not end inrkit
                 if strict:
-                    raise
-                failure = PluginFailure(ep.name, distribution, version, f"{type(exc).__name__}: {exc}")
+                    if isinstance(exc, Exception):
+                        raise
+                    raise PluginError(f"plugin {ep.name!r} ({distribution} {version}) raised {_describe(exc)} while loading") from None
+                failure = PluginFailure(ep.name, distribution, version, _describe(exc))
                 self.failures.append(failure)
                 warnings.warn(
                     f"{failure.describe()} (inrkit {__version__}); it is skipped",
@@ -202,12 +214,14 @@ class PluginRegistry:
                         self._validated(kind, base, cls, plugin_name, distribution, version, hook_name)
                         for cls in returned
                     ]
-                except Exception as exc:
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # SystemExit from a hook too
                     if os.environ.get("INRKIT_STRICT_PLUGINS", "") not in ("", "0"):
-                        raise
-                    failure = PluginFailure(
-                        plugin_name, distribution, version, f"registration: {type(exc).__name__}: {exc}"
-                    )
+                        if isinstance(exc, Exception):
+                            raise
+                        raise PluginError(f"plugin {plugin_name!r} raised {_describe(exc)} in {hook_name}()") from None
+                    failure = PluginFailure(plugin_name, distribution, version, f"registration: {_describe(exc)}")
                     failures.append(failure)
                     warnings.warn(f"{failure.describe()}; it is skipped", RuntimeWarning, stacklevel=3)
                     continue
