@@ -36,7 +36,9 @@ class Variant:
 
     @property
     def folder_name(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name).strip("-")
+        """The variant's run folder under the comparison's: letters, digits, ``.``, ``_`` and
+        ``-`` only, never hidden and never ``.`` or ``..``."""
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name).strip("-").lstrip(".").strip("-")
         return slug or "variant"
 
 
