@@ -12,6 +12,7 @@ distributions divided by the layer's pooled standard deviation (scale-free, so l
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,34 +20,59 @@ from typing import Any
 import numpy as np
 
 from inrkit import artifacts
-from inrkit.errors import CheckpointError
+from inrkit.errors import CheckpointError, StorageError
 
 
 def _weights_by_layer(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{layer: {curve label: flat weights}}`` from a run's checkpoint."""
-    from safetensors import safe_open
-
+    """``{layer: {curve label: flat weights}}`` from a run's checkpoint (its SHA-256, metadata and
+    tensor keys checked first: a checkpoint is untrusted data)."""
     path = run_dir / artifacts.CHECKPOINT_FILE
-    meta = artifacts.read_metadata(path)  # validates the file
-    names = [it["name"] for it in meta.get("items", [])]
+    metadata = artifacts.read_metadata(path)
+    artifacts.verify_checksums(run_dir, required=[artifacts.CHECKPOINT_FILE])
+    info = artifacts.validate_metadata(path, metadata)
+    names = [it.name for it in info.items]
+    artifacts.check_layout(path, len(names))
+    handle, _ = artifacts._open(path)
     layers: dict[str, dict[str, np.ndarray]] = {}
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        for key in handle.keys():  # noqa: SIM118 - a safetensors handle is not a dict
-            parts = key.split(".")
-            if parts[-1] != "weight" or parts[-2] == "latent":
-                continue
-            if parts[0] == "shared":
-                layer, label = parts[1], "shared"
-            else:
-                layer, index = parts[2], int(parts[1])
-                label = names[index] if index < len(names) else f"item{index}"
-            tensor = handle.get_tensor(key)
-            if tensor.is_complex():
-                tensor = __import__("torch").view_as_real(tensor)
-            layers.setdefault(layer, {})[f"{run_dir.name}/{label}" if label != "shared" else f"{run_dir.name}/shared"] = (
-                tensor.float().numpy().ravel()
-            )
+    for key in handle.keys():  # noqa: SIM118 - a safetensors handle is not a dict
+        index, rest = artifacts.parse_key(key, path)
+        parts = rest.split(".")
+        if index is None:
+            if parts[0] != "shared":
+                continue  # a strategy's own tensor outside shared/items
+            if len(parts) < 3:
+                raise CheckpointError(f"{path}: malformed tensor key {key!r} (expected shared.<layer>.<name>)")
+            layer, label = parts[1], "shared"
+        else:
+            if len(parts) < 2:
+                raise CheckpointError(f"{path}: malformed tensor key {key!r} (expected items.<index>.<layer>.<name>)")
+            layer, label = parts[0], names[index]
+        if parts[-1] != "weight" or parts[-2] == "latent":
+            continue
+        tensor = artifacts._tensor(handle, key, path)
+        if tensor.is_complex():
+            tensor = __import__("torch").view_as_real(tensor)
+        layers.setdefault(layer, {})[f"{run_dir.name}/{label}"] = tensor.float().numpy().ravel()
     return layers
+
+
+def _number(value: Any) -> float | None:
+    """A statistic for JSON: ``None`` where it is undefined (NaN, infinite)."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _curve_stats(w: np.ndarray) -> dict[str, Any]:
+    from scipy.stats import kurtosis
+
+    finite = w[np.isfinite(w)]
+    stats: dict[str, Any] = {"count": int(w.size), "finite": int(finite.size)}
+    if finite.size:
+        stats.update(mean=_number(finite.mean()), std=_number(finite.std()), min=_number(finite.min()), max=_number(finite.max()))
+    else:
+        stats.update(mean=None, std=None, min=None, max=None)
+    spread = finite.size > 3 and float(finite.std()) > 0
+    stats["excess_kurtosis"] = _number(kurtosis(finite)) if spread else None
+    return stats
 
 
 def _layer_rank(name: str) -> tuple[int, int]:
@@ -62,8 +88,12 @@ def _layer_rank(name: str) -> tuple[int, int]:
 
 
 def analyze_weights(runs: Sequence[str | Path]) -> dict[str, Any]:
-    """Per-layer statistics and between-item similarity of the weights of one or more runs."""
-    from scipy.stats import kurtosis, wasserstein_distance
+    """Per-layer statistics and between-item similarity of the weights of one or more runs.
+
+    Statistics that are undefined (a layer of one weight, constant or non-finite weights) are
+    ``None``, so the report is always valid JSON; non-finite weights are left out of them.
+    """
+    from scipy.stats import wasserstein_distance
 
     if not runs:
         raise CheckpointError("give at least one run folder")
@@ -77,36 +107,51 @@ def analyze_weights(runs: Sequence[str | Path]) -> dict[str, Any]:
             merged.setdefault(layer, {}).update(curves)
     report: dict[str, Any] = {"runs": [str(r) for r in runs], "layers": []}
     for layer in sorted(merged, key=_layer_rank):
-        curves = merged[layer]
+        curves = {label: w[np.isfinite(w)] for label, w in merged[layer].items()}
         pooled = np.concatenate(list(curves.values()))
-        scale = float(pooled.std()) or 1.0
-        stats = {
-            label: {
-                "count": int(w.size),
-                "mean": float(w.mean()),
-                "std": float(w.std()),
-                "min": float(w.min()),
-                "max": float(w.max()),
-                "excess_kurtosis": float(kurtosis(w)) if w.size > 3 else None,
-            }
-            for label, w in curves.items()
-        }
-        pairs = list(itertools.combinations(curves, 2))
-        distances = [wasserstein_distance(curves[a], curves[b]) / scale for a, b in pairs]
+        scale = float(pooled.std()) if pooled.size else 0.0
+        scale = scale or 1.0
+        stats = {label: _curve_stats(w) for label, w in merged[layer].items()}
+        pairs = [(a, b) for a, b in itertools.combinations(curves, 2) if curves[a].size and curves[b].size]
+        distances = [float(wasserstein_distance(curves[a], curves[b])) / scale for a, b in pairs]
+        distances = [d for d in distances if np.isfinite(d)]
+        kurt = [v["excess_kurtosis"] for v in stats.values() if v["excess_kurtosis"] is not None]
         report["layers"].append(
             {
                 "layer": layer,
                 "curves": len(curves),
                 "pooled_std": scale,
-                "excess_kurtosis_mean": float(np.mean([v["excess_kurtosis"] for v in stats.values() if v["excess_kurtosis"] is not None] or [np.nan])),
-                "normalized_w1_mean": float(np.mean(distances)) if distances else None,
-                "normalized_w1_max": float(np.max(distances)) if distances else None,
+                "excess_kurtosis_mean": _number(np.mean(kurt)) if kurt else None,
+                "normalized_w1_mean": _number(np.mean(distances)) if distances else None,
+                "normalized_w1_max": _number(np.max(distances)) if distances else None,
                 "per_curve": stats,
             }
         )
     inner = [r["normalized_w1_mean"] for r in report["layers"] if r["layer"].startswith("hidden") and r["normalized_w1_mean"] is not None]
     ends = [r["normalized_w1_mean"] for r in report["layers"] if r["layer"] in ("first", "last") and r["normalized_w1_mean"] is not None]
     report["middle_layers_more_alike"] = (max(inner) < min(ends)) if inner and ends else None
+    return report
+
+
+def write_analysis(runs: Sequence[str | Path], figure: str | Path, numbers: str | Path) -> dict[str, Any]:
+    """Analyse ``runs`` and write the figure (PNG) and the numbers (JSON): both, or neither.
+
+    Everything is computed and the figure drawn to a temporary file beside ``figure`` first; then
+    the JSON is written and the figure renamed into place. When anything fails, neither output
+    changes (files from an earlier analysis stay as they were).
+    """
+    figure, numbers = Path(figure), Path(numbers)
+    report = analyze_weights(runs)
+    drawn = figure.with_name(f".{figure.stem}.drawing.png")
+    try:
+        plot_weights(runs, drawn)
+        artifacts.write_json(numbers, report)
+        try:
+            os.replace(drawn, figure)
+        except OSError as exc:
+            raise StorageError(f"cannot write {figure}: {exc.strerror or exc}") from None
+    finally:
+        drawn.unlink(missing_ok=True)
     return report
 
 
@@ -126,13 +171,16 @@ def plot_weights(runs: Sequence[str | Path], output: str | Path, bins: int = 80)
     cols = len(names)
     fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 2.8), squeeze=False)
     for ax, layer in zip(axes[0], names, strict=True):
-        curves = merged[layer]
+        curves = {label: w[np.isfinite(w)] for label, w in merged[layer].items()}
         pooled = np.concatenate(list(curves.values()))
-        lo, hi = np.percentile(pooled, [0.5, 99.5])
+        lo, hi = np.percentile(pooled, [0.5, 99.5]) if pooled.size else (-1.0, 1.0)
+        if hi <= lo:  # one weight, or all equal: a window around it
+            lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, bins + 1)
         centres = (edges[:-1] + edges[1:]) / 2
         for label, w in curves.items():
-            density, _ = np.histogram(w, bins=edges, density=True)
+            with np.errstate(invalid="ignore", divide="ignore"):  # an empty curve has no density
+                density, _ = np.histogram(w, bins=edges, density=True)
             ax.plot(centres, density, lw=1.2, label=label.split("/", 1)[-1])
         ax.set_title(layer)
         ax.set_xlabel("weight")
@@ -143,7 +191,8 @@ def plot_weights(runs: Sequence[str | Path], output: str | Path, bins: int = 80)
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=8, bbox_to_anchor=(0.5, 1.08))
     fig.tight_layout()
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        artifacts.write_file(output, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
+    finally:
+        plt.close(fig)
     return output

@@ -18,19 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydantic
 import torch
 
 from inrkit import artifacts
 from inrkit.config import ResolvedRun, RunConfig, merge, validate_run_config
 from inrkit.devices import usable_here
-from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError
+from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, format_validation_error
 from inrkit.factory import create_model
 from inrkit.interfaces import Callback
 from inrkit.nn import count_parameters
-from inrkit.pipeline import FitResult, fit_run, prepare
+from inrkit.pipeline import FitResult, check_untrusted_callbacks, fit_run, prepare
 from inrkit.plugins import PluginRegistry, get_registry
 from inrkit.results import ParamCounts
 from inrkit.runs import Run, load
+from inrkit.runs import verify as verify_run
 from inrkit.train import Trainer
 
 #: Steps of the no-data demo (four built-in samples) unless the user sets ``train.steps``:
@@ -138,8 +140,20 @@ def fit(
             raise ConfigError("--resume continues a run with its own config: give no other configuration")
         if (resume_dir / artifacts.METRICS_FILE).exists():
             raise ConfigError(f"{resume_dir} has finished (metrics.json exists); there is nothing to resume")
+        if artifacts.is_failed_run(resume_dir) and not (resume_dir / artifacts.RESUME_FILE).is_file():
+            failure = artifacts.read_json(resume_dir / artifacts.FAILED_FILE)
+            reason = failure.get("error") if isinstance(failure, dict) else None
+            raise CheckpointError(
+                f"nothing to resume: {resume_dir} is a failed run ({str(reason)[:200]}) without a snapshot; "
+                f"a new run with --out {resume_dir} replaces it"
+            )
         resume_state = artifacts.load_resume(resume_dir / artifacts.RESUME_FILE)
-        config = RunConfig.model_validate(artifacts.read_json(resume_dir / artifacts.CONFIG_FILE))
+        config_file = resume_dir / artifacts.CONFIG_FILE
+        try:
+            config = RunConfig.model_validate(artifacts.read_json(config_file))
+        except pydantic.ValidationError as exc:
+            raise CheckpointError(f"{config_file}: invalid config: {format_validation_error(exc)}") from None
+        check_untrusted_callbacks(config, str(config_file))
         config, moved = _on_this_machine(config)
         if moved and on_note is not None:
             on_note(moved)
@@ -191,6 +205,7 @@ def encode(
         data = [str(data)]
     if not data:
         raise DataError("encode needs new items: give --data with files, folders or globs")
+    check_untrusted_callbacks(run.config, str(run.checkpoint))
     config, moved = _on_this_machine(run.config)
     if moved and on_note is not None and "device" not in (train or {}):
         on_note(moved)
@@ -212,9 +227,9 @@ def encode(
             "for a new item; encoding needs a strategy with per-item layers (minr, separate, coinpp)"
         )
     shared = artifacts.read_shared_state(run.checkpoint)
-    missing, unexpected = model.load_state_dict(shared, strict=False)
-    if unexpected or any(not key.startswith("items.") for key in missing):
-        raise CheckpointError(f"{run.checkpoint}: shared tensors do not match the run's own config")
+    expected = {key: value for key, value in model.state_dict().items() if not key.startswith("items.")}
+    artifacts.check_state(expected, shared, str(run.checkpoint))
+    model.load_state_dict(shared, strict=False)
     model.shared.requires_grad_(False)
     if init == "mean" and shared:
         means = artifacts.read_item_means(run.checkpoint, len(run.items))
@@ -229,10 +244,21 @@ def encode(
 
 
 def decode(
-    path: str | Path, item: str | int, *, size: Sequence[int] | None = None, scale: float | None = None
+    path: str | Path,
+    item: str | int,
+    *,
+    size: Sequence[int] | None = None,
+    scale: float | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
-    """Shortcut for ``load(path).decode(item, size=..., scale=...)``."""
-    return load(path).decode(item, size=size, scale=scale)
+    """Shortcut for ``load(path).decode(item, size=..., scale=..., max_pixels=...)``."""
+    return load(path).decode(item, size=size, scale=scale, max_pixels=max_pixels)
+
+
+def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str, Any]:
+    """Check a run folder (checksums, metadata, config, tensor shapes) without decoding it; see
+    :func:`inrkit.runs.verify`. Raises :class:`inrkit.errors.CheckpointError` on any problem."""
+    return verify_run(path, registry)
 
 
 __all__ = [
@@ -247,4 +273,5 @@ __all__ = [
     "fit",
     "load",
     "parameter_counts",
+    "verify",
 ]

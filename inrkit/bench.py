@@ -24,10 +24,12 @@ from torch import nn
 
 from inrkit.coords import grid
 from inrkit.devices import resolve_device
+from inrkit.errors import ConfigError
 from inrkit.factory import create_model
 from inrkit.interfaces import INRModel
+from inrkit.limits import MAX_BENCH_SIDE, available_memory, format_bytes, memory_check_enabled
 from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
-from inrkit.points import GPU_CHUNK_ROWS, PointSet
+from inrkit.points import CPU_CHUNK_ROWS, GPU_CHUNK_ROWS, PointSet, activation_bytes_per_row
 from inrkit.train import ChunkedStep, Trainer
 
 
@@ -135,6 +137,7 @@ def run_bench(
     stays the plain eager loop (TF32, a process-wide setting, applies to all three measurements).
     """
     dev = resolve_device(device)
+    check_bench_memory(items=items, size=size, width=width, layers=layers, sharing=sharing, activation=activation, naive=naive, device=dev)
     with matmul_precision(dev, tf32):
         result = _run_bench(
             dev, items=items, size=size, width=width, layers=layers, sharing=sharing, activation=activation,
@@ -142,6 +145,39 @@ def run_bench(
         )
     result["tf32"] = tf32 and dev.type == "cuda"
     return result
+
+
+def check_bench_memory(
+    *, items: int, size: int, width: int, layers: int, sharing: str, activation: str, naive: bool, device: torch.device
+) -> None:
+    """Refuse a benchmark that cannot fit in memory, before allocating it: the images, targets and
+    model (built on the meta device first), its gradients and Adam state, one chunk's activations,
+    and the naive loop's full-batch activations."""
+    if not 2 <= size <= MAX_BENCH_SIDE:
+        raise ConfigError(f"bench --size must be between 2 and {MAX_BENCH_SIDE} (got {size})")
+    if not memory_check_enabled():
+        return
+    with torch.device("meta"):
+        model = create_model(activation, sharing, item_shapes=[(size, size)] * items, width=width, layers=layers)
+    points = size * size
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    parts = {
+        "images and targets": 2 * items * points * 3 * 4,
+        "model, gradients, Adam": 4 * params,
+        "activations": min(CPU_CHUNK_ROWS, items * points) * (activation_bytes_per_row(model) or 16 * width * layers),
+        "naive loop": (4 * params + points * width * layers * 16) if naive else 0,
+    }
+    need = sum(parts.values())
+    if device.type == "cuda":
+        have: int | None = int(torch.cuda.mem_get_info(device)[0])
+    else:
+        have = available_memory()
+    if have is not None and need > have:
+        shown = ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items() if v)
+        raise ConfigError(
+            f"this benchmark needs about {format_bytes(need)} of memory ({shown}), but {format_bytes(have)} is "
+            "available; use a smaller --size, --items, --width or --layers"
+        )
 
 
 def _run_bench(

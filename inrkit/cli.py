@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from inrkit.errors import InrkitError
+from inrkit.errors import InrkitError, Terminated, TrainingInterrupted, one_line, signal_number
+from inrkit.limits import MAX_BENCH_SIDE, MAX_LAYERS, MAX_WIDTH
 
 if TYPE_CHECKING:
     from inrkit.pipeline import FitResult
@@ -25,26 +28,48 @@ KINDS = ("activation", "sharing", "signal")
 
 
 class UserError(click.ClickException):
-    """An :class:`InrkitError` shown as ``Error: <message>`` with its exit code, no traceback."""
+    """An :class:`InrkitError` shown as one ``Error: <message>`` line with its exit code, no traceback."""
 
     def __init__(self, error: InrkitError) -> None:
-        super().__init__(str(error))
+        super().__init__(one_line(str(error)))
         setattr(self, "exit_code", error.exit_code)  # noqa: B010 - click declares it a class variable
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (``timeout``, job schedulers, ``docker stop``) unwinds like Ctrl-C: the trainer
+    saves a snapshot and the command exits with 143. Later SIGTERMs are ignored meanwhile, so
+    that the snapshot being written is not cut short."""
+    signal.signal(signum, signal.SIG_IGN)
+    raise Terminated(signum)
 
 
 class InrkitGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # outside a fit's own handling: still one line and 128 + signal
+            _mark_group_failed()
+            signum = signal_number(exc)
+            raise UserError(TrainingInterrupted(f"interrupted ({signal.Signals(signum).name})", signum)) from None
         except Exception as exc:
-            # A process of a torchrun group that stops on an error must not wait for its peers at
-            # exit. The group exists only if inrkit.distributed was imported.
-            group_module = sys.modules.get("inrkit.distributed")
-            if group_module is not None:
-                group_module.mark_failed()
+            _mark_group_failed()
             if isinstance(exc, InrkitError):
                 raise UserError(exc) from None
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _mark_group_failed() -> None:
+    # A process of a torchrun group that stops on an error must not wait for its peers at exit.
+    # The group exists only if inrkit.distributed was imported.
+    group_module = sys.modules.get("inrkit.distributed")
+    if group_module is not None:
+        group_module.mark_failed()
 
 
 class PluginName(click.ParamType):
@@ -334,49 +359,58 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("-o", "--output", required=True, type=click.Path(), help="Output image (.png, .jpg, .tif, ...), or a folder with --all.")
 @click.option("--force", is_flag=True, help="Replace output files that already exist.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--max-pixels", type=click.IntRange(min=1), metavar="N", help="Largest render in pixels [default: INRKIT_MAX_PIXELS or 100,000,000].")
 def decode(
     run_dir: str, item: str | None, all_items: bool, scale: float | None, size: tuple[int, int] | None,
-    output: str, force: bool, device: str,
+    output: str, force: bool, device: str, max_pixels: int | None,
 ) -> None:
-    """Render items of a run at any resolution, reading only the tensors they need."""
+    """Render items of a run at any resolution, reading only the tensors they need.
+
+    With --all, files are named after the items, made safe: item names come from the run
+    folder, which is data, and never choose where a file goes outside -o.
+    """
     from pathlib import Path
 
     from inrkit import api
     from inrkit.errors import ConfigError
     from inrkit.images import WRITABLE_SUFFIXES, write_image
+    from inrkit.names import output_paths, printable, safe_name
 
     if all_items == (item is not None):
         raise ConfigError("give exactly one of --item NAME|INDEX and --all")
     run = api.load(run_dir)
-    names = run.item_names if all_items else [run.item_names[run.item_index(item)]]  # type: ignore[arg-type]
-    flat = [n for n in names if len(run.items[run.item_index(n)]["shape"]) != 2]
+    indices = list(range(len(run.items))) if all_items else [run.item_index(item)]  # type: ignore[arg-type]
+    names = [run.item_names[i] for i in indices]
+    flat = [i for i in indices if len(run.items[i]["shape"]) != 2]
     if flat:
         raise ConfigError(
-            f"decode writes images, and item {flat[0]!r} of {run_dir} is not 2-D "
-            f"(shape {tuple(run.items[run.item_index(flat[0])]['shape'])}); render it in Python with "
+            f"decode writes images, and item {run.item_names[flat[0]]!r} of {run_dir} is not 2-D "
+            f"(shape {tuple(run.items[flat[0]]['shape'])}); render it in Python with "
             "inrkit.load(RUN).decode(ITEM), or write it with the run's signal plugin"
         )
     target = Path(output)
     if all_items:
         if target.exists() and not target.is_dir():
             raise ConfigError(f"-o {target} exists and is not a folder (--all writes one file per item)")
-        paths = [target / f"{name}.png" for name in names]
+        paths = output_paths(target, names, ".png")
     else:
         if target.is_dir():
-            raise ConfigError(f"-o {target} is a folder; give a file name such as {target / (names[0] + '.png')}")
+            raise ConfigError(f"-o {target} is a folder; give a file name such as {target / (safe_name(names[0]) + '.png')}")
         if target.suffix.lower() not in WRITABLE_SUFFIXES:
             raise ConfigError(f"-o {target}: use an image file name ending in {', '.join(sorted(WRITABLE_SUFFIXES))}")
         paths = [target]
-    existing = [str(p) for p in paths if p.exists()]
+    for index in indices:  # every size is checked before the first file is written
+        run.output_shape(index, size=size, scale=scale, max_pixels=max_pixels)
+    existing = [str(p) for p in paths if os.path.lexists(p)]
     if existing and not force:
         raise ConfigError(f"{', '.join(existing[:3])} already exist(s); nothing was written (use --force to replace)")
-    for name, path in zip(names, paths, strict=True):
-        image = run.decode(name, size=size, scale=scale, device=device)
+    for index, path in zip(indices, paths, strict=True):
+        image = run.decode(index, size=size, scale=scale, device=device, max_pixels=max_pixels)
         try:
             write_image(path, image)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot write {path}: {exc}") from None
-        click.echo(f"{name}: {image.shape[1]}x{image.shape[0]} -> {path}")
+        click.echo(f"{printable(run.item_names[index])}: {image.shape[1]}x{image.shape[0]} -> {path}")
 
 
 @main.command()
@@ -410,10 +444,10 @@ def encode(
 
 
 @main.command()
-@click.option("--items", type=click.IntRange(min=1), default=4, show_default=True, help="Number of images.")
-@click.option("--size", type=click.IntRange(min=2), default=128, show_default=True, help="Image side S (S x S).")
-@click.option("--width", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--layers", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--items", type=click.IntRange(min=1, max=1_000_000), default=4, show_default=True, help="Number of images.")
+@click.option("--size", type=click.IntRange(min=2, max=MAX_BENCH_SIDE), default=128, show_default=True, help="Image side S (S x S).")
+@click.option("--width", type=click.IntRange(min=1, max=MAX_WIDTH), default=256, show_default=True)
+@click.option("--layers", type=click.IntRange(min=2, max=MAX_LAYERS), default=5, show_default=True)
 @click.option("--sharing", type=PluginName("sharing"), default="minr", show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed steps (median).")
 @click.option("--device", default="auto", show_default=True)
@@ -462,19 +496,17 @@ def analyze_weights(runs: tuple[str, ...], output: str, force: bool) -> None:
     """Per-layer weight histograms across items (the paper's Figure 2) and their similarity."""
     from pathlib import Path
 
-    from inrkit import analysis, artifacts
+    from inrkit import analysis
     from inrkit.errors import ConfigError
 
     figure = Path(output)
     if figure.suffix.lower() != ".png":
         raise ConfigError(f"-o {figure}: the figure is written as PNG; use a name ending in .png")
     numbers = figure.with_suffix(".json")
-    existing = [str(p) for p in (figure, numbers) if p.exists()]
+    existing = [str(p) for p in (figure, numbers) if os.path.lexists(p)]
     if existing and not force:
         raise ConfigError(f"{', '.join(existing)} already exist(s); nothing was written (use --force to replace)")
-    report = analysis.analyze_weights(runs)
-    analysis.plot_weights(runs, figure)
-    artifacts.write_json(numbers, report)
+    report = analysis.write_analysis(runs, figure, numbers)  # both files, or neither
     click.echo("layer       curves  excess kurtosis  W1/std between items (mean, max)")
     for layer in report["layers"]:
         mean, top = layer["normalized_w1_mean"], layer["normalized_w1_max"]
@@ -512,6 +544,27 @@ def analyze_activations(run_dir: str, points: int, no_gradients: bool, output: s
     click.echo("alive: share of (point, unit) pairs whose activation exceeds 1e-3; dead units: silent at every point")
     if report["note"]:
         click.echo(f"Note: {report['note']}", err=True)
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print what was checked as JSON.")
+def verify(run_dir: str, as_json: bool) -> None:
+    """Check a run folder: SHA-256 sums, checkpoint metadata, config and tensor shapes.
+
+    Exits 0 when the folder is intact, 1 with one Error line naming the problem otherwise.
+    """
+    from inrkit import api
+
+    report = api.verify(run_dir)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    if not report["checksums"]:
+        click.echo(f"Note: {run_dir} records no SHA-256 sums (written by an older inrkit); its structure was checked", err=True)
+    sums = f"SHA-256 of {', '.join(report['checksums'])} match" if report["checksums"] else "no SHA-256 recorded"
+    state = "finished" if report["finished"] else "unfinished"
+    click.echo(f"ok: {run_dir}: {sums}; {report['items']} item(s), {report['tensors']} tensors fit the config ({state} run)")
 
 
 @main.command()

@@ -9,27 +9,32 @@ the same path: the process group decides who trains which items and who writes.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
 import torch
 
+from inrkit import artifacts
 from inrkit._version import __version__
 from inrkit.config import ResolvedRun, RunConfig
 from inrkit.devices import resolve_device
 from inrkit.distributed import join
-from inrkit.errors import DataError
+from inrkit.errors import ConfigError, DataError, StorageError, TrainingInterrupted, signal_number
 from inrkit.evaluate import evaluate
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import Callback, INRModel, Item
+from inrkit.limits import available_memory, format_bytes, free_disk, memory_check_enabled
+from inrkit.names import unique_safe_names
 from inrkit.nn import count_parameters
 from inrkit.plugins import PluginRegistry
 from inrkit.results import Evaluation, RunMetrics, TrainResult
 from inrkit.runs import RunFolder
-from inrkit.train import Trainer
+from inrkit.train import Trainer, fit_memory
 
 
 @dataclasses.dataclass
@@ -66,10 +71,44 @@ def prepare(cfg: RunConfig, registry: PluginRegistry, channels: int | None = Non
     check_items(items, resolved.signal.name)
     if channels is not None and items[0].channels != channels:
         raise DataError(f"the new items have {items[0].channels} channel(s), the run's items {channels}")
-    torch.manual_seed(resolved.config.train.seed)
     shapes = [resolved.signal.train_view(it).shape[:-1] for it in items]
     spec = run_spec(resolved.config, resolved.signal.in_dim, shapes, items[0].channels)
+    check_memory(resolved, spec, items, device)
+    torch.manual_seed(resolved.config.train.seed)
     return Prepared(resolved, device, items, build_model(resolved.activation, resolved.sharing, spec))
+
+
+def check_memory(resolved: ResolvedRun, spec: Any, items: Sequence[Item], device: torch.device) -> None:
+    """Refuse a fit that cannot fit in memory, before the model is built: the model is built on
+    the meta device (nothing allocated) and :func:`~inrkit.train.fit_memory` estimates the rest.
+    ``INRKIT_MEMORY_CHECK=0`` turns the refusal off."""
+    if not memory_check_enabled():
+        return
+    try:
+        with torch.device("meta"):
+            meta = build_model(resolved.activation, resolved.sharing, spec)
+    except Exception:  # noqa: BLE001 - a strategy that cannot build on the meta device is not estimated
+        return
+    signal = resolved.signal
+    parts = fit_memory(
+        meta, [s for s in spec.item_shapes], [signal.eval_view(it).shape[:-1] for it in items],
+        spec.out_dim, resolved.config.train, device,
+    )
+    on_device = ("parameters", "gradients", "optimiser", "targets", "activations")
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        checks = [(sum(parts[k] for k in on_device), int(free), f"free on {device}"),
+                  (parts["evaluation"], available_memory(), "of memory available")]
+    else:
+        checks = [(sum(parts.values()), available_memory(), "of memory available")]
+    for need, have, where in checks:
+        if have is not None and need > have:
+            shown = ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items() if v)
+            raise ConfigError(
+                f"this run needs about {format_bytes(need)} of memory ({shown}), but this machine has "
+                f"{format_bytes(have)} {where}; use a smaller --width or --layers, fewer or smaller items "
+                f"(signal.max_side), or train.chunk_points (INRKIT_MEMORY_CHECK=0 skips this estimate)"
+            )
 
 
 def check_items(items: list[Item], signal_name: str) -> None:
@@ -87,6 +126,10 @@ def check_items(items: list[Item], signal_name: str) -> None:
     for item in items:
         if item.data.size == 0:
             raise DataError(f"item {item.name!r} is empty")
+    # Item names become file names (recon/<name>.png, decode --all): whatever a signal read them
+    # from, they are made safe and distinct here; ordinary names stay as they are.
+    for item, name in zip(items, unique_safe_names(item.name for item in items), strict=True):
+        item.name = name
 
 
 def fit_run(
@@ -105,6 +148,12 @@ def fit_run(
     ``callbacks`` run after the config's own (``train.callbacks``). Under torchrun the items are
     split across the processes; rank 0 evaluates and writes, the other ranks return the trained
     model without metrics (``FitResult.is_main`` is false there).
+
+    The disk space the run's files need is checked before training. A failure after the run
+    folder was created (divergence, an interruption before any snapshot, a bug) marks the folder
+    failed (``failed.json``), unless it holds a snapshot to resume from; a new run with the same
+    ``out`` replaces a failed folder. An interruption anywhere (Ctrl-C, or SIGTERM delivered as
+    :class:`~inrkit.errors.Terminated`) is a :class:`~inrkit.errors.TrainingInterrupted`.
     """
     resolved, items, model = prepared.resolved, prepared.items, prepared.model
     cfg, signal = resolved.config, resolved.signal
@@ -114,47 +163,141 @@ def fit_run(
     group.check_model(model, resolved.sharing.name)
     group.items_of(len(items))
     hooks = resolved.create_callbacks() + list(callbacks)
-    folder: RunFolder | None = None
-    if resume_dir is not None:
-        folder = RunFolder.reopen(resume_dir)
-    elif save:
-        label = f"{resolved.activation.name}-{resolved.sharing.name}"
-        # Rank 0 creates it; a refusal there stops every rank with the same message.
-        folder = group.on_main(lambda: RunFolder.create(out, label, cfg))
+
+    def open_folder() -> RunFolder | None:
+        """The run folder, after checking that the disk has room for the run's files."""
+        if resume_dir is None and not save:
+            return None
+        check_disk(resume_dir or (Path(out) if out is not None else Path("runs")), prepared, plots)
+        if resume_dir is not None:
+            artifacts.check_writable(resume_dir)
+            (resume_dir / artifacts.FAILED_FILE).unlink(missing_ok=True)  # continuing: no longer failed
+            return RunFolder.reopen(resume_dir)
+        return RunFolder.create(out, f"{resolved.activation.name}-{resolved.sharing.name}", cfg)
+
+    # Rank 0 opens it; a refusal there stops every rank with the same message.
+    folder = group.on_main(open_folder)
     if not group.is_main:
         folder = None  # only rank 0 writes
 
     def evaluator(m: INRModel, step: int, final: bool) -> Evaluation:
         return evaluate(m, items, signal, device, step=step, final=final)
 
-    started = time.perf_counter()
-    result = trainer.fit(
-        model,
-        [signal.train_view(item) for item in items],
-        callbacks=hooks,
-        evaluator=evaluator,
-        item_names=[item.name for item in items],
-        run_dir=folder.path if folder is not None else None,
-        run_config=cfg.model_dump(mode="json"),
-        resume_state=resume_state,
-        on_snapshot=folder.save_snapshot if folder is not None else None,
-        group=group,
+    def train_and_finish() -> FitResult:
+        started = time.perf_counter()
+        result = trainer.fit(
+            model,
+            [signal.train_view(item) for item in items],
+            callbacks=hooks,
+            evaluator=evaluator,
+            item_names=[item.name for item in items],
+            run_dir=folder.path if folder is not None else None,
+            run_config=cfg.model_dump(mode="json"),
+            resume_state=resume_state,
+            on_snapshot=folder.save_snapshot if folder is not None else None,
+            group=group,
+        )
+
+        def finish() -> FitResult:
+            metrics, recons = run_metrics(prepared, result, trainer, group.world_size, encoded_from)
+            if folder is not None:
+                metadata = checkpoint_metadata(prepared, encoded_from)
+                folder.write_results(
+                    model, metadata, metrics, signal, items, recons, plots=plots, started=started,
+                    final_snapshot=trainer.final_snapshot,
+                )
+            else:
+                metrics.total_seconds = time.perf_counter() - started
+            return FitResult(cfg, metrics, model, items, recons, folder.path if folder is not None else None)
+
+        # Rank 0 finishes while the others wait; an error there stops every rank with its message,
+        # and all ranks leave together.
+        done: list[FitResult] = []
+        group.on_main(lambda: done.append(finish()))
+        return done[0] if done else FitResult(cfg, None, model, items, [], None, is_main=False)
+
+    try:
+        return train_and_finish()
+    except KeyboardInterrupt as exc:  # outside the training loop: loading, compiling, evaluating, writing
+        error = TrainingInterrupted("interrupted before training could save a snapshot", signal_number(exc))
+        _mark_failed(folder, error)
+        raise error from None
+    except BaseException as exc:
+        _mark_failed(folder, exc)
+        raise
+
+
+def _mark_failed(folder: RunFolder | None, exc: BaseException) -> None:
+    """After a failure: mark the run folder failed (``failed.json``) unless it holds something to
+    keep: a finished run, or a snapshot to resume after an interruption or a failed write. The
+    error's message then says that a rerun with the same ``--out`` replaces the folder."""
+    if folder is None or (folder.path / artifacts.METRICS_FILE).exists():
+        return
+    resumable = (folder.path / artifacts.RESUME_FILE).is_file()
+    if resumable and isinstance(exc, (TrainingInterrupted, StorageError)):
+        return
+    if not isinstance(exc, Exception):
+        return  # SystemExit and the like: not a failure of the run
+    message = str(exc).rstrip(".")
+    if not artifacts.mark_failed(folder.path, message):
+        return
+    note = (
+        f"the run folder {folder.path} is marked failed ({artifacts.FAILED_FILE}); "
+        f"a run with --out {folder.path} replaces it"
     )
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{message}; {note}", *exc.args[1:])
 
-    def finish() -> FitResult:
-        metrics, recons = run_metrics(prepared, result, trainer, group.world_size, encoded_from)
-        if folder is not None:
-            metadata = checkpoint_metadata(prepared, encoded_from)
-            folder.write_results(model, metadata, metrics, signal, items, recons, plots=plots, started=started)
-        else:
-            metrics.total_seconds = time.perf_counter() - started
-        return FitResult(cfg, metrics, model, items, recons, folder.path if folder is not None else None)
 
-    # Rank 0 finishes while the others wait; an error there stops every rank with its message,
-    # and all ranks leave together.
-    done: list[FitResult] = []
-    group.on_main(lambda: done.append(finish()))
-    return done[0] if done else FitResult(cfg, None, model, items, [], None, is_main=False)
+#: Bytes set aside for ``metrics.json``, ``config.json`` and the figures of ``plots/``.
+SMALL_FILES_BYTES = 1 << 20
+PLOTS_BYTES = 32 << 20
+
+
+def check_disk(target: Path, prepared: Prepared, plots: bool) -> None:
+    """Refuse a run whose files cannot fit on the disk that will hold them, before training: the
+    checkpoint and snapshots (their sizes follow from the model), the reconstructions (at most
+    their raw size) and the figures."""
+    free = free_disk(target)
+    if free is None:
+        return
+    model, items, signal = prepared.model, prepared.items, prepared.resolved.signal
+    checkpoint = artifacts.state_bytes(model) + (64 << 10)
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    snapshot = checkpoint + 2 * trainable
+    # The snapshot being replaced and its successor exist at once; Ctrl-C writes one too.
+    snapshots = snapshot * (2 if prepared.resolved.config.train.checkpoint_every else 1)
+    recon = sum(
+        math.prod(signal.eval_view(it).shape) * (2 if it.meta.get("bit_depth") == 16 else 1) * 102 // 100 + 4096 for it in items
+    )
+    parts = {
+        "checkpoint": checkpoint, "snapshots": snapshots, "reconstructions": recon,
+        "metrics": SMALL_FILES_BYTES + 4096 * len(items), "figures": PLOTS_BYTES if plots else 0,
+    }
+    need = sum(parts.values())
+    if need > free:
+        shown = ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items() if v)
+        raise StorageError(
+            f"this run's files need about {format_bytes(need)} ({shown}), but only {format_bytes(free)} is free on the "
+            f"disk that holds {os.path.abspath(target)}; free some space or choose another --out"
+        )
+
+
+def check_untrusted_callbacks(config: RunConfig, source: str) -> None:
+    """A config read from a run folder (``--resume``'s ``config.json``, ``encode``'s checkpoint)
+    is data: its callbacks may not write outside the run folder. A callback option that is an
+    absolute path or climbs out with ``..`` is refused, naming it and the file."""
+    for choice in config.train.callbacks:
+        for key, value in choice.options.items():
+            if not isinstance(value, str):
+                continue
+            for flavour in (PurePosixPath, PureWindowsPath):
+                path = flavour(value)
+                if path.is_absolute() or path.drive or ".." in path.parts:
+                    raise ConfigError(
+                        f"callback {choice.name!r}: option {key}={value!r} from {source} points outside the run "
+                        "folder; a config read from a run folder may only name paths inside it"
+                    )
 
 
 def run_metrics(

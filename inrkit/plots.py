@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from inrkit import artifacts
 from inrkit.results import RunMetrics
 
 #: At most this many items appear in the contact sheet and the crop figure.
@@ -124,11 +125,13 @@ def detail_crops(
 
 
 def _save(fig: Any, path: Path) -> Path:
+    """Save atomically: a full disk leaves no empty or partial figure behind."""
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        artifacts.write_file(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
     return path
 
 

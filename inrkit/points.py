@@ -268,3 +268,40 @@ def render(model: INRModel, coords: torch.Tensor, chunk_rows: int = CPU_CHUNK_RO
     chunk = max(1, chunk_rows // max(n, 1))
     outs = [model(coords[:, s : s + chunk]) for s in range(0, p, chunk)]
     return to_unit(torch.cat(outs, dim=1))
+
+
+def grid_chunk(shape: Sequence[int], start: int, stop: int, axes: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """Rows ``start:stop`` of :func:`~inrkit.coords.grid` of ``shape``, computed without the rest:
+    ``(stop - start, len(shape))``, equal to ``grid(shape)[start:stop]`` bit for bit. ``axes``
+    are the per-axis centres (``grid``'s), passed in when many chunks of one grid are made."""
+    if axes is None:
+        axes = [(2.0 * torch.arange(n, dtype=torch.float32) + 1.0) / n - 1.0 for n in shape]
+    index = torch.arange(start, stop, device=axes[0].device)
+    columns = []
+    for axis in range(len(shape) - 1, -1, -1):  # row-major: the last axis varies fastest
+        columns.append(axes[axis][index % shape[axis]])
+        index = index // shape[axis]
+    return torch.stack(columns[::-1], dim=-1)
+
+
+@torch.no_grad()
+def render_into(
+    model: INRModel, shape: Sequence[int], out: np.ndarray, chunk_rows: int = CPU_CHUNK_ROWS, device: torch.device | None = None
+) -> np.ndarray:
+    """Evaluate a one-item ``model`` at every pixel centre of ``shape``, chunk by chunk, writing
+    values in [0, 1] into ``out`` (``(prod(shape), channels)`` float32, on the host).
+
+    Memory beyond ``out`` is one chunk's coordinates and outputs, whatever the size: a render
+    never holds the whole grid or a second copy of the image. Equal to :func:`render` of
+    ``grid(shape)`` with the same ``chunk_rows``.
+    """
+    model.eval()
+    device = device or next(model.parameters()).device
+    axes = [(2.0 * torch.arange(int(n), dtype=torch.float32, device=device) + 1.0) / int(n) - 1.0 for n in shape]
+    points = out.shape[0]
+    chunk = max(1, int(chunk_rows))
+    for start in range(0, points, chunk):
+        stop = min(start + chunk, points)
+        coords = grid_chunk(shape, start, stop, axes).unsqueeze(0)
+        out[start:stop] = to_unit(model(coords))[0].float().cpu().numpy()
+    return out

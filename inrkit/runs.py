@@ -2,17 +2,23 @@
 
 The folder holds ``config.json`` (the run's full configuration), ``checkpoint.safetensors``
 (weights and metadata, see :mod:`inrkit.artifacts`), ``metrics.json``
-(:class:`~inrkit.results.RunMetrics`), ``recon/`` (each item's reconstruction), ``plots/`` and,
-while a run is unfinished, ``resume.pt``. Writes are atomic and never overwrite a finished run;
-the checkpoint and metrics are written before anything that may fail on a full disk or a bad
-writer, so a late failure never costs the trained model.
+(:class:`~inrkit.results.RunMetrics`), ``recon/`` (each item's reconstruction), ``plots/``, ``SHA256SUMS`` (the checkpoint's SHA-256)
+and, while a run is unfinished, ``resume.pt``. Writes are atomic and never overwrite a finished
+run; the checkpoint and metrics are written before anything that may fail on a full disk or a bad
+writer, so a late failure never costs the trained model, and when even the checkpoint cannot be
+written the trained model is kept as a snapshot to finish from with ``--resume``.
+
+A run folder read back is untrusted data: :class:`Run` checks the checkpoint's SHA-256, its
+metadata against a schema and its tensors against the model its config builds before using any
+of it, and item names from it never choose where a file is written.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +27,14 @@ import torch
 
 from inrkit import artifacts
 from inrkit.config import ResolvedRun, RunConfig
-from inrkit.coords import grid
 from inrkit.devices import resolve_device
-from inrkit.errors import CheckpointError, ConfigError, DataError
+from inrkit.errors import CheckpointError, ConfigError, DataError, StorageError, format_validation_error
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import INRModel, Item, Signal
+from inrkit.limits import PIXELS_ENV, check_pixels, count_pixels, pixel_limit
 from inrkit.perf import matmul_precision
 from inrkit.plugins import PluginRegistry, get_registry
-from inrkit.points import auto_chunk_rows, render
+from inrkit.points import auto_chunk_rows, render_into
 from inrkit.results import RunMetrics
 
 
@@ -67,20 +73,28 @@ class RunFolder:
         *,
         plots: bool = False,
         started: float | None = None,
+        final_snapshot: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        """Checkpoint, ``metrics.json``, figures and reconstructions, in that order.
+        """Checkpoint, ``SHA256SUMS``, ``metrics.json``, figures and reconstructions, in that order.
 
         The snapshot is removed once the metrics are written: the run is finished. A figure that
         cannot be drawn is a warning; reconstructions that cannot be written are one
         :class:`~inrkit.errors.DataError` saying that the checkpoint and metrics are saved.
+        When the checkpoint or the metrics cannot be written (a full disk), ``final_snapshot()``
+        (the finished training as a snapshot) is saved instead where possible, so that
+        ``--resume`` writes the results later, and the :class:`~inrkit.errors.StorageError` says so.
         ``started`` (a ``time.perf_counter()`` value) sets ``metrics.total_seconds``.
         """
         import time
 
-        artifacts.save_checkpoint(self.path / artifacts.CHECKPOINT_FILE, model, metadata)
-        if started is not None:
-            metrics.total_seconds = time.perf_counter() - started
-        artifacts.write_json(self.path / artifacts.METRICS_FILE, metrics.to_dict())
+        try:
+            artifacts.save_checkpoint(self.path / artifacts.CHECKPOINT_FILE, model, metadata)
+            artifacts.write_checksums(self.path)
+            if started is not None:
+                metrics.total_seconds = time.perf_counter() - started
+            artifacts.write_json(self.path / artifacts.METRICS_FILE, metrics.to_dict())
+        except StorageError as exc:
+            raise StorageError(f"{exc}. {self._keep_trained_model(final_snapshot)}") from None
         (self.path / artifacts.RESUME_FILE).unlink(missing_ok=True)  # finished: the snapshot is obsolete
         targets = [signal.eval_view(item) for item in items]
         if plots:
@@ -102,21 +116,56 @@ class RunFolder:
                 f"'inrkit decode {self.path} --all -o DIR' renders the items again"
             ) from None
 
+    def _keep_trained_model(self, final_snapshot: Callable[[], dict[str, Any]] | None) -> str:
+        """After the checkpoint could not be written: save the finished training as a snapshot
+        (``resume.pt``) if possible; returns what the user can do."""
+        for leftover in (artifacts.CHECKPOINT_FILE, artifacts.CHECKSUMS_FILE, artifacts.METRICS_FILE):
+            (self.path / leftover).unlink(missing_ok=True)  # the run is unfinished: no half set of results
+        if final_snapshot is not None:
+            try:
+                self.save_snapshot(final_snapshot())
+            except StorageError:
+                pass
+            else:
+                return (
+                    f"The trained model is saved as a snapshot ({self.path / artifacts.RESUME_FILE}); free some space "
+                    f"and run 'inrkit run --resume {self.path}' to write the results"
+                )
+        if (self.path / artifacts.RESUME_FILE).is_file():
+            return (
+                f"The last snapshot ({self.path / artifacts.RESUME_FILE}) is kept; free some space and run "
+                f"'inrkit run --resume {self.path}' to continue from it"
+            )
+        return "No snapshot could be saved either; free some space and run again"
+
 
 class Run:
-    """A finished run folder: its config, metrics and checkpoint, decoded one item at a time."""
+    """A finished run folder: its config, metrics and checkpoint, decoded one item at a time.
+
+    Opening one checks what it reads: the checkpoint's SHA-256 against ``SHA256SUMS`` (when the
+    run recorded one), its metadata against :class:`~inrkit.artifacts.CheckpointInfo`, its config
+    against :class:`~inrkit.config.RunConfig` and its tensor keys against their grammar. Any
+    mismatch is one :class:`~inrkit.errors.CheckpointError` naming the file.
+    """
 
     def __init__(self, path: str | Path, registry: PluginRegistry | None = None) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
             raise CheckpointError(f"run folder not found: {self.path}")
         self.checkpoint = self.path / artifacts.CHECKPOINT_FILE
+        if not self.checkpoint.is_file():
+            raise CheckpointError(f"checkpoint not found: {self.checkpoint}")
         self.metadata = artifacts.read_metadata(self.checkpoint)
+        #: The files whose SHA-256 was checked (empty for a run written before inrkit recorded them).
+        self.verified = artifacts.verify_checksums(self.path, required=[artifacts.CHECKPOINT_FILE])
+        info = artifacts.validate_metadata(self.checkpoint, self.metadata)
         try:
-            self.config = RunConfig.model_validate(self.metadata["config"])
-            self.items: list[dict[str, Any]] = list(self.metadata["items"])
-        except Exception as exc:  # noqa: BLE001
-            raise CheckpointError(f"{self.checkpoint}: metadata is incomplete or invalid: {exc}") from None
+            self.config = RunConfig.model_validate(info.config)
+        except Exception as exc:  # noqa: BLE001 - pydantic's error, or a validator's
+            reason = format_validation_error(exc) if hasattr(exc, "errors") else str(exc)
+            raise CheckpointError(f"{self.checkpoint}: invalid config in the metadata: {reason}") from None
+        self.items: list[dict[str, Any]] = [it.model_dump(exclude_none=True) for it in info.items]
+        artifacts.check_layout(self.checkpoint, len(self.items))
         self._registry = registry
 
     @property
@@ -130,17 +179,31 @@ class Run:
         return RunMetrics.from_dict(artifacts.read_json(path), str(path)) if path.is_file() else None
 
     def item_index(self, item: str | int) -> int:
-        """Index of an item given by name or index (a numeric string counts as an index)."""
-        if isinstance(item, str) and item in self.item_names:
-            return self.item_names.index(item)
-        try:
+        """Index of an item given by name or index (a numeric string counts as an index).
+
+        An index must be a whole number (``2``, ``numpy.int64(2)``, ``2.0``, ``"2"``; not ``0.5``
+        or ``True``): anything else is a :class:`~inrkit.errors.ConfigError`, an index or name
+        that is not in the run a :class:`~inrkit.errors.DataError`.
+        """
+        if isinstance(item, str):
+            if item in self.item_names:
+                return self.item_names.index(item)
+            index = int(item) if item.strip().isdigit() and len(item) < 12 else -1
+        elif _whole(item):
             index = int(item)
-        except (TypeError, ValueError):
-            index = -1
+        else:
+            raise ConfigError(f"an item is a name or a whole-number index, not {item!r} ({type(item).__name__})")
         if 0 <= index < len(self.items):
             return index
-        shown = ", ".join(self.item_names[:10]) + (" ..." if len(self.items) > 10 else "")
+        shown = ", ".join(repr(n) for n in self.item_names[:10]) + (" ..." if len(self.items) > 10 else "")
         raise DataError(f"item {item!r} is not in run {self.path}; items are 0..{len(self.items) - 1}: {shown}")
+
+    def _load(self, model: INRModel, state: dict[str, torch.Tensor]) -> None:
+        artifacts.check_state(model.state_dict(), state, str(self.checkpoint))
+        try:
+            model.load_state_dict(state, strict=True)
+        except (RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"{self.checkpoint} does not match its own config: {str(exc).splitlines()[0][:300]}") from None
 
     def model(self, device: str | torch.device = "cpu") -> INRModel:
         """The whole trained model, every item's tensors included (to evaluate or fine-tune it in
@@ -149,10 +212,7 @@ class Run:
         info = self.items[0]
         spec = run_spec(self.config, resolved.signal.in_dim, [it["shape"] for it in self.items], int(info["channels"]))
         model = build_model(resolved.activation, resolved.sharing, spec)
-        try:
-            model.load_state_dict(artifacts.read_state(self.checkpoint), strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{self.checkpoint} does not match its own config: {exc}") from None
+        self._load(model, artifacts.read_state(self.checkpoint))
         return model.to(resolve_device(device) if str(device) != "cpu" else torch.device("cpu"))
 
     def model_for(self, item: str | int, device: str | torch.device = "cpu") -> INRModel:
@@ -165,28 +225,43 @@ class Run:
             item_indices=(index,), run_item_shapes=tuple(tuple(it["shape"]) for it in self.items),
         )
         model = build_model(resolved.activation, resolved.sharing, spec)
-        state = artifacts.read_item_state(self.checkpoint, index)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{self.checkpoint} does not match its own config: {exc}") from None
+        self._load(model, artifacts.read_item_state(self.checkpoint, index))
         return model.to(resolve_device(device) if str(device) != "cpu" else torch.device("cpu"))
 
-    def output_shape(self, item: str | int, *, size: Sequence[int] | None = None, scale: float | None = None) -> tuple[int, ...]:
+    def output_shape(
+        self,
+        item: str | int,
+        *,
+        size: Sequence[int] | None = None,
+        scale: float | None = None,
+        max_pixels: int | None = None,
+    ) -> tuple[int, ...]:
+        """The spatial shape :meth:`decode` renders: the item's own, ``size``, or ``scale`` times
+        the item's own; checked against the pixel limit (``max_pixels``, else
+        :func:`~inrkit.limits.pixel_limit`) before anything is allocated."""
         info = self.items[self.item_index(item)]
         base = tuple(int(s) for s in info.get("eval_shape", info["shape"]))
         if size is not None and scale is not None:
             raise ConfigError("give a size or a scale, not both")
         if size is not None:
-            shape = tuple(int(s) for s in size)
-            if len(shape) != len(base) or any(s <= 0 for s in shape):
-                raise ConfigError(f"size must be {len(base)} positive numbers (got {tuple(size)})")
-            return shape
-        if scale is not None:
-            if not (scale > 0 and math.isfinite(scale)):
-                raise ConfigError(f"scale must be a positive number (got {scale})")
-            return tuple(max(1, round(s * scale)) for s in base)
-        return base
+            shape = _whole_sizes(size, len(base))
+        elif scale is not None:
+            if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (math.isfinite(scale) and scale > 0):
+                raise ConfigError(f"scale must be a positive finite number (got {scale!r})")
+            limit = pixel_limit(max_pixels)
+            # Compare in logarithms before multiplying out: 1e308 ** 2 overflows a float, and
+            # round(1e308 * 8) is an integer of 300 digits.
+            if math.log(count_pixels(base)) + len(base) * math.log(float(scale)) > math.log(2 * limit):
+                factor = (limit / count_pixels(base)) ** (1 / len(base))
+                raise ConfigError(
+                    f"scale {scale:g} makes item {info['name']!r} ({'x'.join(map(str, base))}) larger than the limit of "
+                    f"{limit:,} pixels; at most about {factor:.4g} fits ({_raise_hint()})"
+                )
+            shape = tuple(max(1, round(s * float(scale))) for s in base)
+        else:
+            shape = base
+        check_pixels(shape, f"decoding item {info['name']!r}", limit=max_pixels, hint=_raise_hint())
+        return shape
 
     def decode(
         self,
@@ -195,19 +270,92 @@ class Run:
         size: Sequence[int] | None = None,
         scale: float | None = None,
         device: str | torch.device = "cpu",
+        max_pixels: int | None = None,
     ) -> np.ndarray:
         """Render one item at its own size, a ``scale`` of it, or an explicit spatial ``size``.
 
-        Returns ``(*size, channels)`` float32 in [0, 1]; points are rendered in chunks, so large
-        sizes need little memory beyond the output itself.
+        Returns ``(*size, channels)`` float32 in [0, 1]. Points are rendered in chunks straight
+        into the returned array, so a render needs little memory beyond its result. Sizes are
+        whole positive numbers; a render of more than the pixel limit
+        (:data:`~inrkit.limits.MAX_PIXELS` unless ``max_pixels`` or ``INRKIT_MAX_PIXELS`` says
+        otherwise) is refused with a :class:`~inrkit.errors.ConfigError` before anything is allocated.
         """
-        shape = self.output_shape(item, size=size, scale=scale)
+        shape = self.output_shape(item, size=size, scale=scale, max_pixels=max_pixels)
+        channels = int(self.items[self.item_index(item)]["channels"])
         model = self.model_for(item, device)
         device = next(model.parameters()).device
-        coords = grid(shape, device=device).unsqueeze(0)
+        try:
+            out = np.empty((count_pixels(shape), channels), dtype=np.float32)
+        except MemoryError:
+            raise ConfigError(f"not enough memory to hold a {'x'.join(map(str, shape))} render of {channels} channel(s)") from None
         with matmul_precision(device, self.config.train.tf32):  # as the run was trained and scored
-            values = render(model, coords, auto_chunk_rows(device))
-        return values[0].reshape(*shape, -1).cpu().numpy()
+            render_into(model, shape, out, auto_chunk_rows(device), device)
+        return out.reshape(*shape, channels)
+
+
+def _whole(value: Any) -> bool:
+    """A whole number of any numeric type (``2``, ``numpy.int64(2)``, ``2.0``), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return isinstance(value, numbers.Integral) or (math.isfinite(float(value)) and float(value).is_integer())
+
+
+def _raise_hint() -> str:
+    return f"inrkit decode --max-pixels N, max_pixels=N in Python, or {PIXELS_ENV} raises the limit"
+
+
+def _whole_sizes(size: Any, dims: int) -> tuple[int, ...]:
+    """``size`` as ``dims`` whole positive numbers; a :class:`~inrkit.errors.ConfigError` for
+    anything else (a string, fractions, booleans, the wrong count)."""
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence):
+        raise ConfigError(f"size must be a sequence of {dims} positive whole numbers, e.g. (256, 256) (got {size!r})")
+    if not all(_whole(s) for s in size):
+        raise ConfigError(f"size must be {dims} positive whole numbers (got {tuple(size)!r})")
+    shape = [int(s) for s in size]
+    if len(shape) != dims or any(s <= 0 for s in shape):
+        raise ConfigError(f"size must be {dims} positive whole numbers (got {tuple(size)!r})")
+    return tuple(shape)
+
+
+def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str, Any]:
+    """Check a run folder without decoding it: its SHA-256 sums, checkpoint metadata, config,
+    tensor keys and every tensor's shape against the model its config builds (on the meta
+    device: nothing is allocated), and ``metrics.json`` if present. Returns what was checked;
+    any problem is one :class:`~inrkit.errors.CheckpointError`."""
+    run = Run(path, registry)
+    resolved = ResolvedRun(run.config, registry or get_registry())
+    spec = run_spec(
+        run.config, resolved.signal.in_dim, [it["shape"] for it in run.items], int(run.items[0]["channels"])
+    )
+    with torch.device("meta"):
+        model = build_model(resolved.activation, resolved.sharing, spec)
+    handle, _ = artifacts._open(run.checkpoint)
+    shapes: dict[str, torch.Tensor] = {}
+    rows: dict[str, list[int]] = {}
+    keys = list(handle.keys())
+    for key in keys:
+        index, rest = artifacts.parse_key(key, run.checkpoint)
+        view = handle.get_slice(key)
+        kind = view.get_dtype()
+        dtype = torch.complex64 if kind.startswith("C") else torch.float32 if kind in ("F16", "BF16", "F32", "F64") else torch.int64
+        shape = list(view.get_shape())
+        if index is None:
+            shapes[key] = torch.empty(shape, dtype=dtype, device="meta")
+            continue
+        first = rows.setdefault(rest, shape)
+        if first != shape:
+            raise CheckpointError(f"{run.checkpoint}: tensor {key!r} has shape {tuple(shape)}, item 0's has {tuple(first)}")
+        shapes[f"items.{rest}"] = torch.empty([len(run.items), *shape], dtype=dtype, device="meta")
+    artifacts.check_state(model.state_dict(), shapes, str(run.checkpoint))
+    metrics = run.metrics
+    return {
+        "run": str(run.path),
+        "checksums": run.verified,
+        "items": len(run.items),
+        "tensors": len(keys),
+        "finished": metrics is not None,
+        "config": {"activation": run.config.activation.name, "sharing": run.config.sharing.name, "signal": run.config.signal.name},
+    }
 
 
 def load(path: str | Path, registry: PluginRegistry | None = None) -> Run:

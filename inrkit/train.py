@@ -26,14 +26,22 @@ import numpy as np
 import pydantic
 import torch
 
+from inrkit.artifacts import check_state, state_bytes
 from inrkit.config import TrainConfig
 from inrkit.devices import resolve_device
 from inrkit.distributed import ProcessGroup, join
-from inrkit.errors import ConfigError, TrainingError, TrainingInterrupted, format_validation_error
+from inrkit.errors import (
+    CheckpointError,
+    ConfigError,
+    TrainingError,
+    TrainingInterrupted,
+    format_validation_error,
+    signal_number,
+)
 from inrkit.interfaces import Callback, FitContext, Forward, INRModel
 from inrkit.metrics import psnr_from_mse
 from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
-from inrkit.points import Chunk, PointSet, activation_bytes_per_row, auto_chunk_points, auto_chunk_rows
+from inrkit.points import CPU_CHUNK_ROWS, Chunk, PointSet, activation_bytes_per_row, auto_chunk_points, auto_chunk_rows
 from inrkit.results import Evaluation, StepLog, TrainResult
 
 #: ``evaluator(model, step, final)``: render and score every item (rank 0 only).
@@ -161,6 +169,9 @@ class Trainer:
             raise ConfigError(f"invalid training settings: {format_validation_error(exc, 'train.')}") from None
         self.lr = lr
         self.device = resolve_device(device if device is not None else self.config.device)
+        #: After a fit that completed its steps: the finished training as a snapshot (what
+        #: ``resume.pt`` would hold), for saving when the results cannot be written.
+        self.final_snapshot: Callable[[], dict[str, Any]] | None = None
 
     def plan_chunks(self, points: PointSet, model: INRModel | None = None) -> list[Chunk]:
         """How a step walks through the points.
@@ -252,6 +263,28 @@ class Trainer:
             raise ConfigError(f"the model outputs {out_dim} channel(s) but the data has {points.targets.shape[-1]}")
         return points
 
+    @staticmethod
+    def _restore(
+        model: INRModel, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], steps: int
+    ) -> tuple[list[dict[str, Any]], int, float]:
+        """Load a snapshot into the model, optimiser and schedule; any mismatch (a config edited
+        after the snapshot was saved, a damaged file) is one :class:`~inrkit.errors.CheckpointError`."""
+        hint = " (was the run's config.json edited after the snapshot was saved?)"
+        check_state(model.state_dict(), state["model"], "the snapshot resume.pt", hint)
+        step = state["step"]
+        if not 0 <= step <= steps:
+            raise CheckpointError(f"the snapshot resume.pt is at step {step}, but the run has {steps} steps{hint}")
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            history = [dict(h) for h in state["history"]]
+            seconds = float(state["seconds"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"the snapshot resume.pt does not fit the run: {reason}{hint}") from None
+        return history, step + 1, seconds
+
     def _fit(
         self,
         model: INRModel,
@@ -291,12 +324,7 @@ class Trainer:
         history: list[dict[str, Any]] = []
         first_step, seconds_before = 1, 0.0
         if resume_state is not None:
-            model.load_state_dict(resume_state["model"])
-            optimizer.load_state_dict(resume_state["optimizer"])
-            scheduler.load_state_dict(resume_state["scheduler"])
-            history = list(resume_state["history"])
-            first_step = int(resume_state["step"]) + 1
-            seconds_before = float(resume_state["seconds"])
+            history, first_step, seconds_before = self._restore(model, optimizer, scheduler, resume_state, steps)
         names = tuple(item_names) if item_names is not None else tuple(str(i) for i in range(points.loss_items))
         context = FitContext(
             total_steps=steps, start_step=first_step - 1, item_names=names, lr=lr, device=str(self.device),
@@ -312,8 +340,7 @@ class Trainer:
         result: TrainResult | None = None
         compile_seconds: float | None = None
 
-        def snapshot() -> dict[str, Any]:
-            group.gather_item_rows(model, optimizer, points)  # a collective: every rank takes part
+        def current_state() -> dict[str, Any]:
             return {
                 "step": completed,
                 "model": model.state_dict(),
@@ -322,6 +349,10 @@ class Trainer:
                 "history": history,
                 "seconds": seconds_before + time.perf_counter() - start,
             }
+
+        def snapshot() -> dict[str, Any]:
+            group.gather_item_rows(model, optimizer, points)  # a collective: every rank takes part
+            return current_state()
 
         def evaluate(step: int, final: bool) -> Evaluation | None:
             if evaluator is None:
@@ -376,15 +407,17 @@ class Trainer:
                         model.prepare_evaluation(step_data)
                         evaluate(step, final=False)
                         model.train()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM delivered as errors.Terminated
+                signum = signal_number(exc)
                 if on_snapshot is None or not group.snapshot_on_interrupt:
-                    raise TrainingInterrupted(f"interrupted at step {completed} of {steps}") from None
+                    raise TrainingInterrupted(f"interrupted at step {completed} of {steps}", signum) from None
                 path = on_snapshot(snapshot())
                 hooks.on_snapshot(context, completed, path)
                 raise TrainingInterrupted(
-                    f"interrupted after step {completed} of {steps}; a snapshot was saved, continue with --resume"
+                    f"interrupted after step {completed} of {steps}; a snapshot was saved, continue with --resume", signum
                 ) from None
             group.gather_item_rows(model, optimizer, points)
+            self.final_snapshot = current_state  # the rows are gathered: no collective needed to save it
             model.prepare_evaluation(step_data)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
@@ -397,3 +430,38 @@ class Trainer:
             return result
         finally:
             hooks.on_fit_end(context, result)
+
+
+def fit_memory(
+    model: INRModel,
+    train_shapes: Sequence[Sequence[int]],
+    eval_shapes: Sequence[Sequence[int]],
+    channels: int,
+    config: TrainConfig,
+    device: torch.device,
+) -> dict[str, int]:
+    """About how many bytes a fit of ``model`` needs, by part: its tensors, their gradients and
+    Adam's two moments, the padded targets, one chunk's activations, and the evaluation's renders.
+
+    ``model`` may live on the meta device (nothing allocated), which is how
+    :func:`inrkit.pipeline.prepare` asks before building the real one.
+    """
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    n_items = len(train_shapes)
+    points = max(math.prod(s) for s in train_shapes)
+    if config.chunk_points != "auto":
+        rows = min(int(config.chunk_points), points) * n_items
+    elif device.type == "cuda":
+        rows = 4096  # the chunk adapts to the free memory, down to this
+    else:
+        rows = min(CPU_CHUNK_ROWS, points * n_items)
+    per_row = activation_bytes_per_row(model) or 16 * int(model.spec.width) * int(model.spec.layers)
+    return {
+        "parameters": state_bytes(model),
+        "gradients": trainable,
+        "optimiser": 2 * trainable,
+        "targets": n_items * points * channels * 4,
+        "activations": rows * per_row,
+        # rendered outputs of every item and their float copies for scoring
+        "evaluation": 3 * sum(math.prod(s) for s in eval_shapes) * channels * 4,
+    }

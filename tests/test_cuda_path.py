@@ -229,6 +229,7 @@ def test_resume_and_encode_of_a_run_from_a_missing_device_use_this_machine(image
     meta = artifacts.read_metadata(path)
     meta["config"]["train"]["device"] = "cuda:7"
     save_file(load_file(path), str(path), metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+    artifacts.write_checksums(run)  # the folder as that machine wrote it
     notes: list[str] = []
     encoded = inrkit.encode(run, [str(image_dir)], save=False, train={"steps": 2}, on_note=notes.append)
     assert encoded.metrics is not None and notes and "'cuda:7', which this machine does not have" in notes[0]
