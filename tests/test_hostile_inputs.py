@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 import inrkit
 from inrkit import artifacts, limits
+from inrkit import images as image_io
 from inrkit.cli import main
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, StorageError, TrainingInterrupted
 
@@ -302,7 +303,7 @@ def test_a_png_claiming_a_huge_size_is_refused_from_its_header(tmp_path: Path, d
 
     monkeypatch.setattr(png, "Reader", never)
     with pytest.raises(DataError, match="400,000,000 pixels, over the limit"):
-        inrkit.images.read_pixels(bomb)
+        image_io.read_pixels(bomb)
 
 
 def test_a_jpeg_claiming_a_huge_size_is_refused(tmp_path: Path):
@@ -314,20 +315,20 @@ def test_a_jpeg_claiming_a_huge_size_is_refused(tmp_path: Path):
     bomb = tmp_path / "bomb.jpg"
     bomb.write_bytes(bytes(data))
     with pytest.raises(DataError, match="over the limit"):
-        inrkit.images.read_pixels(bomb)
+        image_io.read_pixels(bomb)
 
 
 def test_the_reader_limit_follows_the_environment(tmp_path: Path, monkeypatch):
     path = tmp_path / "x.png"
     iio.imwrite(path, make_image(24, 24))
-    assert inrkit.images.read_pixels(path).shape == (24, 24, 3)
+    assert image_io.read_pixels(path).shape == (24, 24, 3)
     monkeypatch.setenv("INRKIT_MAX_PIXELS", "500")
     with pytest.raises(DataError, match="576 pixels, over the limit of 500"):
-        inrkit.images.read_pixels(path)
+        image_io.read_pixels(path)
     png16 = tmp_path / "x16.png"
-    inrkit.images.write_png(png16, make_image(24, 24) / 255.0, bit_depth=16)
+    image_io.write_png(png16, make_image(24, 24) / 255.0, bit_depth=16)
     with pytest.raises(DataError, match="over the limit of 500"):
-        inrkit.images.read_pixels(png16)
+        image_io.read_pixels(png16)
 
 
 # -- 4. colour spaces ------------------------------------------------------------------------------
@@ -366,20 +367,20 @@ def test_an_unsupported_colour_space_is_refused(tmp_path: Path):
     path = tmp_path / "x.tif"
     tifffile.imwrite(path, np.zeros((8, 8), np.uint8), photometric=4)
     with pytest.raises(DataError, match="cannot read image"):
-        inrkit.images.read_pixels(path)
+        image_io.read_pixels(path)
 
 
 def test_all_nan_float_tiff_and_videos_are_refused(tmp_path: Path):
     nan = tmp_path / "nan.tif"
     iio.imwrite(nan, np.full((8, 8), np.nan, np.float32))
     with pytest.raises(DataError, match="no pixel has a finite value"):
-        inrkit.images.read_pixels(nan)
+        image_io.read_pixels(nan)
     some = tmp_path / "some.tif"
     values = np.full((8, 8), 0.5, np.float32)
     values[0, 0] = np.nan
     iio.imwrite(some, values)
     with pytest.warns(RuntimeWarning, match="1 NaN or infinite"):
-        inrkit.images.read_pixels(some)
+        image_io.read_pixels(some)
     video = tmp_path / "clip.mp4"
     frames = np.stack([make_image(16, 16, seed=i) for i in range(4)])
     iio.imwrite(video, frames, plugin="pyav", codec="libx264", fps=4)
@@ -507,8 +508,10 @@ def _interrupt_after_steps(monkeypatch, steps: int, exc: type[BaseException] = K
             if log.step >= steps:
                 raise exc(*args)
 
-    real = inrkit.api._callbacks
-    monkeypatch.setattr(inrkit.api, "_callbacks", lambda registry, progress, callbacks: [*real(registry, progress, callbacks), Interrupt()])
+    from inrkit import api
+
+    real = api._callbacks
+    monkeypatch.setattr(api, "_callbacks", lambda registry, progress, callbacks: [*real(registry, progress, callbacks), Interrupt()])
 
 
 def test_sigterm_saves_a_snapshot_and_exits_143(images: Path, tmp_path: Path, monkeypatch):
@@ -769,6 +772,19 @@ def test_bench_refuses_absurd_sizes(args):
     assert result.output.startswith(("Error:", "Usage:")), result.output
 
 
+def test_a_video_too_large_to_decode_is_refused_before_decoding(tmp_path: Path, monkeypatch):
+    import inrkit_signals.video as video
+
+    clip = tmp_path / "clip.mp4"
+    iio.imwrite(clip, np.stack([make_image(16, 16, seed=i) for i in range(4)]), plugin="pyav", codec="libx264", fps=4)
+    monkeypatch.setattr(video, "available_memory", lambda: 1000)
+    decoded: list[int] = []
+    monkeypatch.setattr(iio, "imiter", lambda *a, **k: decoded.append(1) or iter(()))
+    result = cli("run", "--signal", "video", "--data", clip, "--steps", "1", "--out", tmp_path / "o", "--no-progress")
+    one_clean_error(result, "4 frames of 16x16 need about", "signal.frames")
+    assert not decoded
+
+
 # -- 13. one line per error ------------------------------------------------------------------------
 def test_a_yaml_error_is_one_line_naming_the_file_and_line(images: Path, tmp_path: Path):
     config = tmp_path / "bad.yaml"
@@ -869,6 +885,7 @@ def test_a_named_pipe_as_data_is_refused_without_blocking(tmp_path: Path):
     assert len(outcome) == 1 and isinstance(outcome[0], DataError) and "named pipe" in str(outcome[0])
     result = cli("run", "--data", fifo, "--steps", "1", "--out", tmp_path / "o")
     one_clean_error(result, "named pipe")
+    one_clean_error(cli("run", "--signal", "video", "--data", fifo, "--steps", "1", "--out", tmp_path / "o"), "named pipe")
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
@@ -890,7 +907,7 @@ def test_a_device_file_as_data_is_refused():
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero")
     with pytest.raises(DataError, match="a device"):
-        inrkit.images.read_pixels("/dev/zero")
+        image_io.read_pixels("/dev/zero")
 
 
 # -- beyond the list: integrity ---------------------------------------------------------------------

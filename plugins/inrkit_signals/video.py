@@ -9,6 +9,7 @@ as ``video.mp4`` (H.264 at the source's frame rate; odd sizes are padded by one 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import inrkit
 from inrkit.errors import DataError
 from inrkit.images import IMAGE_SUFFIXES, atomic_write, read_pixels, shrink_to_max_side, to_channels, write_png
 from inrkit.interfaces import Item, PluginOptions, Signal
+from inrkit.limits import available_memory, check_pixels, check_regular_file, format_bytes, memory_check_enabled
 
 DEFAULT_FPS = 25.0
 
@@ -49,7 +51,8 @@ class VideoSignal(Signal):
         path = Path(source)
         if path.is_dir():
             frames, fps = self._folder_frames(path)
-        elif path.is_file():
+        elif os.path.lexists(path):
+            check_regular_file(path, "video")  # a named pipe or a device would block
             frames, fps = self._file_frames(path)
         else:
             raise DataError(f"no such file or folder: {source}")
@@ -92,6 +95,16 @@ class VideoSignal(Signal):
         if total <= 0:
             raise DataError(f"cannot read video {path}: no video frames found (is it a video file?)")
         wanted = self._indices(total, str(path))
+        height, width = int(props.shape[-3]), int(props.shape[-2])
+        check_pixels((height, width), f"video {path}", error=DataError)
+        need = len(wanted) * height * width * 3 * 4  # the decoded frames, as float32, before max_side
+        have = available_memory()
+        if memory_check_enabled() and have is not None and need > have:
+            raise DataError(
+                f"video {path}: {len(wanted)} frames of {width}x{height} need about {format_bytes(need)} of memory "
+                f"once decoded, but {format_bytes(have)} is available; take fewer with signal.frames or "
+                "signal.stride (INRKIT_MEMORY_CHECK=0 skips this estimate)"
+            )
         keep = set(wanted)
         frames = []
         try:
