@@ -109,12 +109,11 @@ def clear_failed_run(path: Path) -> None:
         raise StorageError(f"cannot replace the failed run in {path}: {_os_reason(exc)}") from None
 
 
-def mark_failed(path: Path, error: str, step: int | None = None) -> bool:
+def mark_failed(path: Path, error: str) -> bool:
     """Mark a run folder failed (``failed.json``: why, and when); False if it cannot be written."""
     record = {
         "format": "inrkit.failed-run",
         "error": error,
-        "step": step,
         "time": _dt.datetime.now().isoformat(timespec="seconds"),
         "note": "a new run given this folder as --out replaces it",
     }

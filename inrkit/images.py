@@ -109,9 +109,10 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
         if depth == 16:
             import png as pypng
 
-            width, height, rows, info = pypng.Reader(filename=str(path)).asDirect()
-            planes = info["planes"]
-            return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+            with open(path, "rb") as fh:  # pypng leaves a file it opened itself open
+                width, height, rows, info = pypng.Reader(file=fh).asDirect()
+                planes = info["planes"]
+                return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
     with _pillow_unlimited():
         if _head(path, 4) in _TIFF_SIGNATURES:
             return _read_tiff(path, limit)

@@ -74,11 +74,13 @@ def check_pixels(
     error: type[InrkitError] = ConfigError,
     hint: str | None = None,
 ) -> None:
-    """Refuse a ``shape`` with more points than the pixel limit, naming ``what`` and how to raise it."""
+    """Refuse a ``shape`` with more points than the pixel limit, naming ``what`` and how to raise it.
+    A 2-D ``(height, width)`` shape is shown as ``WIDTHxHEIGHT``, as image sizes are written."""
     allowed = pixel_limit(limit)
     pixels = count_pixels(shape)
     if pixels > allowed:
-        size = "x".join(str(int(s)) for s in reversed(tuple(shape))) if len(shape) == 2 else "x".join(str(int(s)) for s in shape)
+        sides = [str(int(s)) for s in shape]
+        size = "x".join(reversed(sides) if len(sides) == 2 else sides)
         raise error(
             f"{what}: {size} is {pixels:,} pixels, over the limit of {allowed:,} "
             f"({hint or f'set {PIXELS_ENV} to raise it'})"

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,9 +81,13 @@ def test_set_strings_give_a_config_or_one_config_error(assignment: str):
         assert isinstance(config, RunConfig)
 
 
+def _containers(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4))
+
+
 JSON_VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=10)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    _containers,
     max_leaves=20,
 )
 SECTIONS = st.fixed_dictionaries(
@@ -180,9 +185,9 @@ def _encoded(kind: str) -> bytes:
     if kind == "png16":
         from inrkit.images import write_png
 
-        path = Path(__import__("tempfile").mkdtemp()) / "x.png"
-        write_png(path, image / 255.0, bit_depth=16)
-        return path.read_bytes()
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_png(Path(folder) / "x.png", image / 255.0, bit_depth=16)
+            return path.read_bytes()
     extension = {"png": ".png", "jpeg": ".jpg", "gif": ".gif", "tiff": ".tif", "bmp": ".bmp", "webp": ".webp"}[kind]
     iio.imwrite(buffer, image, extension=extension)
     return buffer.getvalue()
@@ -247,9 +252,9 @@ def test_image_magic_followed_by_junk(tmp_path: Path, header: bytes, raw: bytes)
     _check_image(path)
 
 
-def test_every_valid_encoding_still_reads():
+def test_every_valid_encoding_still_reads(tmp_path: Path):
     for kind, data in ENCODED.items():
-        path = Path(__import__("tempfile").mkdtemp()) / f"x{SUFFIX.get(kind, '.' + kind)}"
+        path = tmp_path / f"x{SUFFIX.get(kind, '.' + kind)}"
         path.write_bytes(data)
         pixels = read_pixels(path)
         assert pixels.shape[:2] == (12, 10), kind
