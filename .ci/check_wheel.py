@@ -33,7 +33,7 @@ BUILTINS = {
     "activation": {"siren", "gauss", "wire", "finer", "pemlp"},
     "sharing": {"minr", "separate", "row", "column", "grid", "id", "coinpp"},
     "signal": {"image", "video", "superres"},
-    "callback": {"progress", "jsonl", "tensorboard"},
+    "callback": {"progress", "jsonl", "tensorboard", "activations"},
 }
 
 
