@@ -24,7 +24,7 @@ from inrkit._version import __version__
 from inrkit.config import ResolvedRun, RunConfig
 from inrkit.devices import resolve_device
 from inrkit.distributed import join
-from inrkit.errors import ConfigError, DataError, StorageError, TrainingInterrupted, signal_number
+from inrkit.errors import ConfigError, DataError, StorageError, TrainingError, TrainingInterrupted, signal_number
 from inrkit.evaluate import evaluate
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import Callback, INRModel, Item
@@ -229,12 +229,12 @@ def fit_run(
 
 def _mark_failed(folder: RunFolder | None, exc: BaseException) -> None:
     """After a failure: mark the run folder failed (``failed.json``) unless it holds something to
-    keep: a finished run, or a snapshot to resume after an interruption or a failed write. The
-    error's message then says that a rerun with the same ``--out`` replaces the folder."""
+    keep: a finished run, or a snapshot to resume from (after an interruption, a failed write, a
+    refused ``--resume``; a run that diverged is marked even then, since resuming it diverges
+    again). The error's message then says that a run with the same ``--out`` replaces the folder."""
     if folder is None or (folder.path / artifacts.METRICS_FILE).exists():
         return
-    resumable = (folder.path / artifacts.RESUME_FILE).is_file()
-    if resumable and isinstance(exc, (TrainingInterrupted, StorageError)):
+    if (folder.path / artifacts.RESUME_FILE).is_file() and not isinstance(exc, TrainingError):
         return
     if not isinstance(exc, Exception):
         return  # SystemExit and the like: not a failure of the run

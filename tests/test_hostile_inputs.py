@@ -641,13 +641,17 @@ def test_resume_after_config_json_was_edited(images: Path, tmp_path: Path, monke
     with pytest.raises(TrainingInterrupted):
         inrkit.fit({**TINY, "train": {"steps": 5}}, data=[str(images)], out=out)
     monkeypatch.undo()
-    config = json.loads((out / "config.json").read_text())
+    original = (out / "config.json").read_text()
+    config = json.loads(original)
     config["model"]["width"] = 16
     (out / "config.json").write_text(json.dumps(config))
     one_clean_error(cli("run", "--resume", out), "snapshot resume.pt", "config.json edited")
     config["model"]["width"] = "sixteen"
     (out / "config.json").write_text(json.dumps(config))
     one_clean_error(cli("run", "--resume", out), "config.json", "model.width")
+    assert not (out / "failed.json").exists()  # the snapshot is kept, not marked for replacing
+    (out / "config.json").write_text(original)
+    assert inrkit.fit(resume=out).metrics.steps == 5
 
 
 @pytest.mark.parametrize(
