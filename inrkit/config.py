@@ -193,7 +193,7 @@ def _load_yaml(text: str, path: Path) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = " ".join(part for part in (exc.context, exc.problem) if part) or type(exc).__name__
+        problem = ": ".join(part for part in (exc.context, exc.problem) if part) or type(exc).__name__
         raise ConfigError(f"config file {path} could not be parsed{where}: {one_line(problem)}") from None
 
 
