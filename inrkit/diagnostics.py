@@ -112,7 +112,7 @@ def layer_statistics(model: INRModel, coords: torch.Tensor, items: torch.Tensor 
             modulate = getattr(model, "modulate", None)
             with torch.no_grad():
                 z = modulate(d, z, items) if modulate is not None else z
-                a = activation.activate(z, d.position)
+                a = activation.activate_layer(z, d)
             act_summary = Summary.of(a)
             living = a.abs() > DEAD_BELOW  # (N, P, units)
             alive = float(living.float().mean())

@@ -36,6 +36,22 @@ if TYPE_CHECKING:
 LayerPosition = Literal["first", "hidden", "last"]
 
 
+@dataclasses.dataclass(frozen=True)
+class LayerDef:
+    """One linear layer of a model, in forward order: what an activation may know about it.
+
+    ``name`` is the layer's key in ``shared``/``items`` (``first``, ``projection``, ``hidden2``
+    ... ``last`` for MLPs built by :func:`inrkit.nn.mlp_layer_defs`); ``shared`` says whether
+    one weight serves every item or each item has its own.
+    """
+
+    name: str
+    in_features: int
+    out_features: int
+    position: LayerPosition
+    shared: bool
+
+
 class PluginOptions(pydantic.BaseModel):
     """Base of every plugin's ``Options``: unknown keys are errors, values are validated."""
 
@@ -85,6 +101,18 @@ class Activation(Plugin):
     @abc.abstractmethod
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         """Apply the nonlinearity to the pre-activation ``z`` of a first or hidden layer."""
+
+    def activate_layer(self, z: torch.Tensor, layer: LayerDef) -> torch.Tensor:
+        """:meth:`activate` for a layer described in full (is it shared? its name and size).
+
+        Models call this one. The default ignores everything but the position; an activation
+        that treats, say, shared layers differently overrides it.
+        """
+        return self.activate(z, layer.position)
+
+    def init_layer_(self, weight: torch.Tensor, bias: torch.Tensor, layer: LayerDef) -> None:
+        """:meth:`init_` for a layer described in full; models call this one (default: by position)."""
+        self.init_(weight, bias, layer.position)
 
     def init_(self, weight: torch.Tensor, bias: torch.Tensor, position: LayerPosition) -> None:
         """Initialise ``weight`` (``(..., in, out)``) and ``bias`` (``(..., out)``) in place.

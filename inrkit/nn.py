@@ -8,7 +8,6 @@ initialisation routine serves shared and per-item layers alike, and a per-item l
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from inrkit.errors import PluginError
-from inrkit.interfaces import Activation, INRModel, LayerPosition, ModelCapabilities, ModelSpec, TrainingStep
+from inrkit.interfaces import Activation, INRModel, LayerDef, ModelCapabilities, ModelSpec, TrainingStep
 from inrkit.results import ParamCounts
 
 #: Layers with at most this many inputs (coordinates: the first layer) are computed as exact
@@ -137,17 +136,6 @@ class BatchedLinear(nn.Module):
         return f"items={self.n_items}, in={self.in_features}, out={self.out_features}"
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerDef:
-    """One linear layer of a :class:`MultiINR`, in forward order."""
-
-    name: str
-    in_features: int
-    out_features: int
-    position: LayerPosition
-    shared: bool
-
-
 class MultiINR(nn.Module):
     """An MLP for N items whose layers are each either shared or per item.
 
@@ -178,7 +166,7 @@ class MultiINR(nn.Module):
             else:
                 module = BatchedLinear(spec.n_items, d.in_features, d.out_features, dtype=dtype)
                 self.items[d.name] = module
-            activation.init_(module.weight, module.bias, d.position)
+            activation.init_layer_(module.weight, module.bias, d)
 
     @property
     def n_items(self) -> int:
@@ -209,7 +197,7 @@ class MultiINR(nn.Module):
             else:
                 x = self._layer(d, x, items)
             if d.position != "last":
-                x = self.activation.activate(self.modulate(d, x, items), d.position)
+                x = self.activation.activate_layer(self.modulate(d, x, items), d)
         return x.real if x.is_complex() else x  # complex networks (WIRE) output the real part
 
     def modulate(self, layer: LayerDef, z: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:

@@ -15,7 +15,7 @@ import pydantic
 import torch
 
 import inrkit
-from inrkit.interfaces import Activation, LayerPosition, PluginOptions
+from inrkit.interfaces import Activation, LayerDef, LayerPosition, PluginOptions
 
 
 class Wire(Activation):
@@ -28,11 +28,22 @@ class Wire(Activation):
         omega: float = pydantic.Field(20.0, gt=0)
         #: Width (spread) parameter of the Gaussian envelope.
         scale: float = pydantic.Field(10.0, gt=0)
+        #: Envelope scale on layers shared by several items that also have layers of their own
+        #: (MINR's hidden layers); ``None`` uses ``scale``.
+        shared_scale: float | None = pydantic.Field(None, gt=0)
+        #: Frequency on those shared layers; ``None`` uses ``omega``.
+        shared_omega: float | None = pydantic.Field(None, gt=0)
 
     options: Options
 
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         omega, scale = self.options.omega, self.options.scale
+        return torch.exp(1j * omega * z - (scale * z).abs().square())
+
+    def activate_layer(self, z: torch.Tensor, layer: LayerDef) -> torch.Tensor:
+        o = self.options
+        omega = o.shared_omega if layer.shared and o.shared_omega is not None else o.omega
+        scale = o.shared_scale if layer.shared and o.shared_scale is not None else o.scale
         return torch.exp(1j * omega * z - (scale * z).abs().square())
 
     def hidden_width(self, width: int) -> int:

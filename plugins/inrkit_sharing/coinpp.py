@@ -67,7 +67,7 @@ class CoinppINR(MultiINR):
         for d in self.layer_defs:
             x = self.shared[d.name](x)
             if d.position != "last":
-                x = self.activation.activate(x + shifts[:, k].unsqueeze(1), d.position)
+                x = self.activation.activate_layer(x + shifts[:, k].unsqueeze(1), d)
                 k += 1
         return x.real if x.is_complex() else x
 

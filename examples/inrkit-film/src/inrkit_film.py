@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 import inrkit
-from inrkit.interfaces import Activation, ModelSpec, PluginOptions, SharingStrategy
-from inrkit.nn import LayerDef, MultiINR, mlp_layer_defs
+from inrkit.interfaces import Activation, LayerDef, ModelSpec, PluginOptions, SharingStrategy
+from inrkit.nn import MultiINR, mlp_layer_defs
 
 
 class Modulations(nn.Module):

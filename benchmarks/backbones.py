@@ -1,0 +1,147 @@
+"""Table II of the MINR paper in miniature, with seeds: every backbone, separate vs MINR.
+
+For each activation, each sharing variant (``separate``, ``minr``, ``minr`` without projection
+layers) and each seed, one fit of the same images with the same budget; reports the mean PSNR over
+seeds with a 95% t-interval, and the paired difference to ``separate`` (same seed, same items)
+with its interval. Fits run in parallel processes (one thread each), and every finished fit is
+kept in ``--out``'s JSON, so an interrupted table resumes where it stopped.
+
+    python benchmarks/backbones.py --set kodak --seeds 0,1,2 --out benchmarks/out/backbones-kodak.json
+    python benchmarks/backbones.py --set imagenet40 --max-side 64 --steps 300 --seeds 0,1,2 --out ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+VARIANTS = {
+    "separate": {"name": "separate"},
+    "minr": {"name": "minr"},
+    "minr w/o projection": {"name": "minr", "projection": False},
+}
+
+
+def data_set(name: str) -> list[str]:
+    if name == "kodak":
+        return [str(DATA / "kodak" / f"kodim0{i}.png") for i in range(1, 5)]
+    if name == "imagenet40":
+        return [str(p) for p in sorted((DATA / "imagenet100").glob("*.JPEG"))[:40]]
+    raise SystemExit(f"unknown data set {name!r}: kodak or imagenet40")
+
+
+def fit_one(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    import inrkit
+
+    config = {
+        "activation": {"name": job["activation"], **job.get("activation_options", {})},
+        "sharing": VARIANTS[job["variant"]],
+        "signal": {"name": "image", "max_side": job["max_side"]},
+        "model": {"width": job["width"], "layers": 5},
+        "train": {"steps": job["steps"], "seed": job["seed"], "device": "cpu"},
+    }
+    started = time.perf_counter()
+    metrics = inrkit.fit(config, data=job["data"], save=False).metrics
+    assert metrics is not None
+    return {
+        **{k: v for k, v in job.items() if k != "data"},
+        "psnr": [it.psnr for it in metrics.items],
+        "psnr_mean": metrics.psnr_mean,
+        "params": metrics.params.total,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (0 for a single value)."""
+    from scipy import stats
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, float(stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5)
+
+
+def key(r: dict[str, Any]) -> tuple:
+    return (r["activation"], r["variant"], r["width"], r["seed"])
+
+
+def table(results: list[dict[str, Any]], header: str) -> str:
+    lines = [header, "", "| backbone | width | method | params | PSNR (dB) | vs separate (paired) | seeds |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    by_key = {key(r): r for r in results}
+    for activation in dict.fromkeys(r["activation"] for r in results):
+        for width in sorted({r["width"] for r in results if r["activation"] == activation}):
+            for variant in VARIANTS:
+                rows = [r for r in results if (r["activation"], r["variant"], r["width"]) == (activation, variant, width)]
+                if not rows:
+                    continue
+                mean, half = interval([r["psnr_mean"] for r in rows])
+                diffs = [
+                    r["psnr_mean"] - by_key[(activation, "separate", width, r["seed"])]["psnr_mean"]
+                    for r in rows if (activation, "separate", width, r["seed"]) in by_key
+                ]
+                paired = "" if variant == "separate" or not diffs else "{:+.2f} ± {:.2f}".format(*interval(diffs))
+                lines.append(
+                    f"| {activation} | {width} | {variant} | {rows[0]['params']:,} | {mean:.2f} ± {half:.2f} | {paired} | {len(rows)} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", default="kodak", help="kodak (kodim01-04) or imagenet40 (the first 40 samples)")
+    parser.add_argument("--max-side", type=int, default=96)
+    parser.add_argument("--widths", default="64")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--activations", default="siren,gauss,wire,finer,pemlp")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, required=True, help="JSON of every fit (resumed if it exists); the table goes beside it as .md")
+    args = parser.parse_args()
+
+    data = data_set(args.set)
+    done: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.is_file() else []
+    have = {key(r) for r in done}
+    jobs = [
+        {"activation": a, "variant": v, "width": int(w), "seed": int(s), "steps": args.steps, "max_side": args.max_side,
+         "set": args.set, "data": data}
+        for a in args.activations.split(",") for w in args.widths.split(",") for v in args.variants.split(",")
+        for s in args.seeds.split(",")
+    ]
+    todo = [j for j in jobs if key(j) not in have]
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} fits already done; {len(todo)} to go on {args.jobs} processes", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+        for result in pool.map(fit_one, todo):
+            done.append(result)
+            args.out.write_text(json.dumps(done, indent=1) + "\n")
+            print(f"{result['activation']:6} {result['variant']:20} w{result['width']} seed {result['seed']}: "
+                  f"{result['psnr_mean']:.2f} dB ({result['seconds']:.0f} s)", flush=True)
+    import torch
+
+    header = (
+        f"{args.set}: {len(data)} images, longer side {args.max_side} px, 5 layers, {args.steps} steps, each backbone's "
+        f"default lr and options; seeds {args.seeds}; mean over seeds of the mean PSNR over items, ± the 95% t-interval; "
+        f"paired: MINR minus separate with the same seed. {datetime.date.today()}, torch {torch.__version__}, "
+        f"{platform.machine()}, one thread per fit"
+    )
+    md = table([r for r in done if key(r) in {key(j) for j in jobs}], header)
+    args.out.with_suffix(".md").write_text(md)
+    print("\n" + md)
+
+
+if __name__ == "__main__":
+    main()
