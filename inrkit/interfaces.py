@@ -42,7 +42,9 @@ class LayerDef:
 
     ``name`` is the layer's key in ``shared``/``items`` (``first``, ``projection``, ``hidden2``
     ... ``last`` for MLPs built by :func:`inrkit.nn.mlp_layer_defs`); ``shared`` says whether
-    one weight serves every item or each item has its own.
+    one weight serves every item or each item has its own; ``projection`` marks a per-item layer
+    whose output feeds shared layers (MINR's projection layer, Eq. 2), which an activation may
+    treat like the shared layers it serves.
     """
 
     name: str
@@ -50,6 +52,7 @@ class LayerDef:
     out_features: int
     position: LayerPosition
     shared: bool
+    projection: bool = False
 
 
 class PluginOptions(pydantic.BaseModel):

@@ -257,7 +257,7 @@ def mlp_layer_defs(
     w = activation.hidden_width(spec.width)
     defs = [LayerDef("first", in_features, w, "first", shared=share_ends)]
     if projection:
-        defs.append(LayerDef("projection", w, w, "hidden", shared=False))
+        defs.append(LayerDef("projection", w, w, "hidden", shared=False, projection=True))
     for k, shared in enumerate(shared_hidden):
         defs.append(LayerDef(f"hidden{k + 2}", w, w, "hidden", shared=shared))
     defs.append(LayerDef("last", w, spec.out_dim, "last", shared=share_ends))
