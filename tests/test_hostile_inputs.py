@@ -1016,9 +1016,9 @@ def test_a_real_ctrl_c_right_after_config_json_exits_130(images: Path, tmp_path:
     _wait_for(lambda: (out / "config.json").exists(), proc)
     proc.send_signal(signals.SIGINT)
     _, err = proc.communicate(timeout=120)
-    # 130, or (about one time in six here) -SIGINT: when the interrupt arrives while CPython runs
-    # code on behalf of a C extension (torch's import), CPython remembers it as unhandled and, after
-    # inrkit's message and cleanup, ends the process by SIGINT itself, which a shell reports as 130.
+    # 130, or (about one run in six here) -SIGINT: CPython can remember an interrupt as unhandled
+    # (likely one that passed through code a C extension ran, e.g. during an import) and, after
+    # inrkit's message and cleanup, end the process by SIGINT itself; a shell reports 130 for both.
     assert proc.returncode in (130, -signals.SIGINT), err
     assert "Aborted" not in err and "Traceback" not in err and err.count("Error:") == 1, err
     # Either training had begun (a snapshot to resume) or the folder is marked failed (replaceable).
