@@ -1,0 +1,264 @@
+"""The GPU acceptance check: one command that proves inrkit's CUDA path on the card at hand.
+
+    python benchmarks/gpu_check.py --out gpu-check/            # on a machine with a GPU
+    python benchmarks/gpu_check.py --device cpu --quick --out /tmp/gc   # the same steps on the CPU
+
+Each check runs the command line as a user would (a subprocess, its own time limit), so one
+failure never hides the others; the report (``report.json`` and ``report.md`` in ``--out``)
+names the card and gives, per check, passed/failed/skipped, the figures and the reason. What it
+covers (issue 17's items, by number):
+
+- ``doctor``: versions, the card and its memory, TF32/bf16 support (``inrkit doctor --json``).
+- ``fit``: the default MINR fit on the card with TF32 (2: the TF32 flags are read during a fit).
+- ``parity``: the same small fit on the CPU and on the card with TF32 off: PSNR within 0.05 dB.
+- ``bf16`` and ``compile``: within 0.5 dB of fp32; compile time reported apart (6, 8).
+- ``compare-compiled``: ``compare`` of three variants compiled, one after the other (6: dynamo is
+  reset per fit, so no variant falls back to eager).
+- ``wire``: a complex-valued backbone, with ``--compile`` asked for (6: skipped for complex nets).
+- ``resume-on-cpu`` and ``encode-on-cpu``: a run trained on the card, interrupted, resumed and
+  encoded into where no GPU is visible (9).
+- ``many-items``: 512 small images in one MINR fit: item-block chunks sized to free memory,
+  evaluation without the targets on the card (4, 5, 9); peak GPU memory against the targets' size.
+- ``bench``: ``inrkit bench`` in fp32 and bf16: step time against the floor measured with CUDA
+  events (8).
+- ``torchrun``: two processes with nccl when two GPUs are visible (1, 3); skipped otherwise.
+
+Exit status 0 when no check failed. ``--quick`` shrinks every size (a smoke run, a few minutes on
+a CPU); the full check is sized to finish in under 8 minutes on one H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+INRKIT = [sys.executable, "-m", "inrkit.cli"]
+
+
+class Check:
+    """Runs commands for one check and collects its figures."""
+
+    def __init__(self, name: str, out: Path, device: str, quick: bool) -> None:
+        self.name, self.device, self.quick = name, device, quick
+        self.folder = out / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.figures: dict[str, Any] = {}
+
+    def inrkit(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> str:
+        """Run ``inrkit ARGS``; its stdout, or an AssertionError with its stderr's last lines."""
+        proc = subprocess.run([*INRKIT, *args], capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+        (self.folder / "log.txt").open("a").write(f"$ inrkit {' '.join(args)}\n{proc.stderr[-4000:]}\n")
+        assert proc.returncode == 0, f"inrkit {args[0]} exited {proc.returncode}: {proc.stderr.strip()[-600:]}"
+        return proc.stdout
+
+    def run_json(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> dict[str, Any]:
+        return json.loads(self.inrkit(*args, "--json", timeout=timeout, env=env))
+
+
+def small_fit(check: Check) -> list[str]:
+    side, width, steps = (32, 32, 20) if check.quick else (128, 128, 200)
+    return ["--set", f"signal.max_side={side}", "--width", str(width), "--steps", str(steps), "--no-progress", "--no-plots"]
+
+
+def check_doctor(c: Check) -> None:
+    report = c.run_json("doctor", "--no-compile-probe", "--runs", str(c.folder))
+    c.figures["doctor"] = report
+
+
+def check_fit(c: Check) -> None:
+    steps = "20" if c.quick else "300"
+    m = c.run_json("run", "--device", c.device, "--steps", steps, "--no-progress", "--no-plots", "--out", str(c.folder / "run"))
+    c.figures.update(psnr=m["psnr_mean"], seconds=m["seconds"], device=m["device"])
+    assert m["psnr_mean"] > 20, f"PSNR {m['psnr_mean']:.2f} dB after {steps} steps"
+
+
+def check_parity(c: Check) -> None:
+    args = [*small_fit(c), "--set", "train.tf32=false"]
+    cpu = c.run_json("run", "--device", "cpu", *args, "--out", str(c.folder / "cpu"), timeout=900)
+    dev = c.run_json("run", "--device", c.device, *args, "--out", str(c.folder / "dev"))
+    c.figures.update(psnr_cpu=cpu["psnr_mean"], psnr_device=dev["psnr_mean"], difference=dev["psnr_mean"] - cpu["psnr_mean"])
+    assert abs(dev["psnr_mean"] - cpu["psnr_mean"]) < 0.05, f"{c.device} {dev['psnr_mean']:.3f} dB, CPU {cpu['psnr_mean']:.3f} dB"
+
+
+def check_bf16(c: Check) -> None:
+    fp32 = c.run_json("run", "--device", c.device, *small_fit(c), "--out", str(c.folder / "fp32"))
+    bf16 = c.run_json("run", "--device", c.device, *small_fit(c), "--precision", "bf16", "--out", str(c.folder / "bf16"))
+    c.figures.update(psnr_fp32=fp32["psnr_mean"], psnr_bf16=bf16["psnr_mean"], seconds_fp32=fp32["seconds"], seconds_bf16=bf16["seconds"])
+    assert bf16["psnr_mean"] > fp32["psnr_mean"] - 0.5, f"bf16 {bf16['psnr_mean']:.2f} dB against fp32 {fp32['psnr_mean']:.2f}"
+
+
+def check_compile(c: Check) -> None:
+    eager = c.run_json("run", "--device", c.device, *small_fit(c), "--out", str(c.folder / "eager"))
+    compiled = c.run_json("run", "--device", c.device, *small_fit(c), "--compile", "--out", str(c.folder / "compiled"), timeout=600)
+    c.figures.update(psnr_eager=eager["psnr_mean"], psnr_compiled=compiled["psnr_mean"], seconds_eager=eager["seconds"],
+                     seconds_compiled=compiled["seconds"], compile_seconds=compiled.get("compile_seconds"))
+    assert abs(compiled["psnr_mean"] - eager["psnr_mean"]) < 0.5, f"compiled {compiled['psnr_mean']:.2f} dB, eager {eager['psnr_mean']:.2f}"
+
+
+def check_compare_compiled(c: Check) -> None:
+    args = [a for a in small_fit(c) if a != "--no-plots"]
+    table = c.run_json("compare", "--device", c.device, "--sharing", "separate,minr,id", *args, "--compile",
+                       "--out", str(c.folder / "compare"), timeout=900)
+    rows = table if isinstance(table, list) else table.get("rows", [])
+    c.figures["rows"] = rows
+    assert len(rows) == 3, f"{len(rows)} rows in compare's table"
+
+
+def check_wire(c: Check) -> None:
+    m = c.run_json("run", "--device", c.device, "--activation", "wire", *small_fit(c), "--compile", "--out", str(c.folder / "run"))
+    c.figures.update(psnr=m["psnr_mean"], seconds=m["seconds"], compile_seconds=m.get("compile_seconds"))
+
+
+def _interrupt_after_snapshot(c: Check, out: Path, args: list[str]) -> None:
+    """Start a long run, wait for its first snapshot, press Ctrl-C; it must exit 130 with resume.pt."""
+    proc = subprocess.Popen([*INRKIT, "run", *args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "resume.pt").is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode in (130, -signal.SIGINT), f"interrupted run exited {proc.returncode}: {err.strip()[-400:]}"
+    assert (out / "resume.pt").is_file(), "no snapshot after Ctrl-C"
+
+
+def check_resume_on_cpu(c: Check) -> None:
+    """Interrupt a run on the card after a snapshot, then resume it where no GPU is visible until it
+    saves a newer snapshot, and interrupt that too (the run's schedule is long on purpose)."""
+    out = c.folder / "run"
+    _interrupt_after_snapshot(c, out, ["--device", c.device, *small_fit(c), "--steps", "100000",
+                                       "--set", "train.checkpoint_every=10"])
+    c.figures["trained_on"] = json.loads((out / "config.json").read_text())["train"]["device"]
+    before = (out / "resume.pt").stat().st_mtime
+    proc = subprocess.Popen([*INRKIT, "run", "--resume", str(out), "--no-progress"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and (out / "resume.pt").stat().st_mtime == before:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    (c.folder / "resumed-stderr.txt").write_text(err)
+    assert proc.returncode in (130, -signal.SIGINT), f"resume without a GPU exited {proc.returncode}: {err.strip()[-400:]}"
+    assert (out / "resume.pt").stat().st_mtime > before, "the resumed run saved no newer snapshot"
+
+
+def check_encode_on_cpu(c: Check) -> None:
+    run = c.folder / "run"
+    c.run_json("run", "--device", c.device, *small_fit(c), "--out", str(run))
+    no_gpu = {"CUDA_VISIBLE_DEVICES": ""}
+    m = c.run_json("encode", str(run), "--data", "sample:rocket", "--steps", "10", "--out", str(c.folder / "encoded"),
+                   "--no-progress", env=no_gpu, timeout=900)
+    c.figures.update(psnr=m["psnr_mean"], device=m["device"])
+    c.inrkit("decode", str(c.folder / "encoded"), "--all", "-o", str(c.folder / "png"), env=no_gpu)
+
+
+def check_many_items(c: Check) -> None:
+    import numpy as np
+    from PIL import Image
+
+    n, side = (32, 16) if c.quick else (512, 64)
+    data = c.folder / "images"
+    data.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    grid = np.linspace(0, 1, side)
+    for i in range(n):
+        f = rng.uniform(1, 6, size=3)
+        img = np.stack([np.sin(f[k] * np.add.outer(grid, grid * (k + 1))) for k in range(3)], -1)
+        Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).save(data / f"img{i:04d}.png")
+    m = c.run_json("run", "--device", c.device, "--data", str(data), "--width", "64", "--steps", "20" if c.quick else "300",
+                   "--no-progress", "--no-plots", "--log", "jsonl", "--out", str(c.folder / "run"), timeout=900)
+    c.figures.update(items=n, side=side, psnr=m["psnr_mean"], seconds=m["seconds"], seconds_per_step=m["seconds"] / m["steps"],
+                     target_megabytes=n * side * side * 3 * 4 / 2**20)
+
+
+def check_bench(c: Check) -> None:
+    size = ["--size", "64", "--repeats", "2", "--width", "64"] if c.quick else ["--items", "16", "--size", "256"]
+    for precision in ("fp32", "bf16"):
+        c.figures[precision] = c.run_json("bench", "--device", c.device, "--no-naive", "--precision", precision, *size)
+
+
+def check_torchrun(c: Check) -> None:
+    import torch
+
+    if c.device == "cpu" or torch.cuda.device_count() < 2:
+        raise Skip("needs two visible GPUs")
+    torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
+    proc = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "inrkit.cli", "run", *small_fit(c),
+                           "--device", "cuda", "--json", "--out", str(c.folder / "run")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr.strip()[-600:]
+    m = json.loads(proc.stdout)
+    c.figures.update(psnr=m["psnr_mean"], processes=m["processes"], seconds=m["seconds"])
+
+
+class Skip(Exception):
+    pass
+
+
+CHECKS: dict[str, Callable[[Check], None]] = {
+    "doctor": check_doctor, "fit": check_fit, "parity": check_parity, "bf16": check_bf16, "compile": check_compile,
+    "compare-compiled": check_compare_compiled, "wire": check_wire, "resume-on-cpu": check_resume_on_cpu,
+    "encode-on-cpu": check_encode_on_cpu, "many-items": check_many_items, "bench": check_bench, "torchrun": check_torchrun,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="new folder for the report and each check's runs")
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a smoke run")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every step")
+    parser.add_argument("--only", default="", help="comma-separated checks to run (default: all): " + ",".join(CHECKS))
+    args = parser.parse_args()
+    if args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"--out {args.out} exists and is not empty")
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("no CUDA device is visible here; use --device cpu for a smoke run")
+    card = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else "cpu"
+    names = [n for n in args.only.split(",") if n] or list(CHECKS)
+    unknown = sorted(set(names) - set(CHECKS))
+    if unknown:
+        parser.error(f"unknown checks {unknown}; known: {', '.join(CHECKS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": args.device, "card": card,
+                              "torch": torch.__version__, "quick": args.quick, "checks": {}}
+    started = time.perf_counter()
+    for name in names:
+        check = Check(name, args.out, args.device, args.quick)
+        t = time.perf_counter()
+        try:
+            CHECKS[name](check)
+            status, reason = "passed", ""
+        except Skip as exc:
+            status, reason = "skipped", str(exc)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported and the next check runs
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        report["checks"][name] = {"status": status, "reason": reason, "seconds": round(time.perf_counter() - t, 1),
+                                  "figures": check.figures}
+        print(f"{name:17} {status:7} {time.perf_counter() - t:6.1f} s  {reason}", flush=True)
+        (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    lines = [f"GPU check on {card} ({args.device}), torch {torch.__version__}, {report['date']}, {report['seconds']} s"
+             + (" (--quick)" if args.quick else ""), "", "| check | status | seconds | figures / reason |", "| --- | --- | --- | --- |"]
+    for name, r in report["checks"].items():
+        shown = r["reason"] or ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in r["figures"].items() if not isinstance(v, (dict, list)))
+        lines.append(f"| {name} | {r['status']} | {r['seconds']} | {shown} |")
+    (args.out / "report.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 1 if any(r["status"] == "failed" for r in report["checks"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
