@@ -175,10 +175,25 @@ def check_many_items(c: Check) -> None:
         f = rng.uniform(1, 6, size=3)
         img = np.stack([np.sin(f[k] * np.add.outer(grid, grid * (k + 1))) for k in range(3)], -1)
         Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).save(data / f"img{i:04d}.png")
-    m = c.run_json("run", "--device", c.device, "--data", str(data), "--width", "64", "--steps", "20" if c.quick else "300",
-                   "--no-progress", "--no-plots", "--log", "jsonl", "--out", str(c.folder / "run"), timeout=900)
-    c.figures.update(items=n, side=side, psnr=m["psnr_mean"], seconds=m["seconds"], seconds_per_step=m["seconds"] / m["steps"],
-                     target_megabytes=n * side * side * 3 * 4 / 2**20)
+    # In a process of its own through the Python API, to read the card's peak memory afterwards.
+    code = (
+        "import json, sys, torch, inrkit\n"
+        "cfg = {'model': {'width': 64}, 'train': {'steps': int(sys.argv[3]), 'device': sys.argv[2]}}\n"
+        "m = inrkit.fit(cfg, data=sys.argv[1], save=False).metrics\n"
+        "peak = torch.cuda.max_memory_allocated() if sys.argv[2].startswith('cuda') else 0\n"
+        "print(json.dumps({'psnr': m.psnr_mean, 'seconds': m.seconds, 'steps': m.steps, 'peak_bytes': peak}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(data), c.device, "20" if c.quick else "300"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr.strip()[-600:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    targets = n * side * side * 3 * 4
+    c.figures.update(items=n, side=side, psnr=m["psnr"], seconds_per_step=m["seconds"] / m["steps"],
+                     target_megabytes=targets / 2**20, peak_gpu_megabytes=m["peak_bytes"] / 2**20)
+    if c.device.startswith("cuda"):
+        # Rank 0 holds its targets once (training) plus chunks; evaluation must not add a second copy
+        # of every target and a full (N, P, C) output beside it (issue 17, item 4).
+        assert m["peak_bytes"] < 2.5 * targets + 2 * 2**30, f"peak {m['peak_bytes'] / 2**20:.0f} MiB for {targets / 2**20:.0f} MiB of targets"
 
 
 def check_bench(c: Check) -> None:
@@ -198,6 +213,16 @@ def check_torchrun(c: Check) -> None:
     assert proc.returncode == 0, proc.stderr.strip()[-600:]
     m = json.loads(proc.stdout)
     c.figures.update(psnr=m["psnr_mean"], processes=m["processes"], seconds=m["seconds"])
+    # An error on rank 0 (its --out holds files) must end both ranks promptly with one message (item 3).
+    busy = c.folder / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("not inrkit's")
+    t = time.perf_counter()
+    proc = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "inrkit.cli", "run", *small_fit(c),
+                           "--device", "cuda", "--out", str(busy)], capture_output=True, text=True, timeout=600)
+    c.figures["refusal_seconds"] = time.perf_counter() - t
+    assert proc.returncode != 0 and "Error:" in proc.stderr, proc.stderr.strip()[-600:]
+    assert c.figures["refusal_seconds"] < 120, f"the refusal took {c.figures['refusal_seconds']:.0f} s"
 
 
 class Skip(Exception):
