@@ -4,7 +4,9 @@ For each activation, each sharing variant (``separate``, ``minr``, ``minr`` with
 layers) and each seed, one fit of the same images with the same budget; reports the mean PSNR over
 seeds with a 95% t-interval, and the paired difference to ``separate`` (same seed, same items)
 with its interval. Fits run in parallel processes (one thread each), and every finished fit is
-kept in ``--out``'s JSON, so an interrupted table resumes where it stopped.
+kept in ``--out``'s JSON, so an interrupted table resumes where it stopped. Separate fits at a
+narrower width in the same JSON (``--variants separate --widths 48``) add a second table: MINR
+against the separate fit of about the same parameter count (quality per parameter).
 
     python benchmarks/backbones.py --set kodak --seeds 0,1,2 --out benchmarks/out/backbones-kodak.json
     python benchmarks/backbones.py --set imagenet40 --max-side 64 --steps 300 --seeds 0,1,2 --out ...
@@ -96,7 +98,30 @@ def table(results: list[dict[str, Any]], header: str) -> str:
                 lines.append(
                     f"| {activation} | {width} | {variant} | {rows[0]['params']:,} | {mean:.2f} ± {half:.2f} | {paired} | {len(rows)} |"
                 )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + equal_params_table(results)
+
+
+def equal_params_table(results: list[dict[str, Any]]) -> str:
+    """MINR against the separate fit of (nearly) the same parameter count, where one was run
+    (``--variants separate --widths W`` for a narrower W): quality per parameter, the paper's claim."""
+    lines = []
+    by_key = {key(r): r for r in results}
+    for activation in dict.fromkeys(r["activation"] for r in results):
+        separate = {r["width"]: r["params"] for r in results if (r["activation"], r["variant"]) == (activation, "separate")}
+        for width in sorted({r["width"] for r in results if (r["activation"], r["variant"]) == (activation, "minr")}):
+            rows = [r for r in results if (r["activation"], r["variant"], r["width"]) == (activation, "minr", width)]
+            other = min((w for w in separate if w != width), key=lambda w: abs(separate[w] - rows[0]["params"]), default=None)
+            if other is None:
+                continue
+            diffs = [r["psnr_mean"] - by_key[(activation, "separate", other, r["seed"])]["psnr_mean"]
+                     for r in rows if (activation, "separate", other, r["seed"]) in by_key]
+            if diffs:
+                lines.append(f"| {activation} | minr w{width}: {rows[0]['params']:,} | separate w{other}: {separate[other]:,} | "
+                             "{:+.2f} ± {:.2f} | {} |".format(*interval(diffs), len(diffs)))
+    if not lines:
+        return ""
+    return "\n".join(["", "At about equal parameters (MINR minus the separate fit whose parameter count is nearest, same seed):", "",
+                      "| backbone | MINR | separate | difference (dB) | seeds |", "| --- | --- | --- | --- | --- |", *lines]) + "\n"
 
 
 def main() -> None:
