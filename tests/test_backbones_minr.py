@@ -12,7 +12,7 @@ MINR minus separate, in dB) with about 1.5 dB to spare for platform differences:
 | finer | -0.38 | 2.0 | |
 | pemlp | -0.71 | 2.5 | |
 
-At this size Gauss keeps the widest gap of the five (at 96 px it is 1.6 dB: see the Table II
+At this size Gauss keeps the widest gap of the five (at 96 px it is 1.4 dB: see the Table II
 miniature in ``benchmarks/RESULTS.md``); WIRE's MINR beats its separate fits because its shared
 layers use the gentler ``shared_omega``/``shared_scale`` that separate fits (which keep the
 reference values) do not.
