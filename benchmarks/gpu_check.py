@@ -120,14 +120,30 @@ def check_wire(c: Check) -> None:
     c.figures.update(psnr=m["psnr_mean"], seconds=m["seconds"], compile_seconds=m.get("compile_seconds"))
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT at its default, so that Python installs its KeyboardInterrupt handler
+    even when this script runs in the background (where the shell has children ignore SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    """Wait for an interrupted run; kill it if it does not end within 5 minutes. Its stderr."""
+    try:
+        return proc.communicate(timeout=300)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the run did not end within 5 minutes of Ctrl-C") from None
+
+
 def _interrupt_after_snapshot(c: Check, out: Path, args: list[str]) -> None:
     """Start a long run, wait for its first snapshot, press Ctrl-C; it must exit 130 with resume.pt."""
-    proc = subprocess.Popen([*INRKIT, "run", *args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*INRKIT, "run", *args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=_default_sigint)
     deadline = time.time() + 300
     while not (out / "resume.pt").is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    err = _stop(proc)
     assert proc.returncode in (130, -signal.SIGINT), f"interrupted run exited {proc.returncode}: {err.strip()[-400:]}"
     assert (out / "resume.pt").is_file(), "no snapshot after Ctrl-C"
 
@@ -141,12 +157,13 @@ def check_resume_on_cpu(c: Check) -> None:
     c.figures["trained_on"] = json.loads((out / "config.json").read_text())["train"]["device"]
     before = (out / "resume.pt").stat().st_mtime
     proc = subprocess.Popen([*INRKIT, "run", "--resume", str(out), "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+                            preexec_fn=_default_sigint)
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline and (out / "resume.pt").stat().st_mtime == before:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    err = _stop(proc)
     (c.folder / "resumed-stderr.txt").write_text(err)
     assert proc.returncode in (130, -signal.SIGINT), f"resume without a GPU exited {proc.returncode}: {err.strip()[-400:]}"
     assert (out / "resume.pt").stat().st_mtime > before, "the resumed run saved no newer snapshot"

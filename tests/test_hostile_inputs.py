@@ -975,11 +975,15 @@ def test_limits_are_consistent():
 
 # -- 6. signals, for real: a subprocess receives them ----------------------------------------------
 def _start(out: Path, images: Path, *extra: str):
+    import signal as signals
     import subprocess
 
     cmd = [sys.executable, "-m", "inrkit.cli", "run", "--data", str(images), "--width", "8", "--layers", "3",
            "--out", str(out), "--no-progress", "--no-plots", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child, so that Python installs its KeyboardInterrupt handler even
+    # when the tests run in the background (where the shell has children ignore SIGINT).
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL))
 
 
 def _wait_for(predicate, proc, seconds: float = 120) -> None:

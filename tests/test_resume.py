@@ -59,7 +59,10 @@ def test_ctrl_c_saves_a_snapshot_and_exits_cleanly(image_dir: Path, tmp_path: Pa
     out = tmp_path / "interrupted"
     cmd = [sys.executable, "-m", "inrkit.cli", "run", "--data", str(image_dir), "--width", "16", "--layers", "3",
            "--steps", "100000", "--set", "train.checkpoint_every=50", "--out", str(out), "--no-progress", "--no-plots"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C must reach the run even when the tests were started in the background (where the
+    # shell has the children ignore SIGINT, and Python then installs no KeyboardInterrupt handler).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "resume.pt").exists() and time.time() < deadline:  # training is under way
         time.sleep(0.02)
