@@ -224,6 +224,11 @@ def state_bytes(model: INRModel) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
+def trainable_bytes(model: INRModel) -> int:
+    """Bytes of a model's trainable parameters: each has a gradient and two Adam moments of this size."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
 # -- reading: schema, key grammar, shapes --------------------------------------------------------
 class ItemRecord(pydantic.BaseModel):
     """One item as a checkpoint's metadata describes it."""

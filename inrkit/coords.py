@@ -17,14 +17,18 @@ import numpy as np
 import torch
 
 
+def axes(shape: Sequence[int], device: torch.device | str | None = None) -> list[torch.Tensor]:
+    """Per axis of ``shape``, the pixel-centre coordinates in [-1, 1] (what :func:`grid` combines)."""
+    return [(2.0 * torch.arange(int(n), dtype=torch.float32, device=device) + 1.0) / int(n) - 1.0 for n in shape]
+
+
 def grid(shape: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
     """``(prod(shape), len(shape))`` pixel-centre coordinates in [-1, 1], row-major like the data.
 
     ``grid((H, W))[i * W + j]`` is the centre of pixel ``(i, j)``; ``.expand(N, -1, -1)`` gives
     the ``(N, P, 2)`` input of an N-item model.
     """
-    axes = [(2.0 * torch.arange(n, dtype=torch.float32, device=device) + 1.0) / n - 1.0 for n in shape]
-    mesh = torch.meshgrid(*axes, indexing="ij")
+    mesh = torch.meshgrid(*axes(shape, device), indexing="ij")
     return torch.stack(mesh, dim=-1).reshape(-1, len(shape))
 
 

@@ -263,7 +263,7 @@ def check_disk(target: Path, prepared: Prepared, plots: bool) -> None:
         return
     model, items, signal = prepared.model, prepared.items, prepared.resolved.signal
     checkpoint = artifacts.state_bytes(model) + (64 << 10)
-    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    trainable = artifacts.trainable_bytes(model)
     snapshot = checkpoint + 2 * trainable
     # The snapshot being replaced and its successor exist at once; Ctrl-C writes one too.
     snapshots = snapshot * (2 if prepared.resolved.config.train.checkpoint_every else 1)

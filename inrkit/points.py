@@ -20,6 +20,7 @@ import einops
 import numpy as np
 import torch
 
+from inrkit.coords import axes as grid_axes
 from inrkit.coords import grid, to_signed, to_unit
 from inrkit.interfaces import INRModel
 
@@ -273,9 +274,9 @@ def render(model: INRModel, coords: torch.Tensor, chunk_rows: int = CPU_CHUNK_RO
 def grid_chunk(shape: Sequence[int], start: int, stop: int, axes: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """Rows ``start:stop`` of :func:`~inrkit.coords.grid` of ``shape``, computed without the rest:
     ``(stop - start, len(shape))``, equal to ``grid(shape)[start:stop]`` bit for bit. ``axes``
-    are the per-axis centres (``grid``'s), passed in when many chunks of one grid are made."""
+    are :func:`~inrkit.coords.axes` of ``shape``, passed in when many chunks of one grid are made."""
     if axes is None:
-        axes = [(2.0 * torch.arange(n, dtype=torch.float32) + 1.0) / n - 1.0 for n in shape]
+        axes = grid_axes(shape)
     index = torch.arange(start, stop, device=axes[0].device)
     columns = []
     for axis in range(len(shape) - 1, -1, -1):  # row-major: the last axis varies fastest
@@ -297,7 +298,7 @@ def render_into(
     """
     model.eval()
     device = device or next(model.parameters()).device
-    axes = [(2.0 * torch.arange(int(n), dtype=torch.float32, device=device) + 1.0) / int(n) - 1.0 for n in shape]
+    axes = grid_axes(shape, device)
     points = out.shape[0]
     chunk = max(1, int(chunk_rows))
     for start in range(0, points, chunk):

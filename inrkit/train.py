@@ -26,7 +26,7 @@ import numpy as np
 import pydantic
 import torch
 
-from inrkit.artifacts import check_state, state_bytes
+from inrkit.artifacts import check_state, state_bytes, trainable_bytes
 from inrkit.config import TrainConfig
 from inrkit.devices import resolve_device
 from inrkit.distributed import ProcessGroup, join
@@ -446,7 +446,7 @@ def fit_memory(
     ``model`` may live on the meta device (nothing allocated), which is how
     :func:`inrkit.pipeline.prepare` asks before building the real one.
     """
-    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    trainable = trainable_bytes(model)
     n_items = len(train_shapes)
     points = max(math.prod(s) for s in train_shapes)
     if config.chunk_points != "auto":

@@ -40,10 +40,10 @@ class Gauss(Activation):
     options: Options
 
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
-        return torch.exp(-(self.options.scale * z).square())
+        return gaussian(z, self.options.scale)
 
     def activate_layer(self, z: torch.Tensor, layer: LayerDef) -> torch.Tensor:
-        return torch.exp(-(self.layer_scale(layer) * z).square())
+        return gaussian(z, self.layer_scale(layer))
 
     def layer_scale(self, layer: LayerDef) -> float:
         """``s`` of a layer: ``shared_scale`` (default ``scale / 2``) on shared hidden layers."""
@@ -51,6 +51,10 @@ class Gauss(Activation):
         if layer.shared and layer.position == "hidden":
             return o.shared_scale if o.shared_scale is not None else o.scale / 2
         return o.scale
+
+
+def gaussian(z: torch.Tensor, scale: float) -> torch.Tensor:
+    return torch.exp(-(scale * z).square())
 
 
 @inrkit.hookimpl

@@ -49,12 +49,10 @@ class Wire(Activation):
     options: Options
 
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
-        omega, scale = self.options.omega, self.options.scale
-        return torch.exp(1j * omega * z - (scale * z).abs().square())
+        return gabor(z, self.options.omega, self.options.scale)
 
     def activate_layer(self, z: torch.Tensor, layer: LayerDef) -> torch.Tensor:
-        omega, scale = self.layer_omega_scale(layer)
-        return torch.exp(1j * omega * z - (scale * z).abs().square())
+        return gabor(z, *self.layer_omega_scale(layer))
 
     def layer_omega_scale(self, layer: LayerDef) -> tuple[float, float]:
         """``omega`` and ``scale`` of a layer: the shared values on hidden layers serving several items."""
@@ -67,6 +65,11 @@ class Wire(Activation):
 
     def hidden_width(self, width: int) -> int:
         return max(1, int(width / math.sqrt(2)))
+
+
+def gabor(z: torch.Tensor, omega: float, scale: float) -> torch.Tensor:
+    """The complex Gabor wavelet ``exp(i * omega * z - |scale * z|^2)``."""
+    return torch.exp(1j * omega * z - (scale * z).abs().square())
 
 
 @inrkit.hookimpl
