@@ -2,44 +2,31 @@
 
 Each method is a *variant*: a name plus ``--set``-style assignments applied on top of the common
 run configuration, e.g. ``w/o projection:sharing.projection=false``. ``--sharing a,b`` is
-shorthand for variants ``a:sharing.name=a`` and ``b:sharing.name=b``. Every variant keeps its own
-run folder under the output folder; ``table.md`` (the layout of the paper's Table I) and
-``table.json`` are rewritten after each variant, so an interrupted comparison keeps what it has.
+shorthand for variants ``a:sharing.name=a`` and ``b:sharing.name=b``. With ``seeds`` every
+variant is fitted once per seed (``OUT/<variant>/seed-<n>/``); the table then gives each method's
+mean ± std over seeds and its paired difference to a reference method (same items, same seed)
+with a 95% interval (:mod:`inrkit.stats`). ``table.md`` (the layout of the paper's Table I) and
+``table.json`` are rewritten after each fit, and the same ``--out`` resumes an interrupted
+comparison (:mod:`inrkit.experiments`).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import re
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import api, artifacts, distributed
-from inrkit.config import DEFAULT_SHARING, ResolvedRun, apply_overrides
-from inrkit.devices import resolve_device
+from inrkit import artifacts, experiments, stats
 from inrkit.errors import ConfigError
-from inrkit.results import RunMetrics
+from inrkit.experiments import PointResult, Variant
+
+__all__ = ["Variant", "compare", "markdown_table", "parse_variant", "sharing_variants", "summarise", "variant_config"]
 
 TABLE_MD = "table.md"
 TABLE_JSON = "table.json"
 _SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w.]*\s*=)")  # commas that start a new KEY=VALUE
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """One row of a comparison: a label and the assignments that make it."""
-
-    name: str
-    assignments: tuple[str, ...]
-
-    @property
-    def folder_name(self) -> str:
-        """The variant's run folder under the comparison's: letters, digits, ``.``, ``_`` and
-        ``-`` only, never hidden and never ``.`` or ``..``."""
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name).strip("-").lstrip(".").strip("-")
-        return slug or "variant"
 
 
 def parse_variant(text: str) -> Variant:
@@ -62,40 +49,57 @@ def sharing_variants(names: Sequence[str]) -> list[Variant]:
 
 
 def variant_config(base: Mapping[str, Any], variant: Variant) -> dict[str, Any]:
-    """The base config with the variant's assignments.
-
-    Options in the base's ``sharing`` section belong to the base's strategy (``minr`` when it
-    names none): a variant that switches to another strategy starts from that strategy's
-    defaults, so ``--sharing minr,row --set sharing.projection=false`` ablates MINR only.
-    """
-    data = copy.deepcopy(dict(base))
-    section = data.get("sharing")
-    base_name = section.get("name", DEFAULT_SHARING) if isinstance(section, dict) else DEFAULT_SHARING
-    for assignment in variant.assignments:
-        key, _, value = assignment.partition("=")
-        if key.strip() == "sharing.name" and value.strip() != base_name:
-            data["sharing"] = {}
-    return apply_overrides(data, variant.assignments)
+    """The base config with the variant's assignments (see :func:`inrkit.experiments.config_for`)."""
+    return experiments.config_for(base, variant.assignments)
 
 
-def _row(variant: Variant, metrics: RunMetrics, run_dir: Path | None) -> dict[str, Any]:
-    return {
+def _scores(results: Sequence[PointResult]) -> dict[int, dict[str, float]]:
+    return {int(r.point.seed or 0): r.item_scores for r in results}
+
+
+def summarise(
+    variant: Variant, results: Sequence[PointResult], reference: Sequence[PointResult] | None = None,
+    reference_name: str | None = None,
+) -> dict[str, Any]:
+    """One table row: a method's runs (one per seed) summarised, with its paired difference to
+    the reference method's runs when given."""
+    first = results[0].metrics
+    psnr = [r.metrics.psnr_mean for r in results if r.metrics.psnr_mean is not None]
+    ssim = [r.metrics.ssim_mean for r in results if r.metrics.ssim_mean is not None]
+    several = len(results) > 1
+    row: dict[str, Any] = {
         "method": variant.name,
-        "sharing": metrics.sharing,
-        "activation": metrics.activation,
+        "sharing": first.sharing,
+        "activation": first.activation,
         "assignments": list(variant.assignments),
-        "params": metrics.params.total,
-        "params_shared": metrics.params.shared,
-        "params_per_item": metrics.params.per_item,
-        "psnr_mean": metrics.psnr_mean,
-        "psnr_std": metrics.psnr_std,
-        "ssim_mean": metrics.ssim_mean,
-        "ssim_std": metrics.ssim_std,
-        "seconds": metrics.seconds,
-        "steps": metrics.steps,
-        "items": len(metrics.items),
-        "run_dir": str(run_dir.name) if run_dir else None,
+        "params": first.params.total,
+        "params_shared": first.params.shared,
+        "params_per_item": first.params.per_item,
+        # One seed: mean ± std over the items (as a single run reports). Several: over the seeds.
+        "psnr_mean": statistics.fmean(psnr) if psnr else None,
+        "psnr_std": (statistics.stdev(psnr) if len(psnr) > 1 else None) if several else first.psnr_std,
+        "ssim_mean": statistics.fmean(ssim) if ssim else None,
+        "ssim_std": (statistics.stdev(ssim) if len(ssim) > 1 else None) if several else first.ssim_std,
+        "spread": "seeds" if several else "items",
+        "psnr_interval": stats.t_interval(psnr).as_dict() if len(psnr) > 1 else None,
+        "seconds": statistics.fmean(r.metrics.seconds for r in results),
+        "steps": first.steps,
+        "items": len(first.items),
+        "seeds": [r.point.seed for r in results],
+        "run_dir": results[0].point.folder,
+        "runs": [
+            {
+                "seed": r.point.seed, "run_dir": r.point.folder, "psnr_mean": r.metrics.psnr_mean,
+                "ssim_mean": r.metrics.ssim_mean, "seconds": r.metrics.seconds, "psnr": r.item_scores,
+            }
+            for r in results
+        ],
     }
+    if reference is not None and reference_name is not None and reference_name != variant.name:
+        paired = stats.paired_difference(_scores(results), _scores(reference))
+        row["reference"] = reference_name
+        row["vs_reference"] = paired.as_dict() if paired is not None else None
+    return row
 
 
 def _pm(mean: float | None, std: float | None, digits: int) -> str:
@@ -108,17 +112,51 @@ def _millions(params: int) -> str:
     return f"{params / 1e6:.2f}" if params >= 10_000 else f"{params / 1e6:.4f}"
 
 
+def _paired_cell(row: Mapping[str, Any]) -> str:
+    paired = row.get("vs_reference")
+    if row.get("reference") is None:
+        return "(reference)"
+    if paired is None:
+        return "n/a"
+    return stats.Interval.from_dict(paired).format(2, signed=True)
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = [
-        "| Method | Params (M) | PSNR (dB) | SSIM | Seconds |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    """The paper's Table I layout; with seeds or a reference, the paired column and a legend."""
+    reference = next((r["reference"] for r in rows if r.get("reference")), None)
+    seeded = any(len(r.get("seeds") or [None]) > 1 for r in rows)
+    head = "| Method | Params (M) | PSNR (dB) | SSIM | Seconds |"
+    rule = "| --- | --- | --- | --- | --- |"
+    if reference is not None:
+        head += f" vs {reference} (dB, paired) |"
+        rule += " --- |"
+    if seeded or reference is not None:
+        head += " Seeds |"
+        rule += " --- |"
+    lines = [head, rule]
     for r in rows:
-        lines.append(
+        line = (
             f"| {r['method']} | {_millions(r['params'])} | {_pm(r['psnr_mean'], r['psnr_std'], 2)} | "
             f"{_pm(r['ssim_mean'], r['ssim_std'], 2)} | {r['seconds']:.1f} |"
         )
-    return "\n".join(lines) + "\n"
+        if reference is not None:
+            line += f" {_paired_cell(r)} |"
+        if seeded or reference is not None:
+            line += f" {len(r.get('seeds') or [None])} |"
+        lines.append(line)
+    text = "\n".join(lines) + "\n"
+    if seeded or reference is not None:
+        units = {str(r["vs_reference"]["unit"]) for r in rows if r.get("vs_reference")}
+        text += (
+            "\n± is the standard deviation over " + ("seeds" if seeded else "the items")
+            + (
+                f"; the paired column is the mean difference to {reference} on the same items and seed, "
+                f"± the half-width of its 95% t-interval over {' and '.join(sorted(units)) or 'seeds'}"
+                if reference is not None else ""
+            )
+            + ".\n"
+        )
+    return text
 
 
 def compare(
@@ -126,31 +164,40 @@ def compare(
     variants: Sequence[Variant],
     out: str | Path | None,
     *,
+    seeds: Sequence[int] | None = None,
+    reference: str | None = None,
     progress: bool = False,
     on_note: Callable[[str], None] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Fit every variant of ``base`` into ``out/<variant>/`` and write the tables; returns the rows."""
+    """Fit every variant of ``base`` (at every seed) into ``out`` and write the tables; returns
+    the rows. ``reference`` (a variant name; with seeds, the first variant by default) adds each
+    method's paired difference to it. An ``out`` written by an earlier, interrupted ``compare``
+    with the same base config is resumed."""
     if not variants:
         raise ConfigError("nothing to compare: give --sharing NAME[,NAME...] and/or --variant NAME:KEY=VALUE")
-    names = [v.folder_name for v in variants]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"variant names must differ (as folder names): {', '.join(duplicates)}")
-    configs = [api.as_config(variant_config(base, v)) for v in variants]
-    for config in configs:  # every plugin name and option is checked before anything is fitted
-        ResolvedRun(config)
-    # Under torchrun rank 0 creates the folder and writes the tables; every rank trains.
-    group, _ = distributed.join(resolve_device(configs[0].train.device))
-    folder = group.on_main(lambda: artifacts.new_run_folder(out, "compare"))
+    names = [v.name for v in variants]
+    if reference is None and seeds is not None and len(variants) > 1:
+        reference = names[0]
+    if reference is not None and reference not in names:
+        raise ConfigError(f"--reference {reference!r} is not one of the compared methods: {', '.join(names)}")
+    by_variant: dict[str, list[PointResult]] = {}
     rows: list[dict[str, Any]] = []
-    for variant, config in zip(variants, configs, strict=True):
-        result = api.fit(config, out=folder / variant.folder_name, progress=progress, on_note=on_note)
-        if result.metrics is None:  # another rank of a distributed run: rank 0 reports
-            continue
-        rows.append(_row(variant, result.metrics, result.run_dir))
+
+    def table(folder: Path, result: PointResult) -> None:
+        by_variant.setdefault(result.point.variant.name, []).append(result)
+        ref = by_variant.get(reference) if reference is not None else None
+        rows[:] = [
+            summarise(v, by_variant[v.name], ref, reference) for v in variants if v.name in by_variant
+        ]
         artifacts.write_json(folder / TABLE_JSON, rows)
         artifacts.write_text(folder / TABLE_MD, markdown_table(rows))
-        if on_row is not None:
-            on_row(rows[-1])
+        finished = by_variant[result.point.variant.name]
+        if on_row is not None and len(finished) == (len(seeds) if seeds is not None else 1):
+            on_row(next(r for r in rows if r["method"] == result.point.variant.name))
+
+    experiments.run(
+        base, experiments.points(variants, seeds), out, "compare",
+        progress=progress, on_note=on_note, on_result=table,
+    )
     return rows

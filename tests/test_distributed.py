@@ -132,7 +132,7 @@ def test_compare_under_torchrun_writes_one_table(mixed_dir: Path, tmp_path: Path
     result = _torchrun(2, "compare", str(mixed_dir), *RUN[:8], "--sharing", "separate,minr", "--out", str(tmp_path / "cmp"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("| Method |") == 1
-    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["minr", "separate", "table.json", "table.md"]
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["experiment.json", "minr", "separate", "table.json", "table.md"]
     rows = json.loads((tmp_path / "cmp" / "table.json").read_text())
     assert [r["method"] for r in rows] == ["separate", "minr"]
 
