@@ -63,6 +63,10 @@ class TrainConfig(pydantic.BaseModel):
     steps: int = pydantic.Field(300, gt=0, le=MAX_STEPS)
     #: Adam learning rate; ``None`` takes the activation's default.
     lr: float | None = pydantic.Field(None, gt=0)
+    #: The shared parameters' learning rate as a multiple of ``lr`` (the per-item ones keep
+    #: ``lr``); 1 trains everything alike. An option for MINR, whose shared layers see every item's
+    #: gradient each step (see "Comparing methods honestly" for what it measured).
+    shared_lr_scale: float = pydantic.Field(1.0, gt=0, le=1000)
     #: Learning rate at the last step as a fraction of ``lr`` (decayed as ``ratio ** (t / T)``).
     lr_final_ratio: float = pydantic.Field(0.1, gt=0, le=1)
     #: Points per item per chunk (gradients accumulate over chunks); ``auto`` picks by device.

@@ -189,6 +189,17 @@ class Trainer:
             return points.item_block_chunks(auto_chunk_rows(self.device, bytes_per_row))
         return points.chunks(auto_chunk_points(points.n_items, points.points, self.device))
 
+    def param_groups(self, params: list[torch.nn.Parameter], shared: list[torch.nn.Parameter], lr: float) -> list[Any]:
+        """One group, or with ``train.shared_lr_scale`` two: the shared parameters at the scaled rate."""
+        scale = self.config.shared_lr_scale
+        if scale == 1.0 or not shared or len(shared) == len(params):
+            return params
+        ids = {id(p) for p in shared}
+        return [
+            {"params": [p for p in params if id(p) not in ids]},
+            {"params": [p for p in params if id(p) in ids], "lr": lr * scale},
+        ]
+
     def learning_rate(self, model: INRModel) -> float:
         """``lr`` given here, else ``train.lr``, else the model's activation's default."""
         if self.lr is not None:
@@ -315,7 +326,9 @@ class Trainer:
             steps = 0
         # One fused kernel for the whole update on CUDA (it takes real floating-point tensors only).
         fused = self.device.type == "cuda" and bool(params) and not any(p.is_complex() for p in params)
-        optimizer = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=lr, fused=fused or None)
+        optimizer = torch.optim.Adam(
+            self.param_groups(params, shared, lr) or [torch.zeros(1, requires_grad=True)], lr=lr, fused=fused or None,
+        )
         ratio = cfg.lr_final_ratio
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / max(steps, 1)))
         log_every = cfg.log_every or max(1, steps // 100)

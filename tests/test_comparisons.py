@@ -218,3 +218,28 @@ def test_bad_comparison_options_are_one_clear_message(image_dir: Path, tmp_path:
     one_error(cli("front", image_dir, "--sharing", "minr", "--params", "10"), "even width 1")
     one_error(cli("sweep", image_dir, "--grid", "seed=0,1", *TINY), "--seeds")
     assert not (tmp_path / "a").exists()
+
+
+# -- an option the comparisons measured: the shared layers' own learning rate ----------------------------
+
+def _moved(scale: float) -> tuple[float, float]:
+    import numpy as np
+    import torch
+
+    images = [np.random.default_rng(i).random((8, 8, 3), dtype=np.float32) for i in range(3)]
+    model = inrkit.create_model(n_items=3, item_shapes=[(8, 8)] * 3, width=8, layers=4, seed=0)
+    shared0 = [p.detach().clone() for p in model.shared.parameters()]
+    items0 = [p.detach().clone() for p in model.items.parameters()]
+    inrkit.Trainer(steps=3, device="cpu", lr=1e-3, shared_lr_scale=scale).fit(model, images)
+
+    def distance(now, before) -> float:
+        return float(sum((a.detach() - b).abs().sum() for a, b in zip(now, before, strict=True)))
+
+    return distance(model.shared.parameters(), shared0), distance(model.items.parameters(), items0)
+
+
+def test_shared_lr_scale_moves_only_the_shared_layers_faster():
+    shared_1, items_1 = _moved(1.0)
+    shared_4, items_4 = _moved(4.0)
+    assert items_4 == pytest.approx(items_1, rel=0.35)  # Adam: the first steps move by ~lr each
+    assert shared_4 > 2.5 * shared_1
