@@ -313,7 +313,15 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     return seeds
 
 
-_SEEDS_HELP = "Fit every point once per seed, e.g. 0,1,2 (overrides --seed); tables then give means over seeds with 95%% intervals."
+_SEEDS_HELP = "Fit every point once per seed, e.g. 0,1,2 (overrides --seed); tables then give means over seeds with 95% intervals."
+
+
+_retry_option = click.option("--retry-failed", is_flag=True, help="Fit again the points that failed (diverged) in an earlier run of this --out [default: skip them].")
+
+
+def _failed(failure: Any) -> None:
+    seed = "" if failure.point.seed is None else f" seed {failure.point.seed}"
+    click.echo(f"Warning: {failure.point.variant.name}{seed} failed and is left out: {failure.error}", err=True)
 
 
 def _methods(sharing_names: list[str], variant_texts: tuple[str, ...]) -> list[Any]:
@@ -329,6 +337,7 @@ def _methods(sharing_names: list[str], variant_texts: tuple[str, ...]) -> list[A
 @click.option("--seeds", callback=_seeds, metavar="S[,S...]", help=_SEEDS_HELP)
 @click.option("--reference", metavar="METHOD", help="Method to pair every other against (same items, same seed) [default: the first, with --seeds].")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for table.md, table.json and one run folder per method: new, empty, or an interrupted compare to resume [default: runs/<time>-compare].")
+@_retry_option
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the table.")
 def compare(
     config_file: str | None,
@@ -339,6 +348,7 @@ def compare(
     seeds: list[int] | None,
     reference: str | None,
     out: str | None,
+    retry_failed: bool,
     as_json: bool,
     **flags: Any,
 ) -> None:
@@ -359,7 +369,7 @@ def compare(
 
     rows = comparison.compare(
         base, _methods(sharing_names, variant_texts), out or None, seeds=seeds, reference=reference,
-        progress=progress, on_note=_note, on_row=report,
+        progress=progress, on_note=_note, on_row=report, on_failed=_failed, retry_failed=retry_failed,
     )
     from inrkit.distributed import is_main_process
 
@@ -383,10 +393,11 @@ def _point_line(result: Any) -> str:
 @click.option("--seeds", callback=_seeds, metavar="S[,S...]", help=_SEEDS_HELP)
 @click.option("--metric", type=click.Choice(["psnr", "ssim"]), default="psnr", show_default=True, help="Metric that ranks the settings.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for sweep.md, sweep.json and one run folder per point: new, empty, or an interrupted sweep to resume [default: runs/<time>-sweep].")
+@_retry_option
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json instead of the table.")
 def sweep(
     config_file: str | None, assignments: tuple[str, ...], progress: bool | None, grid_texts: tuple[str, ...],
-    seeds: list[int] | None, metric: str, out: str | None, as_json: bool, **flags: Any,
+    seeds: list[int] | None, metric: str, out: str | None, retry_failed: bool, as_json: bool, **flags: Any,
 ) -> None:
     """Fit a grid of settings × seeds and rank the settings with 95% intervals.
 
@@ -402,6 +413,7 @@ def sweep(
     folder, rows = sweeping.sweep(
         base, axes, out or None, seeds=seeds, metric=metric, progress=progress, on_note=_note,
         on_point=None if as_json else lambda r: click.echo(_point_line(r), err=True),
+        on_failed=_failed, retry_failed=retry_failed,
     )
     from inrkit.distributed import is_main_process
 
@@ -420,12 +432,13 @@ def sweep(
 @click.option("--params", "budget_text", required=True, metavar="N[,N...]", help="Parameter budgets for all items together, e.g. 5k,10k,20k,40k.")
 @click.option("--seeds", callback=_seeds, metavar="S[,S...]", help=_SEEDS_HELP)
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for front.md, front.json, front.png and the run folders: new, empty, or an interrupted front to resume [default: runs/<time>-front].")
+@_retry_option
 @click.option("--json", "as_json", is_flag=True, help="Print front.json instead of the table.")
 @click.option("--plots/--no-plots", default=None, help="Draw front.png [default: on unless INRKIT_PLOTS=0].")
 def front(
     config_file: str | None, assignments: tuple[str, ...], progress: bool | None, sharing_names: list[str],
-    variant_texts: tuple[str, ...], budget_text: str, seeds: list[int] | None, out: str | None, as_json: bool,
-    plots: bool | None, **flags: Any,
+    variant_texts: tuple[str, ...], budget_text: str, seeds: list[int] | None, out: str | None,
+    retry_failed: bool, as_json: bool, plots: bool | None, **flags: Any,
 ) -> None:
     """Compare methods at equal parameter budgets: PSNR against parameters, with intervals.
 
@@ -452,7 +465,7 @@ def front(
     folder, rows = fronts.front(
         base, methods, budgets, out or None, seeds=seeds, progress=progress,
         on_note=_note, on_match=matched, on_point=None if as_json else lambda r: click.echo(_point_line(r), err=True),
-        plots=plots,
+        on_failed=_failed, retry_failed=retry_failed, plots=plots,
     )
     from inrkit.distributed import is_main_process
 

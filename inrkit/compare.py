@@ -53,16 +53,17 @@ def variant_config(base: Mapping[str, Any], variant: Variant) -> dict[str, Any]:
     return experiments.config_for(base, variant.assignments)
 
 
-def _scores(results: Sequence[PointResult]) -> dict[int, dict[str, float]]:
-    return {int(r.point.seed or 0): r.item_scores for r in results}
+def _scores(results: Sequence[PointResult], metric: str) -> dict[int, dict[str, float]]:
+    return {int(r.point.seed or 0): r.item_scores(metric) for r in results}
 
 
 def summarise(
     variant: Variant, results: Sequence[PointResult], reference: Sequence[PointResult] | None = None,
-    reference_name: str | None = None,
+    reference_name: str | None = None, metric: str = "psnr",
 ) -> dict[str, Any]:
-    """One table row: a method's runs (one per seed) summarised, with its paired difference to
-    the reference method's runs when given."""
+    """One table row: a method's runs (one per seed) summarised, with its paired difference in
+    ``metric`` to the reference method's runs when given (items without a score, such as a
+    perfect fit's infinite PSNR, are left out of the pairing)."""
     first = results[0].metrics
     psnr = [r.metrics.psnr_mean for r in results if r.metrics.psnr_mean is not None]
     ssim = [r.metrics.ssim_mean for r in results if r.metrics.ssim_mean is not None]
@@ -90,13 +91,13 @@ def summarise(
         "runs": [
             {
                 "seed": r.point.seed, "run_dir": r.point.folder, "psnr_mean": r.metrics.psnr_mean,
-                "ssim_mean": r.metrics.ssim_mean, "seconds": r.metrics.seconds, "psnr": r.item_scores,
+                "ssim_mean": r.metrics.ssim_mean, "seconds": r.metrics.seconds, "psnr": r.item_scores("psnr"),
             }
             for r in results
         ],
     }
     if reference is not None and reference_name is not None and reference_name != variant.name:
-        paired = stats.paired_difference(_scores(results), _scores(reference))
+        paired = stats.paired_difference(_scores(results, metric), _scores(reference, metric))
         row["reference"] = reference_name
         row["vs_reference"] = paired.as_dict() if paired is not None else None
     return row
@@ -105,7 +106,7 @@ def summarise(
 def _pm(mean: float | None, std: float | None, digits: int) -> str:
     if mean is None:
         return "n/a"
-    return f"{mean:.{digits}f} ± {(std or 0.0):.{digits}f}"
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
 def _millions(params: int) -> str:
@@ -121,7 +122,7 @@ def _paired_cell(row: Mapping[str, Any]) -> str:
     return stats.Interval.from_dict(paired).format(2, signed=True)
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def markdown_table(rows: Sequence[Mapping[str, Any]], failures: Sequence[experiments.FailedPoint] = ()) -> str:
     """The paper's Table I layout; with seeds or a reference, the paired column and a legend."""
     reference = next((r["reference"] for r in rows if r.get("reference")), None)
     seeded = any(len(r.get("seeds") or [None]) > 1 for r in rows)
@@ -156,7 +157,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
             )
             + ".\n"
         )
-    return text
+    return text + experiments.failure_lines(failures)
 
 
 def compare(
@@ -169,11 +170,14 @@ def compare(
     progress: bool = False,
     on_note: Callable[[str], None] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_failed: Callable[[experiments.FailedPoint], None] | None = None,
+    retry_failed: bool = False,
 ) -> list[dict[str, Any]]:
     """Fit every variant of ``base`` (at every seed) into ``out`` and write the tables; returns
     the rows. ``reference`` (a variant name; with seeds, the first variant by default) adds each
     method's paired difference to it. An ``out`` written by an earlier, interrupted ``compare``
-    with the same base config is resumed."""
+    with the same base config is resumed; a fit that fails (diverges) is listed under the table and
+    the others go on (see :func:`inrkit.experiments.run`)."""
     if not variants:
         raise ConfigError("nothing to compare: give --sharing NAME[,NAME...] and/or --variant NAME:KEY=VALUE")
     names = [v.name for v in variants]
@@ -183,21 +187,32 @@ def compare(
         raise ConfigError(f"--reference {reference!r} is not one of the compared methods: {', '.join(names)}")
     by_variant: dict[str, list[PointResult]] = {}
     rows: list[dict[str, Any]] = []
+    failures: list[experiments.FailedPoint] = []
+
+    def write(folder: Path) -> None:
+        ref = by_variant.get(reference) if reference is not None else None
+        rows[:] = [summarise(v, by_variant[v.name], ref, reference) for v in variants if v.name in by_variant]
+        for row in rows:
+            row["failed_seeds"] = [f.point.seed for f in failures if f.point.variant.name == row["method"]]
+        artifacts.write_json(folder / TABLE_JSON, rows)
+        artifacts.write_text(folder / TABLE_MD, markdown_table(rows, failures))
 
     def table(folder: Path, result: PointResult) -> None:
         by_variant.setdefault(result.point.variant.name, []).append(result)
-        ref = by_variant.get(reference) if reference is not None else None
-        rows[:] = [
-            summarise(v, by_variant[v.name], ref, reference) for v in variants if v.name in by_variant
-        ]
-        artifacts.write_json(folder / TABLE_JSON, rows)
-        artifacts.write_text(folder / TABLE_MD, markdown_table(rows))
+        write(folder)
         finished = by_variant[result.point.variant.name]
         if on_row is not None and len(finished) == (len(seeds) if seeds is not None else 1):
             on_row(next(r for r in rows if r["method"] == result.point.variant.name))
 
-    experiments.run(
+    def failed(folder: Path, failure: experiments.FailedPoint) -> None:
+        failures.append(failure)
+        write(folder)
+        if on_failed is not None:
+            on_failed(failure)
+
+    _, results = experiments.run(
         base, experiments.points(variants, seeds), out, "compare",
-        progress=progress, on_note=on_note, on_result=table,
+        progress=progress, on_note=on_note, on_result=table, on_failed=failed, retry_failed=retry_failed,
     )
+    experiments.check_some_finished(results, failures)
     return rows

@@ -14,8 +14,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
+import os
 import re
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,17 @@ from typing import Any
 from inrkit import api, artifacts, distributed
 from inrkit.config import DEFAULT_SHARING, ResolvedRun, apply_overrides
 from inrkit.devices import resolve_device
-from inrkit.errors import ConfigError
+from inrkit.errors import ConfigError, DataError, TrainingError, TrainingInterrupted
 from inrkit.results import RunMetrics
 
 EXPERIMENT_FILE = "experiment.json"
 EXPERIMENT_FORMAT = "inrkit.experiment"
 EXPERIMENT_VERSION = 1
+LOCK_FILE = ".lock"
+#: Longest variant folder name; longer names are cut and end in a hash of the full name.
+MAX_FOLDER_NAME = 96
+#: Keys of the base config that do not change what is fitted: a resume may change them.
+_NOT_RECIPE = (("train", "device"), ("train", "callbacks"), ("train", "checkpoint_every"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +50,11 @@ class Variant:
     def folder_name(self) -> str:
         """The variant's run folder: letters, digits, ``.``, ``_`` and ``-`` only, never hidden and
         never ``.`` or ``..``."""
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name).strip("-").lstrip(".").strip("-")
-        return slug or "variant"
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name).strip("-").lstrip(".").strip("-") or "variant"
+        if len(slug) > MAX_FOLDER_NAME:  # every file system takes 255 bytes; leave room for the rest
+            digest = hashlib.sha256(self.name.encode()).hexdigest()[:12]
+            slug = f"{slug[: MAX_FOLDER_NAME - 13]}-{digest}"
+        return slug
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +81,19 @@ class PointResult:
     #: True when the point was read back from an earlier, finished run of the experiment.
     reused: bool = False
 
-    @property
-    def item_scores(self) -> dict[str, float]:
-        return {item.name: item.psnr for item in self.metrics.items if item.psnr is not None}
+    def item_scores(self, metric: str = "psnr") -> dict[str, float]:
+        """Each item's score; items without one (a perfect fit has no finite PSNR) are left out."""
+        scores = {item.name: item.scores().get(metric) for item in self.metrics.items}
+        return {name: float(v) for name, v in scores.items() if v is not None}
+
+
+@dataclasses.dataclass
+class FailedPoint:
+    """A point whose fit failed (it diverged, or its data could not be used): the others go on."""
+
+    point: Point
+    error: str
+    run_dir: Path
 
 
 def points(variants: Sequence[Variant], seeds: Sequence[int] | None) -> list[Point]:
@@ -104,48 +125,133 @@ def _plain(data: Any) -> Any:
     return json.loads(json.dumps(data, sort_keys=True, default=str))
 
 
+def _recipe_of(base: Mapping[str, Any], seeded: bool) -> Any:
+    """The base config as it decides what is fitted: without the device, the callbacks and the
+    snapshot interval, and without ``train.seed`` when ``--seeds`` chooses the seeds."""
+    recipe = _plain(base)
+    dropped = _NOT_RECIPE + ((("train", "seed"),) if seeded else ())
+    for section, key in dropped:
+        if isinstance(recipe.get(section), dict):
+            recipe[section].pop(key, None)
+            if not recipe[section]:
+                del recipe[section]
+    return recipe
+
+
 def _check_points(planned: Sequence[Point]) -> None:
-    folders = [p.folder for p in planned]
+    folders = [p.folder.casefold() for p in planned]  # macOS and Windows ignore case
     duplicates = sorted({f for f in folders if folders.count(f) > 1})
     if duplicates:
-        raise ConfigError(f"variant names must differ (as folder names): {', '.join(duplicates)}")
+        raise ConfigError(f"variant names must differ (as folder names, ignoring case): {', '.join(duplicates)}")
 
 
-def _open(out: str | Path | None, kind: str, base: Mapping[str, Any], planned: Sequence[Point]) -> Path:
-    """Create the experiment folder, or reopen one written by the same kind and base config."""
+def _nested(a: str, b: str) -> bool:
+    a, b = a.casefold(), b.casefold()
+    return a != b and (a.startswith(b + "/") or b.startswith(a + "/"))
+
+
+def _read_manifest(path: Path, kind: str, recipe: Any) -> dict[str, Any]:
+    manifest = artifacts.read_json(path)
+    folder = path.parent
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPERIMENT_FORMAT:
+        raise ConfigError(f"{path} is not an inrkit experiment file; choose a new --out")
+    version = manifest.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ConfigError(f"{path} is damaged (its version is {version!r}); choose a new --out")
+    if version > EXPERIMENT_VERSION:
+        raise ConfigError(f"{path} was written by a newer inrkit (version {version}); upgrade inrkit")
+    if manifest.get("kind") != kind:
+        raise ConfigError(f"--out {folder} holds an `inrkit {manifest.get('kind')}`, not an `inrkit {kind}`; choose a new folder")
+    if manifest.get("base") != recipe:
+        raise ConfigError(
+            f"--out {folder} holds an experiment with a different base config; resume it with the same "
+            "options, or choose a new folder (nothing was changed)"
+        )
+    points = manifest.get("points")
+    if not isinstance(points, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("assignments"), list) for v in points.values()
+    ):
+        raise ConfigError(f"{path} is damaged (its points are not a table of assignments); choose a new --out")
+    return manifest
+
+
+def _open(out: str | Path | None, kind: str, base: Mapping[str, Any], planned: Sequence[Point], seeded: bool) -> Path:
+    """Create the experiment folder, or reopen one written by the same kind and base config, and
+    lock it against a second process."""
     recipe = {p.folder: {"variant": p.variant.name, "assignments": list(p.assignments)} for p in planned}
+    base_recipe = _recipe_of(base, seeded)
     manifest_path = Path(out) / EXPERIMENT_FILE if out is not None else None
     if manifest_path is not None and manifest_path.is_file():
-        folder = Path(out)  # type: ignore[arg-type]
-        manifest = artifacts.read_json(manifest_path)
-        if not isinstance(manifest, dict) or manifest.get("format") != EXPERIMENT_FORMAT:
-            raise ConfigError(f"{manifest_path} is not an inrkit experiment file; choose a new --out")
-        if int(manifest.get("version", 0) or 0) > EXPERIMENT_VERSION:
-            raise ConfigError(f"{manifest_path} was written by a newer inrkit (version {manifest.get('version')}); upgrade inrkit")
-        if manifest.get("kind") != kind:
-            raise ConfigError(f"--out {folder} holds an `inrkit {manifest.get('kind')}`, not an `inrkit {kind}`; choose a new folder")
-        if manifest.get("base") != _plain(base):
-            raise ConfigError(
-                f"--out {folder} holds an experiment with a different base config; resume it with the same "
-                "options, or choose a new folder (nothing was changed)"
-            )
-        listed = manifest.get("points")
-        known: dict[str, Any] = listed if isinstance(listed, dict) else {}
+        folder = manifest_path.parent
+        manifest = _read_manifest(manifest_path, kind, base_recipe)
+        known: dict[str, Any] = manifest["points"]
         for name, spec in recipe.items():
-            if name in known and known[name] != spec:
+            if name in known and known[name]["assignments"] != spec["assignments"]:
                 raise ConfigError(
-                    f"--out {folder}: {name} was fitted with {known[name].get('assignments')}, now asked for "
+                    f"--out {folder}: {name} was fitted with {known[name]['assignments']}, now asked for "
                     f"{spec['assignments']}; rename the variant or choose a new folder (nothing was changed)"
                 )
+            clash = next((k for k in known if _nested(k, name)), None)
+            if clash is not None:
+                raise ConfigError(
+                    f"--out {folder} holds {clash}, which cannot sit beside {name} (give --seeds the same way "
+                    "as before, or choose a new folder; nothing was changed)"
+                )
+        _lock(folder)
         manifest["points"] = {**known, **recipe}
     else:
         folder = artifacts.new_run_folder(out, kind)
+        _lock(folder)
         manifest = {
             "format": EXPERIMENT_FORMAT, "version": EXPERIMENT_VERSION, "kind": kind,
-            "base": _plain(base), "points": recipe,
+            "base": base_recipe, "points": recipe,
         }
     artifacts.write_json(folder / EXPERIMENT_FILE, manifest)
     return folder
+
+
+def _lock(folder: Path) -> None:
+    """Refuse a second process writing into the same experiment (each would refit the other's
+    unfinished points); a lock left by a process that no longer runs on this host is taken over."""
+    path = folder / LOCK_FILE
+    host = socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner_host, _, pid_text = path.read_text(encoding="utf-8").partition(" ")
+                pid = int(pid_text)
+            except (OSError, ValueError):
+                owner_host, pid = "", 0
+            if owner_host == host and pid > 0 and not _alive(pid):
+                path.unlink(missing_ok=True)
+                continue
+            raise ConfigError(
+                f"another inrkit process ({owner_host or '?'} pid {pid or '?'}) is writing into {folder}; "
+                f"wait for it, or delete {path} if it has ended"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot lock {folder}: {exc.strerror or exc}") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"{host} {os.getpid()}")
+        return
+    raise ConfigError(f"cannot lock {folder}: {path} keeps reappearing")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _unfinished_single_run(run_dir: Path) -> bool:
+    """A run folder this experiment started and never finished: a config, no metrics anywhere."""
+    return (run_dir / artifacts.CONFIG_FILE).is_file() and not any(run_dir.rglob(artifacts.METRICS_FILE))
 
 
 def _finished(run_dir: Path) -> RunMetrics | None:
@@ -164,11 +270,16 @@ def run(
     progress: bool = False,
     on_note: Callable[[str], None] | None = None,
     on_result: Callable[[Path, PointResult], None] | None = None,
+    on_failed: Callable[[Path, FailedPoint], None] | None = None,
+    retry_failed: bool = False,
 ) -> tuple[Path, list[PointResult]]:
     """Fit (or read back) every point; ``on_result`` sees the experiment folder and each result.
 
-    Every config is validated, plugins included, before the first fit. Under torchrun every rank
-    trains and rank 0 alone gets results.
+    Every config is validated, plugins included, before the first fit. A point whose fit fails
+    (it diverges, its data is refused) is kept marked failed (``failed.json``) and reported to
+    ``on_failed``, and the others go on; given the same ``out`` again it is skipped (a refit with
+    the same seed fails the same way) unless ``retry_failed``. Under torchrun every rank trains
+    and rank 0 alone gets results.
     """
     if not planned:
         raise ConfigError("nothing to fit: give --sharing NAME[,NAME...], --variant NAME:KEY=VALUE or --grid KEY=V1,V2")
@@ -176,26 +287,82 @@ def run(
     configs = [api.as_config(config_for(base, p.assignments)) for p in planned]
     for config in configs:
         ResolvedRun(config)
+    seeded = any(p.seed is not None for p in planned)
     group, _ = distributed.join(resolve_device(configs[0].train.device))
-    folder = group.on_main(lambda: _open(out, kind, base, planned))
+    folder = group.on_main(lambda: _open(out, kind, base, planned, seeded))
     results: list[PointResult] = []
-    for point, config in zip(planned, configs, strict=True):
-        run_dir = folder / point.folder
-        done = _finished(run_dir)
-        if done is not None:
-            result = PointResult(point, done, run_dir, reused=True)
-        else:
-            if (run_dir / artifacts.RESUME_FILE).is_file():
-                fitted = api.fit(resume=run_dir, progress=progress, on_note=on_note)
-            else:
-                if run_dir.is_dir() and any(run_dir.iterdir()):
-                    # Killed before its first snapshot: nothing finished to keep; fit it again.
-                    group.on_main(functools.partial(artifacts.mark_failed, run_dir, "an unfinished point of an interrupted experiment"))
-                fitted = api.fit(config, out=run_dir, progress=progress, on_note=on_note)
+    try:
+        for point, config in zip(planned, configs, strict=True):
+            run_dir = folder / point.folder
+            done = _finished(run_dir)
+            if done is not None:
+                if group.is_main:  # another rank of a distributed run: rank 0 reports
+                    results.append(PointResult(point, done, run_dir, reused=True))
+                    if on_result is not None:
+                        on_result(folder, results[-1])
+                continue
+            failed = _earlier_failure(run_dir)
+            if failed is not None and not retry_failed:
+                if group.is_main and on_failed is not None:
+                    on_failed(folder, FailedPoint(point, f"{failed} (failed before; --retry-failed fits it again)", run_dir))
+                continue
+            try:
+                if (run_dir / artifacts.RESUME_FILE).is_file():
+                    fitted = api.fit(resume=run_dir, progress=progress, on_note=on_note)
+                else:
+                    if run_dir.is_dir() and any(run_dir.iterdir()) and not artifacts.is_failed_run(run_dir):
+                        if not _unfinished_single_run(run_dir):
+                            raise ConfigError(
+                                f"{run_dir} holds files that are not an unfinished run of this experiment; "
+                                "move them away or choose a new --out (nothing was changed)"
+                            )
+                        # Killed before its first snapshot: nothing finished to keep; fit it again.
+                        group.on_main(functools.partial(
+                            artifacts.mark_failed, run_dir, "an unfinished point of an interrupted experiment"
+                        ))
+                    fitted = api.fit(config, out=run_dir, progress=progress, on_note=on_note)
+            except (TrainingError, DataError) as exc:
+                if isinstance(exc, TrainingInterrupted):
+                    raise
+                if group.is_main and on_failed is not None:
+                    on_failed(folder, FailedPoint(point, str(exc), run_dir))
+                continue
             if fitted.metrics is None:  # another rank of a distributed run: rank 0 reports
                 continue
-            result = PointResult(point, fitted.metrics, run_dir)
-        results.append(result)
-        if on_result is not None:
-            on_result(folder, result)
+            results.append(PointResult(point, fitted.metrics, run_dir))
+            if on_result is not None:
+                on_result(folder, results[-1])
+    finally:
+        if group.is_main:
+            (folder / LOCK_FILE).unlink(missing_ok=True)
     return folder, results
+
+
+def failure_lines(failures: Sequence[FailedPoint]) -> str:
+    """The markdown lines naming the points left out of a table, and why."""
+    if not failures:
+        return ""
+    lines = [f"- {f.point.variant.name}" + ("" if f.point.seed is None else f" seed {f.point.seed}") + f": {f.error}"
+             for f in failures]
+    return "\nNot in the table (their fits failed):\n\n" + "\n".join(lines) + "\n"
+
+
+def check_some_finished(results: Sequence[PointResult], failures: Sequence[FailedPoint]) -> None:
+    """An experiment whose every point failed is an error, not an empty table."""
+    if failures and not results:
+        raise TrainingError(f"every fit failed; the first: {failures[0].point.folder}: {failures[0].error}")
+
+
+def _earlier_failure(run_dir: Path) -> str | None:
+    """Why a point failed in an earlier run of the experiment (``None``: it did not, or it was
+    only interrupted, which a rerun continues)."""
+    if not artifacts.is_failed_run(run_dir) or (run_dir / artifacts.RESUME_FILE).is_file():
+        return None
+    try:
+        record = artifacts.read_json(run_dir / artifacts.FAILED_FILE)
+    except Exception:  # noqa: BLE001 - an unreadable record is treated as a failure without reason
+        return "failed"
+    reason = str(record.get("error", "failed")) if isinstance(record, dict) else "failed"
+    if "unfinished point" in reason or "interrupted" in reason.lower():
+        return None
+    return reason

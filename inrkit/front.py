@@ -10,6 +10,7 @@ difference to the first method at the same budget (same items, same seeds).
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -100,13 +101,20 @@ def match_width(count: Callable[[int], int], budget: int, method: str) -> Match:
 
 
 def matches(base: Mapping[str, Any], methods: Sequence[Variant], budgets: Sequence[int]) -> list[Match]:
-    counter = ParameterCounter(base)
+    """Every method's widest width within every budget, counted for the items each method fits
+    (a method whose assignments change the data or the signal is counted on its own items)."""
+    counters: dict[str, ParameterCounter] = {}
     found: list[Match] = []
     for method in methods:
         config = experiments.config_for(base, method.assignments)
+        items_key = json.dumps([config.get("data"), config.get("signal")], sort_keys=True, default=str)
+        if items_key not in counters:
+            counters[items_key] = ParameterCounter(config)
+        counter = counters[items_key]
         cache: dict[int, int] = {}
 
-        def count(width: int, config: Mapping[str, Any] = config, cache: dict[int, int] = cache) -> int:
+        def count(width: int, config: Mapping[str, Any] = config, cache: dict[int, int] = cache,
+                  counter: ParameterCounter = counter) -> int:
             if width not in cache:
                 cache[width] = counter.count(config, width)
             return cache[width]
@@ -147,7 +155,10 @@ def markdown(rows: Sequence[Mapping[str, Any]], reference: str) -> str:
     ]
     for r in sorted(rows, key=lambda r: (r["budget"], r["method"] != reference)):
         interval = r.get("psnr_interval")
-        cell = stats.Interval.from_dict(interval).format(2) if interval else f"{r['psnr_mean']:.2f}"
+        cell = (
+            stats.Interval.from_dict(interval).format(2) if interval
+            else "n/a" if r["psnr_mean"] is None else f"{r['psnr_mean']:.2f}"
+        )
         paired = r.get("vs_reference")
         versus = "(reference)" if r["method"] == reference else "n/a" if not paired else stats.Interval.from_dict(paired).format(2, signed=True)
         lines.append(
@@ -163,12 +174,14 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method in dict.fromkeys(r["method"] for r in rows):
-        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["params"])
+        mine = sorted((r for r in rows if r["method"] == method and r["psnr_mean"] is not None), key=lambda r: r["params"])
         errors = [((r.get("psnr_interval") or {}).get("half_width") or 0.0) for r in mine]
         ax.errorbar([r["params"] for r in mine], [r["psnr_mean"] for r in mine], yerr=errors, marker="o", capsize=3, label=method)
     ax.set_xscale("log")
     ax.set_xlabel("parameters (all items)")
     ax.set_ylabel("PSNR (dB), mean over seeds, 95% CI")
+    if rows:
+        ax.set_title(f"{rows[0]['items']} items, {len(rows[0]['seeds'])} seed(s) per point", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -186,6 +199,8 @@ def front(
     on_note: Callable[[str], None] | None = None,
     on_match: Callable[[Match], None] | None = None,
     on_point: Callable[[PointResult], None] | None = None,
+    on_failed: Callable[[experiments.FailedPoint], None] | None = None,
+    retry_failed: bool = False,
     plots: bool = True,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Match every method to every budget, fit the matched widths × seeds into ``out`` (resuming
@@ -205,21 +220,40 @@ def front(
     by_variant: dict[str, list[PointResult]] = {}
     rows: list[dict[str, Any]] = []
 
-    def record(folder: Path, result: PointResult) -> None:
-        by_variant.setdefault(result.point.variant.name, []).append(result)
+    failures: list[experiments.FailedPoint] = []
+
+    def write(folder: Path) -> None:
         rows[:] = rows_for(methods, found, by_variant)
         summary = {
             "reference": names[0], "seeds": list(seeds) if seeds is not None else None,
             "matches": [dataclasses.asdict(m) for m in found], "rows": rows,
+            "failed": [{"setting": f.point.variant.name, "seed": f.point.seed, "error": f.error} for f in failures],
         }
         artifacts.write_json(folder / FRONT_JSON, summary)
-        artifacts.write_text(folder / FRONT_MD, markdown(rows, names[0]))
+        artifacts.write_text(folder / FRONT_MD, markdown(rows, names[0]) + experiments.failure_lines(failures))
+
+    def record(folder: Path, result: PointResult) -> None:
+        by_variant.setdefault(result.point.variant.name, []).append(result)
+        write(folder)
         if on_point is not None:
             on_point(result)
 
-    folder, _ = experiments.run(
-        base, experiments.points(variants, seeds), out, "front", progress=progress, on_note=on_note, on_result=record,
+    def failed(folder: Path, failure: experiments.FailedPoint) -> None:
+        failures.append(failure)
+        write(folder)
+        if on_failed is not None:
+            on_failed(failure)
+
+    folder, results = experiments.run(
+        base, experiments.points(variants, seeds), out, "front", progress=progress, on_note=on_note,
+        on_result=record, on_failed=failed, retry_failed=retry_failed,
     )
+    experiments.check_some_finished(results, failures)
+    trained = {(r.point.variant.name): r.metrics.params.total for r in results}
+    for match in found:  # the count matched must be the model trained (a strategy may count otherwise)
+        name = _variant(next(v for v in methods if v.name == match.method), match.width).name
+        if name in trained and trained[name] != match.params and on_note is not None:
+            on_note(f"{name}: matched at {match.params:,} parameters but trained {trained[name]:,}")
     if plots and rows:
         plot(rows, folder / FRONT_PNG)
     return folder, rows

@@ -79,8 +79,16 @@ def parse_axis(text: str) -> Axis:
     return Axis(label, ALIASES.get(label, label), tuple(parsed))
 
 
+def _short(key: str) -> str:
+    return next((alias for alias, full in ALIASES.items() if full == key), key)
+
+
 def grid_variants(axes: Sequence[Axis]) -> list[Variant]:
-    """Every combination of the axes' values, the first axis varying slowest."""
+    """Every combination of the axes' values, the first axis varying slowest.
+
+    A setting's name (and run folder) spells its keys the short way and in sorted order, so the
+    same grid given in another order or spelling (``lr`` or ``train.lr``) resumes the same folders.
+    """
     if not axes:
         raise ConfigError("nothing to sweep: give at least one --grid KEY=V1,V2,...")
     keys = [a.key for a in axes]
@@ -89,8 +97,9 @@ def grid_variants(axes: Sequence[Axis]) -> list[Variant]:
         raise ConfigError(f"--grid names {', '.join(twice)} more than once")
     variants = []
     for combo in itertools.product(*(a.values for a in axes)):
-        name = " ".join(f"{a.label}={v}" for a, v in zip(axes, combo, strict=True))
-        variants.append(Variant(name, tuple(f"{a.key}={v}" for a, v in zip(axes, combo, strict=True))))
+        pairs = sorted(zip((a.key for a in axes), combo, strict=True))
+        name = " ".join(f"{_short(key)}={value}" for key, value in pairs)
+        variants.append(Variant(name, tuple(f"{key}={value}" for key, value in pairs)))
     return variants
 
 
@@ -112,11 +121,9 @@ def rank(
     best = order[0].name
     rows = []
     for place, variant in enumerate(order, 1):
-        row = summarise(variant, by_variant[variant.name], by_variant[best], best)
+        row = summarise(variant, by_variant[variant.name], by_variant[best], best, metric=metric)
         interval = scored[variant.name]
         row.update(rank=place, metric=metric, metric_interval=interval.as_dict() if interval is not None else None)
-        if metric != "psnr":  # the paired column follows the ranking metric
-            row.pop("vs_reference", None)
         rows.append(row)
     return rows
 
@@ -132,11 +139,18 @@ def markdown(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
         interval = r["metric_interval"]
         cell = "n/a" if interval is None else stats.Interval.from_dict(interval).format(digits)
         paired = r.get("vs_reference")
-        versus = "(best)" if r["rank"] == 1 else "n/a" if not paired else stats.Interval.from_dict(paired).format(2, signed=True)
+        versus = "(best)" if r["rank"] == 1 else "n/a" if not paired else _paired(paired, digits)
         lines.append(
             f"| {r['rank']} | {r['method']} | {r['params']:,} | {cell} | {versus} | {r['seconds']:.1f} | {len(r['seeds'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _paired(paired: Mapping[str, Any], digits: int) -> str:
+    """A paired cell; an interval over the items of one seed is marked, as it says nothing about
+    how much a rerun would move the difference."""
+    text = stats.Interval.from_dict(paired).format(digits, signed=True)
+    return text + " (items, one seed)" if paired.get("unit") == "items" and paired.get("half_width") is not None else text
 
 
 def best_line(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -145,13 +159,17 @@ def best_line(rows: Sequence[Mapping[str, Any]]) -> str:
         return "no setting was fitted"
     best = rows[0]
     interval = best["metric_interval"]
+    if interval is None:
+        return f"no setting has a {best['metric']} score (no best setting)"
     text = f"best: {best['method']}"
     if interval is not None:
         half = interval["half_width"]
         text += f" ({interval['mean']:.3f}" + ("" if half is None else f" ± {half:.3f}") + f" over {len(best['seeds'])} seed(s))"
     if len(rows) > 1:
         paired = rows[1].get("vs_reference")
-        if paired and paired.get("half_width") is not None:
+        if paired and paired.get("unit") == "items":
+            text += "; one seed: whether the runner-up is resolved from it needs --seeds"
+        elif paired and paired.get("half_width") is not None:
             resolved = abs(paired["mean"]) > paired["half_width"]
             text += "; the runner-up is " + ("resolved from it" if resolved else "within the interval of it (not resolved)")
     return text
@@ -167,28 +185,46 @@ def sweep(
     progress: bool = False,
     on_note: Callable[[str], None] | None = None,
     on_point: Callable[[PointResult], None] | None = None,
+    on_failed: Callable[[experiments.FailedPoint], None] | None = None,
+    retry_failed: bool = False,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Fit the grid × seeds into ``out`` (resuming it), writing ``sweep.json`` and ``sweep.md``
-    after every point; returns the folder and the ranked rows."""
+    after every point; returns the folder and the ranked rows. A setting that fails (diverges)
+    at some seed is listed under the table, and the sweep goes on."""
     if metric not in METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
     variants = grid_variants(axes)
     by_variant: dict[str, list[PointResult]] = {}
     rows: list[dict[str, Any]] = []
 
-    def record(folder: Path, result: PointResult) -> None:
-        by_variant.setdefault(result.point.variant.name, []).append(result)
+    failures: list[experiments.FailedPoint] = []
+
+    def write(folder: Path) -> None:
         rows[:] = rank(variants, by_variant, metric)
         summary = {
             "metric": metric, "seeds": list(seeds) if seeds is not None else None,
             "grid": {a.label: list(a.values) for a in axes}, "best": best_line(rows), "rows": rows,
+            "failed": [{"setting": f.point.variant.name, "seed": f.point.seed, "error": f.error} for f in failures],
         }
         artifacts.write_json(folder / SWEEP_JSON, summary)
-        artifacts.write_text(folder / SWEEP_MD, markdown(rows, metric) + "\n" + best_line(rows) + "\n")
+        text = markdown(rows, metric) + "\n" + best_line(rows) + "\n" + experiments.failure_lines(failures)
+        artifacts.write_text(folder / SWEEP_MD, text)
+
+    def record(folder: Path, result: PointResult) -> None:
+        by_variant.setdefault(result.point.variant.name, []).append(result)
+        write(folder)
         if on_point is not None:
             on_point(result)
 
-    folder, _ = experiments.run(
-        base, experiments.points(variants, seeds), out, "sweep", progress=progress, on_note=on_note, on_result=record,
+    def failed(folder: Path, failure: experiments.FailedPoint) -> None:
+        failures.append(failure)
+        write(folder)
+        if on_failed is not None:
+            on_failed(failure)
+
+    folder, results = experiments.run(
+        base, experiments.points(variants, seeds), out, "sweep", progress=progress, on_note=on_note,
+        on_result=record, on_failed=failed, retry_failed=retry_failed,
     )
+    experiments.check_some_finished(results, failures)
     return folder, rows

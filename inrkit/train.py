@@ -192,13 +192,12 @@ class Trainer:
     def param_groups(self, params: list[torch.nn.Parameter], shared: list[torch.nn.Parameter], lr: float) -> list[Any]:
         """One group, or with ``train.shared_lr_scale`` two: the shared parameters at the scaled rate."""
         scale = self.config.shared_lr_scale
-        if scale == 1.0 or not shared or len(shared) == len(params):
+        if scale == 1.0 or not shared:
             return params
         ids = {id(p) for p in shared}
-        return [
-            {"params": [p for p in params if id(p) not in ids]},
-            {"params": [p for p in params if id(p) in ids], "lr": lr * scale},
-        ]
+        own = [p for p in params if id(p) not in ids]
+        scaled = {"params": [p for p in params if id(p) in ids], "lr": lr * scale}
+        return [{"params": own}, scaled] if own else [scaled]
 
     def learning_rate(self, model: INRModel) -> float:
         """``lr`` given here, else ``train.lr``, else the model's activation's default."""

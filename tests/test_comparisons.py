@@ -111,11 +111,14 @@ def test_grid_axes_and_their_product():
     assert (lr.key, lr.values) == ("train.lr", ("1e-3", "5e-4"))
     shared = sweep.parse_axis("sharing.shared_layers=[2,3],[3]")
     variants = sweep.grid_variants([lr, shared])
+    # names spell keys the short way, sorted by config key; the first axis still varies slowest
     assert [v.name for v in variants] == [
-        "lr=1e-3 sharing.shared_layers=[2,3]", "lr=1e-3 sharing.shared_layers=[3]",
-        "lr=5e-4 sharing.shared_layers=[2,3]", "lr=5e-4 sharing.shared_layers=[3]",
+        "sharing.shared_layers=[2,3] lr=1e-3", "sharing.shared_layers=[3] lr=1e-3",
+        "sharing.shared_layers=[2,3] lr=5e-4", "sharing.shared_layers=[3] lr=5e-4",
     ]
-    assert variants[0].assignments == ("train.lr=1e-3", "sharing.shared_layers=[2,3]")
+    assert variants[0].assignments == ("sharing.shared_layers=[2,3]", "train.lr=1e-3")
+    swapped = sweep.grid_variants([shared, sweep.parse_axis("train.lr=1e-3,5e-4")])
+    assert {v.folder_name for v in swapped} == {v.folder_name for v in variants}
     for bad in ("lr", "=1,2", "lr=1,,2", "lr=1,1", "seed=0,1", "a..b=1"):
         with pytest.raises(ConfigError):
             sweep.parse_axis(bad)
@@ -187,10 +190,11 @@ def test_sweep_ranks_settings_and_resumes(image_dir: Path, tmp_path: Path):
     rows = summary["rows"]
     means = [r["metric_interval"]["mean"] for r in rows]
     assert means == sorted(means, reverse=True) and [r["rank"] for r in rows] == [1, 2, 3, 4]
-    assert {r["method"] for r in rows} == {"lr=1e-4 width=4", "lr=1e-4 width=8", "lr=3e-3 width=4", "lr=3e-3 width=8"}
+    assert {r["method"] for r in rows} == {"width=4 lr=1e-4", "width=8 lr=1e-4", "width=4 lr=3e-3", "width=8 lr=3e-3"}
     assert rows[0]["metric_interval"]["n"] == 2 and summary["best"].startswith(f"best: {rows[0]['method']}")
     assert all(r["vs_reference"]["n"] == 2 for r in rows[1:])
-    assert (out / "lr-1e-4-width-8" / "seed-1" / "metrics.json").is_file()
+    assert (out / "width-8-lr-1e-4" / "seed-1" / "metrics.json").is_file()
+    args[2:6] = ["--grid", "width=4,8", "--grid", "train.lr=1e-4,3e-3"]  # the same grid, spelled otherwise
     again = cli(*args)
     assert again.exit_code == 0 and again.output.count("(already fitted)") == 8, again.output
 
@@ -218,6 +222,85 @@ def test_bad_comparison_options_are_one_clear_message(image_dir: Path, tmp_path:
     one_error(cli("front", image_dir, "--sharing", "minr", "--params", "10"), "even width 1")
     one_error(cli("sweep", image_dir, "--grid", "seed=0,1", *TINY), "--seeds")
     assert not (tmp_path / "a").exists()
+
+
+def test_a_diverging_point_is_left_out_and_the_sweep_goes_on(image_dir: Path, tmp_path: Path):
+    out = tmp_path / "sw"
+    args = ["sweep", image_dir, "--grid", "lr=1e-3,1e30", "--seeds", "0", "--out", out, *TINY[:4], "--steps", "20", "--no-progress"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "Warning: lr=1e30 seed 0 failed and is left out" in result.output
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [r["method"] for r in summary["rows"]] == ["lr=1e-3"] and summary["failed"][0]["setting"] == "lr=1e30"
+    assert "Not in the table" in (out / "sweep.md").read_text()
+    again = cli(*args)  # the same seed diverges the same way: skipped, not refitted
+    assert again.exit_code == 0 and "failed before; --retry-failed" in again.output, again.output
+    retried = cli(*args, "--retry-failed")
+    assert retried.exit_code == 0 and "failed before" not in retried.output and "lr=1e30 seed 0 failed" in retried.output
+    only_bad = cli("sweep", image_dir, "--grid", "lr=1e30,2e30", "--out", tmp_path / "bad", *TINY[:4], "--steps", "20", "--no-progress")
+    assert only_bad.exit_code != 0 and "Error: every fit failed" in only_bad.output
+
+
+def test_resuming_never_deletes_finished_runs(image_dir: Path, tmp_path: Path):
+    out = tmp_path / "cmp"
+    assert cli("compare", image_dir, "--sharing", "separate", "--seeds", "0", "--out", out, *TINY).exit_code == 0
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    one_error(cli("compare", image_dir, "--sharing", "separate", "--out", out, *TINY), "cannot sit beside")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+    # a stray folder where a point goes is refused, not emptied
+    stray = tmp_path / "c2"
+    assert cli("compare", image_dir, "--sharing", "separate", "--out", stray, *TINY).exit_code == 0
+    (stray / "minr").mkdir()
+    (stray / "minr" / "notes.txt").write_text("mine")
+    one_error(cli("compare", image_dir, "--sharing", "separate,minr", "--out", stray, *TINY), "not an unfinished run")
+    assert (stray / "minr" / "notes.txt").read_text() == "mine"
+
+
+def test_a_second_process_on_the_same_folder_is_refused(image_dir: Path, tmp_path: Path):
+    import os
+    import socket
+
+    out = tmp_path / "cmp"
+    args = ("compare", image_dir, "--sharing", "separate", "--out", out, *TINY)
+    assert cli(*args).exit_code == 0 and not (out / experiments.LOCK_FILE).exists()
+    (out / experiments.LOCK_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")  # a live owner
+    one_error(cli(*args), "another inrkit process")
+    (out / experiments.LOCK_FILE).write_text(f"{socket.gethostname()} 999999999")  # an owner that has ended
+    assert cli(*args).exit_code == 0
+
+
+def test_folder_names_are_bounded_and_distinct_ignoring_case(tmp_path: Path):
+    long = experiments.Variant("x" * 400, ("train.lr=1e-3",))
+    assert len(long.folder_name) <= experiments.MAX_FOLDER_NAME
+    assert long.folder_name != experiments.Variant("x" * 399, ("train.lr=1e-3",)).folder_name
+    with pytest.raises(ConfigError, match="ignoring case"):
+        experiments.run({}, experiments.points(sharing_variants(["minr"]) + [experiments.Variant("MINR", ("sharing.name=minr",))], None), tmp_path / "o", "compare")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_damaged_experiment_file_is_one_clear_error(image_dir: Path, tmp_path: Path):
+    out = tmp_path / "cmp"
+    assert cli("compare", image_dir, "--sharing", "separate", "--out", out, *TINY).exit_code == 0
+    manifest = json.loads((out / "experiment.json").read_text())
+    (out / "experiment.json").write_text(json.dumps({**manifest, "version": "one"}))
+    one_error(cli("compare", image_dir, "--sharing", "separate", "--out", out, *TINY), "damaged")
+    (out / "experiment.json").write_text(json.dumps({**manifest, "points": {"separate": 3}}))
+    one_error(cli("compare", image_dir, "--sharing", "separate", "--out", out, *TINY), "damaged")
+
+
+def test_tables_without_scores_say_n_a():
+    row = {"method": "minr", "budget": 1000, "width": 4, "params": 900, "psnr_mean": None, "psnr_interval": None,
+           "seeds": [0], "vs_reference": None}
+    assert "| n/a |" in front.markdown([row], "separate")
+    assert sweep.best_line([{"method": "a", "metric": "ssim", "metric_interval": None, "seeds": [0]}]).startswith("no setting has")
+
+
+def test_sweep_by_ssim_pairs_on_ssim(image_dir: Path, tmp_path: Path):
+    base = {"data": [str(image_dir)], "model": {"width": 8, "layers": 3}, "train": {"steps": 6}}
+    _, rows = sweep.sweep(base, [sweep.parse_axis("lr=1e-4,3e-3")], tmp_path / "s", seeds=[0, 1], metric="ssim")
+    assert rows[1]["vs_reference"] is not None
+    by_seed = [{k: v for k, v in r.items()} for r in rows[1]["runs"]]
+    assert len(by_seed) == 2 and abs(rows[1]["vs_reference"]["mean"]) < 1  # an SSIM difference, not dB
 
 
 # -- an option the comparisons measured: the shared layers' own learning rate ----------------------------
