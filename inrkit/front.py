@@ -160,7 +160,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], reference: str) -> str:
             else "n/a" if r["psnr_mean"] is None else f"{r['psnr_mean']:.2f}"
         )
         paired = r.get("vs_reference")
-        versus = "(reference)" if r["method"] == reference else "n/a" if not paired else stats.Interval.from_dict(paired).format(2, signed=True)
+        versus = "(reference)" if r["method"] == reference else stats.paired_cell(paired)
         lines.append(
             f"| {r['budget']:,} | {r['method']} | {r['width']} | {r['params']:,} | {cell} | {versus} | {len(r['seeds'])} |"
         )

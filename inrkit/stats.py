@@ -97,3 +97,13 @@ def paired_difference(method: Scores, reference: Scores, confidence: float = CON
     if len(per_seed) == 1:
         return t_interval(per_seed[0], "items", confidence)
     return t_interval([statistics.fmean(d) for d in per_seed], "seeds", confidence)
+
+
+def paired_cell(paired: Mapping[str, object] | None, digits: int = 2) -> str:
+    """A table cell for a paired difference (``Interval.as_dict``); an interval over the items of
+    one seed is marked, as it says nothing about how much a rerun would move the difference."""
+    if not paired:
+        return "n/a"
+    interval = Interval.from_dict(paired)
+    text = interval.format(digits, signed=True)
+    return f"{text} (items, one seed)" if interval.unit == "items" and interval.half_width is not None else text

@@ -139,18 +139,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
         interval = r["metric_interval"]
         cell = "n/a" if interval is None else stats.Interval.from_dict(interval).format(digits)
         paired = r.get("vs_reference")
-        versus = "(best)" if r["rank"] == 1 else "n/a" if not paired else _paired(paired, digits)
+        versus = "(best)" if r["rank"] == 1 else stats.paired_cell(paired, digits)
         lines.append(
             f"| {r['rank']} | {r['method']} | {r['params']:,} | {cell} | {versus} | {r['seconds']:.1f} | {len(r['seeds'])} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _paired(paired: Mapping[str, Any], digits: int) -> str:
-    """A paired cell; an interval over the items of one seed is marked, as it says nothing about
-    how much a rerun would move the difference."""
-    text = stats.Interval.from_dict(paired).format(digits, signed=True)
-    return text + " (items, one seed)" if paired.get("unit") == "items" and paired.get("half_width") is not None else text
 
 
 def best_line(rows: Sequence[Mapping[str, Any]]) -> str:
