@@ -161,7 +161,7 @@ def best_line(rows: Sequence[Mapping[str, Any]]) -> str:
     if len(rows) > 1:
         paired = rows[1].get("vs_reference")
         if paired and paired.get("unit") == "items":
-            text += "; one seed: whether the runner-up is resolved from it needs --seeds"
+            text += "; it shares one seed with the runner-up, too few to say whether they differ (use --seeds)"
         elif paired and paired.get("half_width") is not None:
             resolved = abs(paired["mean"]) > paired["half_width"]
             text += "; the runner-up is " + ("resolved from it" if resolved else "within the interval of it (not resolved)")
