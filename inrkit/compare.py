@@ -185,34 +185,25 @@ def compare(
         reference = names[0]
     if reference is not None and reference not in names:
         raise ConfigError(f"--reference {reference!r} is not one of the compared methods: {', '.join(names)}")
-    by_variant: dict[str, list[PointResult]] = {}
     rows: list[dict[str, Any]] = []
-    failures: list[experiments.FailedPoint] = []
+    fits_per_method = len(seeds) if seeds is not None else 1
 
-    def write(folder: Path) -> None:
+    def write(folder: Path, done: experiments.Collected) -> None:
+        by_variant = done.by_variant
         ref = by_variant.get(reference) if reference is not None else None
         rows[:] = [summarise(v, by_variant[v.name], ref, reference) for v in variants if v.name in by_variant]
         for row in rows:
-            row["failed_seeds"] = [f.point.seed for f in failures if f.point.variant.name == row["method"]]
+            row["failed_seeds"] = [f.point.seed for f in done.failures if f.point.variant.name == row["method"]]
         artifacts.write_json(folder / TABLE_JSON, rows)
-        artifacts.write_text(folder / TABLE_MD, markdown_table(rows, failures))
+        artifacts.write_text(folder / TABLE_MD, markdown_table(rows, done.failures))
 
-    def table(folder: Path, result: PointResult) -> None:
-        by_variant.setdefault(result.point.variant.name, []).append(result)
-        write(folder)
-        finished = by_variant[result.point.variant.name]
-        if on_row is not None and len(finished) == (len(seeds) if seeds is not None else 1):
-            on_row(next(r for r in rows if r["method"] == result.point.variant.name))
+    def finished(result: PointResult) -> None:
+        row = next(r for r in rows if r["method"] == result.point.variant.name)
+        if on_row is not None and len(row["runs"]) == fits_per_method:
+            on_row(row)
 
-    def failed(folder: Path, failure: experiments.FailedPoint) -> None:
-        failures.append(failure)
-        write(folder)
-        if on_failed is not None:
-            on_failed(failure)
-
-    _, results = experiments.run(
-        base, experiments.points(variants, seeds), out, "compare",
-        progress=progress, on_note=on_note, on_result=table, on_failed=failed, retry_failed=retry_failed,
+    experiments.run_collecting(
+        base, experiments.points(variants, seeds), out, "compare", write, progress=progress, on_note=on_note,
+        on_point=finished, on_failed=on_failed, retry_failed=retry_failed,
     )
-    experiments.check_some_finished(results, failures)
     return rows

@@ -338,6 +338,57 @@ def run(
     return folder, results
 
 
+@dataclasses.dataclass
+class Collected:
+    """What an experiment has produced so far: the results by variant name, and the failures."""
+
+    by_variant: dict[str, list[PointResult]] = dataclasses.field(default_factory=dict)
+    failures: list[FailedPoint] = dataclasses.field(default_factory=list)
+
+    def failure_records(self) -> list[dict[str, Any]]:
+        """The failures as JSON records (``setting``, ``seed``, ``error``)."""
+        return [{"setting": f.point.variant.name, "seed": f.point.seed, "error": f.error} for f in self.failures]
+
+
+def run_collecting(
+    base: Mapping[str, Any],
+    planned: Sequence[Point],
+    out: str | Path | None,
+    kind: str,
+    write: Callable[[Path, Collected], None],
+    *,
+    progress: bool = False,
+    on_note: Callable[[str], None] | None = None,
+    on_point: Callable[[PointResult], None] | None = None,
+    on_failed: Callable[[FailedPoint], None] | None = None,
+    retry_failed: bool = False,
+) -> tuple[Path, Collected]:
+    """:func:`run`, with ``write`` called (to rewrite the experiment's tables) after every result
+    and every failure; an experiment whose every point failed is an error."""
+    collected = Collected()
+
+    def record(folder: Path, result: PointResult) -> None:
+        collected.by_variant.setdefault(result.point.variant.name, []).append(result)
+        write(folder, collected)
+        if on_point is not None:
+            on_point(result)
+
+    def failed(folder: Path, failure: FailedPoint) -> None:
+        collected.failures.append(failure)
+        write(folder, collected)
+        if on_failed is not None:
+            on_failed(failure)
+
+    folder, results = run(
+        base, planned, out, kind, progress=progress, on_note=on_note, on_result=record, on_failed=failed,
+        retry_failed=retry_failed,
+    )
+    if collected.failures and not results:
+        first = collected.failures[0]
+        raise TrainingError(f"every fit failed; the first: {first.point.folder}: {first.error}")
+    return folder, collected
+
+
 def failure_lines(failures: Sequence[FailedPoint]) -> str:
     """The markdown lines naming the points left out of a table, and why."""
     if not failures:
@@ -345,12 +396,6 @@ def failure_lines(failures: Sequence[FailedPoint]) -> str:
     lines = [f"- {f.point.variant.name}" + ("" if f.point.seed is None else f" seed {f.point.seed}") + f": {f.error}"
              for f in failures]
     return "\nNot in the table (their fits failed):\n\n" + "\n".join(lines) + "\n"
-
-
-def check_some_finished(results: Sequence[PointResult], failures: Sequence[FailedPoint]) -> None:
-    """An experiment whose every point failed is an error, not an empty table."""
-    if failures and not results:
-        raise TrainingError(f"every fit failed; the first: {failures[0].point.folder}: {failures[0].error}")
 
 
 def _earlier_failure(run_dir: Path) -> str | None:

@@ -217,38 +217,22 @@ def front(
         if on_match is not None:
             on_match(match)
     variants = list(dict.fromkeys(_variant(next(v for v in methods if v.name == m.method), m.width) for m in found))
-    by_variant: dict[str, list[PointResult]] = {}
     rows: list[dict[str, Any]] = []
 
-    failures: list[experiments.FailedPoint] = []
-
-    def write(folder: Path) -> None:
-        rows[:] = rows_for(methods, found, by_variant)
+    def write(folder: Path, done: experiments.Collected) -> None:
+        rows[:] = rows_for(methods, found, done.by_variant)
         summary = {
             "reference": names[0], "seeds": list(seeds) if seeds is not None else None,
-            "matches": [dataclasses.asdict(m) for m in found], "rows": rows,
-            "failed": [{"setting": f.point.variant.name, "seed": f.point.seed, "error": f.error} for f in failures],
+            "matches": [dataclasses.asdict(m) for m in found], "rows": rows, "failed": done.failure_records(),
         }
         artifacts.write_json(folder / FRONT_JSON, summary)
-        artifacts.write_text(folder / FRONT_MD, markdown(rows, names[0]) + experiments.failure_lines(failures))
+        artifacts.write_text(folder / FRONT_MD, markdown(rows, names[0]) + experiments.failure_lines(done.failures))
 
-    def record(folder: Path, result: PointResult) -> None:
-        by_variant.setdefault(result.point.variant.name, []).append(result)
-        write(folder)
-        if on_point is not None:
-            on_point(result)
-
-    def failed(folder: Path, failure: experiments.FailedPoint) -> None:
-        failures.append(failure)
-        write(folder)
-        if on_failed is not None:
-            on_failed(failure)
-
-    folder, results = experiments.run(
-        base, experiments.points(variants, seeds), out, "front", progress=progress, on_note=on_note,
-        on_result=record, on_failed=failed, retry_failed=retry_failed,
+    folder, collected = experiments.run_collecting(
+        base, experiments.points(variants, seeds), out, "front", write, progress=progress, on_note=on_note,
+        on_point=on_point, on_failed=on_failed, retry_failed=retry_failed,
     )
-    experiments.check_some_finished(results, failures)
+    results = [r for runs in collected.by_variant.values() for r in runs]
     trained = {(r.point.variant.name): r.metrics.params.total for r in results}
     for match in found:  # the count matched must be the model trained (a strategy may count otherwise)
         name = _variant(next(v for v in methods if v.name == match.method), match.width).name

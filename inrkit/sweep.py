@@ -187,37 +187,21 @@ def sweep(
     if metric not in METRICS:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
     variants = grid_variants(axes)
-    by_variant: dict[str, list[PointResult]] = {}
     rows: list[dict[str, Any]] = []
 
-    failures: list[experiments.FailedPoint] = []
-
-    def write(folder: Path) -> None:
-        rows[:] = rank(variants, by_variant, metric)
+    def write(folder: Path, done: experiments.Collected) -> None:
+        rows[:] = rank(variants, done.by_variant, metric)
         summary = {
             "metric": metric, "seeds": list(seeds) if seeds is not None else None,
             "grid": {a.label: list(a.values) for a in axes}, "best": best_line(rows), "rows": rows,
-            "failed": [{"setting": f.point.variant.name, "seed": f.point.seed, "error": f.error} for f in failures],
+            "failed": done.failure_records(),
         }
         artifacts.write_json(folder / SWEEP_JSON, summary)
-        text = markdown(rows, metric) + "\n" + best_line(rows) + "\n" + experiments.failure_lines(failures)
+        text = markdown(rows, metric) + "\n" + best_line(rows) + "\n" + experiments.failure_lines(done.failures)
         artifacts.write_text(folder / SWEEP_MD, text)
 
-    def record(folder: Path, result: PointResult) -> None:
-        by_variant.setdefault(result.point.variant.name, []).append(result)
-        write(folder)
-        if on_point is not None:
-            on_point(result)
-
-    def failed(folder: Path, failure: experiments.FailedPoint) -> None:
-        failures.append(failure)
-        write(folder)
-        if on_failed is not None:
-            on_failed(failure)
-
-    folder, results = experiments.run(
-        base, experiments.points(variants, seeds), out, "sweep", progress=progress, on_note=on_note,
-        on_result=record, on_failed=failed, retry_failed=retry_failed,
+    folder, _ = experiments.run_collecting(
+        base, experiments.points(variants, seeds), out, "sweep", write, progress=progress, on_note=on_note,
+        on_point=on_point, on_failed=on_failed, retry_failed=retry_failed,
     )
-    experiments.check_some_finished(results, failures)
     return folder, rows
