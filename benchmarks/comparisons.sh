@@ -9,9 +9,10 @@
 #
 # Kodak kodim01-04 at 128 px on the longer side and 40 ImageNet images (the first 40 of
 # imagenet100/, sorted by name) at 96 px; 5 layers, 600 steps, SIREN at its default lr, seeds
-# 0,1,2. On the 2-core CPU machine each part ran on one core (OMP_NUM_THREADS=1) beside another:
-# table1-kodak about 20 min, table1-imagenet40 about 25 min, front-kodak about 25 min,
-# front-imagenet40 about 80 min, ideas-kodak about 40 min.
+# 0,1,2. On the 2-core CPU machine, two or three parts at once with one thread each
+# (OMP_NUM_THREADS=1), they took: table1-kodak 29 min, table1-imagenet40 29 min, front-kodak
+# 22 min, front-kodak-lr 39 min, ideas-kodak 40 min, ideas-imagenet40 51 min; front-imagenet40
+# over 100 min (it was stopped after one seed of its 200k MINR point; rerun to finish it).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 data="${DATA:-$here/../../shared/data}"
