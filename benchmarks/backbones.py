@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -67,13 +66,11 @@ def fit_one(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (0 for a single value)."""
-    from scipy import stats
+    """Mean and the half-width of its 95% t-interval (0 for a single value): :mod:`inrkit.stats`."""
+    from inrkit.stats import t_interval
 
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, float(stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5)
+    found = t_interval(values)
+    return found.mean, found.half_width or 0.0
 
 
 def key(r: dict[str, Any]) -> tuple:

@@ -69,20 +69,24 @@ def parameter_counts(
     item_shape: tuple[int, ...] | None = None,
     channels: int = 3,
     registry: PluginRegistry | None = None,
+    item_shapes: Sequence[Sequence[int]] | None = None,
 ) -> ParamCounts:
     """Exact parameter counts for ``n_items`` items, without allocating or training the model.
 
     ``item_shape`` matters only to strategies that lay items out (default: 64 per axis of the
-    config's signal).
+    config's signal); ``item_shapes`` gives each item its own (then ``n_items`` must match).
     """
     if n_items <= 0:
         raise ConfigError(f"the number of items must be positive (got {n_items})")
+    if item_shapes is not None and len(item_shapes) != n_items:
+        raise ConfigError(f"{len(item_shapes)} item shapes for {n_items} items")
     resolved = ResolvedRun(as_config(config), registry)
     in_dim = resolved.signal.in_dim
     cfg = resolved.config
+    shapes = list(item_shapes) if item_shapes is not None else [item_shape or (64,) * in_dim] * n_items
     with torch.device("meta"):
         model = create_model(
-            resolved.activation, resolved.sharing, item_shapes=[item_shape or (64,) * in_dim] * n_items,
+            resolved.activation, resolved.sharing, item_shapes=shapes,
             width=cfg.model.width, layers=cfg.model.layers, in_dim=in_dim, out_dim=channels, registry=resolved.registry,
         )
     return count_parameters(model)

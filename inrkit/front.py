@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from inrkit import api, artifacts, experiments, stats
 from inrkit.compare import summarise
 from inrkit.config import ResolvedRun
@@ -61,26 +59,24 @@ class Match:
 
 
 class ParameterCounter:
-    """Exact parameter counts of a method's model for the run's items, at any width, built on the
-    meta device (nothing allocated). The items are loaded once, for their number and shapes."""
+    """Exact parameter counts of a method's model for the run's items, at any width
+    (:func:`inrkit.parameter_counts`, on the meta device). The items are loaded once, for their
+    number and shapes."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
+        from inrkit.pipeline import check_items
+
         resolved = ResolvedRun(api.as_config(config))
         items = resolved.signal.load(resolved.normalized_config().data)
-        if not items:
-            raise ConfigError(f"signal {resolved.signal.name!r} loaded no items")
+        check_items(items, resolved.signal.name)
         self.item_shapes = [tuple(resolved.signal.train_view(it).shape[:-1]) for it in items]
         self.channels = items[0].channels
-        self.in_dim = resolved.signal.in_dim
 
     def count(self, config: Mapping[str, Any], width: int) -> int:
-        from inrkit.factory import build_model, run_spec
-        from inrkit.nn import count_parameters
-
-        resolved = ResolvedRun(api.as_config(experiments.config_for(config, [f"model.width={width}"])))
-        spec = run_spec(resolved.config, self.in_dim, self.item_shapes, self.channels)
-        with torch.device("meta"):
-            return count_parameters(build_model(resolved.activation, resolved.sharing, spec)).total
+        sized = experiments.config_for(config, [f"model.width={width}"])
+        return api.parameter_counts(
+            sized, n_items=len(self.item_shapes), item_shapes=self.item_shapes, channels=self.channels,
+        ).total
 
 
 def match_width(count: Callable[[int], int], budget: int, method: str) -> Match:
@@ -133,10 +129,11 @@ def rows_for(
     """One row per (method, budget) fitted so far, paired against the first method's point at the
     same budget."""
     widths = {(m.method, m.budget): m.width for m in found}
+    by_name = {v.name: v for v in methods}
     first = methods[0]
     rows = []
     for match in found:
-        method = next(v for v in methods if v.name == match.method)
+        method = by_name[match.method]
         variant = _variant(method, match.width)
         results = by_variant.get(variant.name)
         if not results:
@@ -216,7 +213,8 @@ def front(
     for match in found:
         if on_match is not None:
             on_match(match)
-    variants = list(dict.fromkeys(_variant(next(v for v in methods if v.name == m.method), m.width) for m in found))
+    by_name = {v.name: v for v in methods}
+    variants = list(dict.fromkeys(_variant(by_name[m.method], m.width) for m in found))
     rows: list[dict[str, Any]] = []
 
     def write(folder: Path, done: experiments.Collected) -> None:
@@ -235,7 +233,7 @@ def front(
     results = [r for runs in collected.by_variant.values() for r in runs]
     trained = {(r.point.variant.name): r.metrics.params.total for r in results}
     for match in found:  # the count matched must be the model trained (a strategy may count otherwise)
-        name = _variant(next(v for v in methods if v.name == match.method), match.width).name
+        name = _variant(by_name[match.method], match.width).name
         if name in trained and trained[name] != match.params and on_note is not None:
             on_note(f"{name}: matched at {match.params:,} parameters but trained {trained[name]:,}")
     if plots and rows:
