@@ -1,7 +1,7 @@
 """The GPU acceptance check: one command that proves inrkit's CUDA path on the card at hand.
 
     python benchmarks/gpu_check.py --out gpu-check/            # on a machine with a GPU
-    python benchmarks/gpu_check.py --device cpu --quick --out /tmp/gc   # the same steps on the CPU
+    python benchmarks/gpu_check.py --device cpu --smoke --out /tmp/gc   # the same steps on the CPU
 
 Each check runs the command line as a user would (a subprocess, its own time limit), so one
 failure never hides the others; the report (``report.json`` and ``report.md`` in ``--out``)
@@ -10,6 +10,10 @@ covers (issue 17's items, by number):
 
 - ``doctor``: versions, the card and its memory, TF32/bf16 support (``inrkit doctor --json``).
 - ``fit``: the default MINR fit on the card with TF32 (2: the TF32 flags are read during a fit).
+- ``cuda-tests``: the test suite's CUDA tests (``pytest -m cuda``).
+- ``kodak4``: four full-size Kodak photos, MINR at width 256: seconds per 1,000 steps and PSNR
+  (needs ``--data``; skipped without it, synthetic stand-ins under ``--smoke``).
+- ``imagenet100``: 100 ImageNet photos of their own sizes in one MINR fit: seconds per step, PSNR.
 - ``parity``: the same small fit on the CPU and on the card with TF32 off: PSNR within 0.05 dB.
 - ``bf16`` and ``compile``: within 0.5 dB of fp32; compile time reported apart (6, 8).
 - ``compare-compiled``: ``compare`` of three variants compiled, one after the other (6: dynamo is
@@ -19,12 +23,15 @@ covers (issue 17's items, by number):
   encoded into where no GPU is visible (9).
 - ``many-items``: 512 small images in one MINR fit: item-block chunks sized to free memory,
   evaluation without the targets on the card (4, 5, 9); peak GPU memory against the targets' size.
-- ``bench``: ``inrkit bench`` in fp32 and bf16: step time against the floor measured with CUDA
-  events (8).
+- ``bench``: ``inrkit bench`` for MINR and separate SIRENs, eager fp32 against the naive
+  per-image loop and the ``torch.func`` ensemble, and MINR in bf16 and compiled: step time against
+  the floor measured with CUDA events (8).
 - ``torchrun``: two processes with nccl when two GPUs are visible (1, 3); skipped otherwise.
 
-Exit status 0 when no check failed. ``--quick`` shrinks every size (a smoke run, a few minutes on
-a CPU); the full check is sized to finish in under 8 minutes on one H100.
+Exit status 0 when no check failed. ``--smoke`` shrinks every size (a few minutes on a CPU; CI runs
+it through ``tests/test_gpu_check.py``, so the script cannot rot); the full check is sized to
+finish in under 8 minutes on one H100. Checks run most valuable first; ``--budget SECONDS`` skips
+the ones that would start after the budget is spent, so a short lease still brings a report back.
 """
 
 from __future__ import annotations
@@ -48,8 +55,8 @@ INRKIT = [sys.executable, "-m", "inrkit.cli"]
 class Check:
     """Runs commands for one check and collects its figures."""
 
-    def __init__(self, name: str, out: Path, device: str, quick: bool) -> None:
-        self.name, self.device, self.quick = name, device, quick
+    def __init__(self, name: str, out: Path, device: str, quick: bool, data: Path) -> None:
+        self.name, self.device, self.quick, self.data = name, device, quick, data
         self.folder = out / name
         self.folder.mkdir(parents=True, exist_ok=True)
         self.figures: dict[str, Any] = {}
@@ -81,6 +88,64 @@ def check_fit(c: Check) -> None:
     m = c.run_json("run", "--device", c.device, "--steps", steps, "--no-progress", "--no-plots", "--out", str(c.folder / "run"))
     c.figures.update(psnr=m["psnr_mean"], seconds=m["seconds"], device=m["device"])
     assert m["psnr_mean"] > 20, f"PSNR {m['psnr_mean']:.2f} dB after {steps} steps"
+
+
+def check_cuda_tests(c: Check) -> None:
+    """The suite's tests marked ``cuda`` (on the CPU they are collected and skipped)."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", str(root / "tests")],
+                          capture_output=True, text=True, timeout=600, cwd=root)
+    (c.folder / "pytest.txt").write_text(proc.stdout + proc.stderr)
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    counts = {word: int(n) for n, word in (m.split()[:2] for m in summary.strip("= ").split(", ") if m[:1].isdigit())}
+    c.figures.update({k: counts.get(k, 0) for k in ("passed", "skipped", "failed")})
+    assert proc.returncode == 0, f"pytest -m cuda exited {proc.returncode}: {summary}"
+    assert c.figures["passed"] + c.figures["skipped"] > 0, f"no CUDA test collected: {summary}"
+    if c.device.startswith("cuda"):
+        assert counts.get("passed", 0) > 0, f"no CUDA test ran on the card: {summary}"
+
+
+def synthetic_images(folder: Path, n: int, side: int) -> Path:
+    """``n`` smooth ``side``-square PNGs (sums of sinusoids): stand-ins where real photos are absent."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    grid = np.linspace(0, 1, side)
+    for i in range(n):
+        f = rng.uniform(1, 6, size=3)
+        img = np.stack([np.sin(f[k] * np.add.outer(grid, grid * (k + 1))) for k in range(3)], -1)
+        Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).save(folder / f"img{i:04d}.png")
+    return folder
+
+
+def real_data(c: Check, *parts: str) -> list[str]:
+    """Paths under ``--data``; under ``--smoke`` tiny synthetic stand-ins; else Skip when absent."""
+    if c.quick:
+        return [str(synthetic_images(c.folder / "images", 4, 24))]
+    paths = [c.data / part for part in parts]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise Skip(f"no {', '.join(missing)} (give --data the shared data folder)")
+    return [str(p) for p in paths]
+
+
+def check_kodak4(c: Check) -> None:
+    data = real_data(c, *(f"kodak/kodim{i:02d}.png" for i in range(1, 5)))
+    width, steps = ("32", "20") if c.quick else ("256", "1000")
+    args = ["run", "--device", c.device, "--sharing", "minr", "--width", width, "--steps", steps, "--no-progress", "--no-plots"]
+    m = c.run_json(*args, *(x for path in data for x in ("--data", path)), "--out", str(c.folder / "run"), timeout=600)
+    c.figures.update(items=len(m["items"]), psnr=m["psnr_mean"], steps=m["steps"], seconds=m["seconds"],
+                     seconds_per_1000_steps=1000 * m["seconds"] / m["steps"])
+
+
+def check_imagenet100(c: Check) -> None:
+    data = real_data(c, "imagenet100")
+    width, steps = ("32", "10") if c.quick else ("256", "100")
+    m = c.run_json("run", "--device", c.device, "--sharing", "minr", "--width", width, "--steps", steps, "--no-progress",
+                   "--no-plots", "--data", data[0], "--out", str(c.folder / "run"), timeout=600)
+    c.figures.update(items=len(m["items"]), psnr=m["psnr_mean"], steps=m["steps"], seconds_per_step=m["seconds"] / m["steps"])
 
 
 def check_parity(c: Check) -> None:
@@ -190,18 +255,8 @@ def check_encode_on_cpu(c: Check) -> None:
 
 
 def check_many_items(c: Check) -> None:
-    import numpy as np
-    from PIL import Image
-
     n, side = (32, 16) if c.quick else (512, 64)
-    data = c.folder / "images"
-    data.mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    grid = np.linspace(0, 1, side)
-    for i in range(n):
-        f = rng.uniform(1, 6, size=3)
-        img = np.stack([np.sin(f[k] * np.add.outer(grid, grid * (k + 1))) for k in range(3)], -1)
-        Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).save(data / f"img{i:04d}.png")
+    data = synthetic_images(c.folder / "images", n, side)
     # In a process of its own through the Python API, to read the card's peak memory afterwards.
     code = (
         "import json, sys, torch, inrkit\n"
@@ -224,9 +279,16 @@ def check_many_items(c: Check) -> None:
 
 
 def check_bench(c: Check) -> None:
-    size = ["--size", "64", "--repeats", "2", "--width", "64"] if c.quick else ["--items", "16", "--size", "256"]
-    for precision in ("fp32", "bf16"):
-        c.figures[precision] = c.run_json("bench", "--device", c.device, "--no-naive", "--precision", precision, *size)
+    size = ["--size", "32", "--repeats", "2", "--width", "32", "--items", "4"] if c.quick else ["--items", "16", "--size", "256"]
+    runs = {f"{sharing}-fp32": c.run_json("bench", "--device", c.device, "--sharing", sharing, *size) for sharing in ("minr", "separate")}
+    runs["minr-bf16"] = c.run_json("bench", "--device", c.device, "--no-naive", "--precision", "bf16", *size)
+    runs["minr-compiled"] = c.run_json("bench", "--device", c.device, "--no-naive", "--compile", *size, timeout=600)
+    c.figures["runs"] = runs
+    for name, r in runs.items():  # the headline figures, flat for the report's table
+        c.figures[f"{name}_step_ms"] = 1e3 * r["step_seconds"]
+        for ratio in ("ratio_vs_naive", "ratio_vs_ensemble", "ratio_vs_floor"):
+            if r[ratio] is not None:
+                c.figures[f"{name}_{ratio}"] = r[ratio]
 
 
 def check_torchrun(c: Check) -> None:
@@ -256,10 +318,12 @@ class Skip(Exception):
     pass
 
 
+#: Most valuable first: a lease that runs out (``--budget``) still proves the path and brings figures.
 CHECKS: dict[str, Callable[[Check], None]] = {
-    "doctor": check_doctor, "fit": check_fit, "parity": check_parity, "bf16": check_bf16, "compile": check_compile,
-    "compare-compiled": check_compare_compiled, "wire": check_wire, "resume-on-cpu": check_resume_on_cpu,
-    "encode-on-cpu": check_encode_on_cpu, "many-items": check_many_items, "bench": check_bench, "torchrun": check_torchrun,
+    "doctor": check_doctor, "fit": check_fit, "cuda-tests": check_cuda_tests, "parity": check_parity,
+    "kodak4": check_kodak4, "bench": check_bench, "imagenet100": check_imagenet100, "many-items": check_many_items,
+    "bf16": check_bf16, "compile": check_compile, "resume-on-cpu": check_resume_on_cpu, "encode-on-cpu": check_encode_on_cpu,
+    "wire": check_wire, "compare-compiled": check_compare_compiled, "torchrun": check_torchrun,
 }
 
 
@@ -267,7 +331,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="new folder for the report and each check's runs")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a smoke run")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every step")
+    parser.add_argument("--smoke", "--quick", dest="quick", action="store_true", help="tiny sizes: a smoke run of every step")
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data",
+                        help="the shared data folder with kodak/ and imagenet100/ (default: ../shared/data)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds; checks that would start after this are skipped (default: no limit)")
     parser.add_argument("--only", default="", help="comma-separated checks to run (default: all): " + ",".join(CHECKS))
     args = parser.parse_args()
     if args.out.exists() and any(args.out.iterdir()):
@@ -286,9 +354,11 @@ def main() -> int:
                               "torch": torch.__version__, "quick": args.quick, "checks": {}}
     started = time.perf_counter()
     for name in names:
-        check = Check(name, args.out, args.device, args.quick)
+        check = Check(name, args.out, args.device, args.quick, args.data)
         t = time.perf_counter()
         try:
+            if args.budget is not None and t - started > args.budget:
+                raise Skip(f"the --budget of {args.budget:.0f} s was spent")
             CHECKS[name](check)
             status, reason = "passed", ""
         except Skip as exc:
@@ -302,7 +372,7 @@ def main() -> int:
     report["seconds"] = round(time.perf_counter() - started, 1)
     (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     lines = [f"GPU check on {card} ({args.device}), torch {torch.__version__}, {report['date']}, {report['seconds']} s"
-             + (" (--quick)" if args.quick else ""), "", "| check | status | seconds | figures / reason |", "| --- | --- | --- | --- |"]
+             + (" (--smoke)" if args.quick else ""), "", "| check | status | seconds | figures / reason |", "| --- | --- | --- | --- |"]
     for name, r in report["checks"].items():
         shown = r["reason"] or ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in r["figures"].items() if not isinstance(v, (dict, list)))

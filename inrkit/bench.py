@@ -5,12 +5,16 @@ All three are measured in the same process, so only their ratios matter on a sha
 - inrkit's step: the trainer's chunked, batched step (forward, backward, Adam) over every point;
 - the naive reference: one plain ``nn.Sequential`` SIREN per image, full-batch forward/backward
   per image in a Python loop, then Adam — the way the public SIREN code fits an image;
+- the ensembling reference: the same per-image SIRENs as one ``torch.func`` ensemble
+  (``stack_module_state`` + ``vmap`` over ``functional_call``), the standard PyTorch way to train
+  many small same-shaped networks at once;
 - the floor: the step's matrix-product FLOPs at the GEMM rate measured here, plus its sine and
   cosine evaluations at the elementwise rate measured here.
 """
 
 from __future__ import annotations
 
+import copy
 import platform
 import resource
 import statistics
@@ -72,6 +76,31 @@ def naive_siren(width: int, layers: int, omega: float = 30.0) -> nn.Sequential:
         modules += [nn.Linear(width, width), _Sine(omega)]
     modules.append(nn.Linear(width, 3))
     return nn.Sequential(*modules)
+
+
+def ensemble_step(
+    nets: list[nn.Sequential], coords: torch.Tensor, targets: torch.Tensor
+) -> tuple[Callable[[], None], dict[str, torch.Tensor]]:
+    """One Adam step of ``nets`` trained as a ``torch.func`` ensemble, and the stacked parameters it
+    trains: each parameter stacked on a leading item axis, one ``vmap``-ed forward over every item
+    (all items share ``coords``)."""
+    from torch.func import functional_call, stack_module_state
+
+    params, buffers = stack_module_state(nets)  # leaves of shape (items, ...) that require grad
+    template = copy.deepcopy(nets[0]).to("meta")
+
+    def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, (p, b), (x,))
+
+    forward = torch.vmap(one, in_dims=(0, 0, None))
+    optimizer = torch.optim.Adam(list(params.values()), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        ((forward(params, buffers, coords) - targets) ** 2).mean(dim=(1, 2)).sum().backward()
+        optimizer.step()
+
+    return step, params
 
 
 def _device_seconds(op: Callable[[], object], device: torch.device, iterations: int) -> float:
@@ -166,6 +195,7 @@ def check_bench_memory(
         "model, gradients, Adam": 4 * params,
         "activations": min(CPU_CHUNK_ROWS, items * points) * (activation_bytes_per_row(model) or 16 * width * layers),
         "naive loop": (4 * params + points * width * layers * 16) if naive else 0,
+        "torch.func ensemble": items * points * width * layers * 16 if naive else 0,
     }
     need = sum(parts.values())
     if device.type == "cuda":
@@ -213,7 +243,7 @@ def _run_bench(
     step_seconds = _median_seconds(inrkit_step, repeats, dev)
     peak = _peak_memory(dev)
 
-    naive_seconds = None
+    naive_seconds = ensemble_seconds = None
     if naive:
         nets = [naive_siren(width, layers).to(dev) for _ in range(items)]
         naive_opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=1e-4)
@@ -227,6 +257,7 @@ def _run_bench(
             naive_opt.step()
 
         naive_seconds = _median_seconds(naive_step, repeats, dev)
+        ensemble_seconds = _median_seconds(ensemble_step(nets, coords, torch.stack(targets))[0], repeats, dev)
 
     gemm_rate, sine_rate = machine_rates(width, dev, precision=precision)
     flops, sines = step_work(model, items * size * size)
@@ -249,6 +280,8 @@ def _run_bench(
         "step_seconds": step_seconds,
         "naive_step_seconds": naive_seconds,
         "ratio_vs_naive": (naive_seconds / step_seconds) if naive_seconds else None,
+        "ensemble_step_seconds": ensemble_seconds,
+        "ratio_vs_ensemble": (ensemble_seconds / step_seconds) if ensemble_seconds else None,
         "floor_step_seconds": floor,
         "ratio_vs_floor": step_seconds / floor,
         "gemm_flops_per_second": gemm_rate,

@@ -590,7 +590,7 @@ def encode(
 @click.option("--sharing", type=PluginName("sharing"), default="minr", show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed steps (median).")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--no-naive", is_flag=True, help="Skip the naive per-image loop (it is slow for many items).")
+@click.option("--no-naive", is_flag=True, help="Skip the naive per-image loop and the torch.func ensemble (slow or large for many items).")
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile inrkit's network first.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="bf16 autocasts the hidden layers' products.")
 @click.option("--tf32/--no-tf32", default=True, show_default=True, help="On CUDA, TF32 matrix products.")
@@ -600,7 +600,7 @@ def bench(
     items: int, size: int, width: int, layers: int, sharing: str, repeats: int, device: str, no_naive: bool,
     compile_: bool, precision: str, tf32: bool, chunk_points: int | None, as_json: bool,
 ) -> None:
-    """Time a training step against a naive per-image loop and this machine's roofline."""
+    """Time a training step against a naive per-image loop, a torch.func ensemble and the roofline."""
     from inrkit.bench import run_bench
 
     r = run_bench(
@@ -615,6 +615,7 @@ def bench(
     click.echo(f"inrkit step      {r['step_seconds'] * 1e3:9.1f} ms  (chunks of {r['chunk_points']} points per item; {switches})")
     if r["naive_step_seconds"] is not None:
         click.echo(f"naive step       {r['naive_step_seconds'] * 1e3:9.1f} ms  -> inrkit is {r['ratio_vs_naive']:.2f}x faster")
+        click.echo(f"torch.func step  {r['ensemble_step_seconds'] * 1e3:9.1f} ms  -> inrkit is {r['ratio_vs_ensemble']:.2f}x faster")
     click.echo(
         f"roofline floor   {r['floor_step_seconds'] * 1e3:9.1f} ms  -> inrkit takes {r['ratio_vs_floor']:.2f}x the floor "
         f"(GEMM {r['gemm_flops_per_second'] / 1e9:.0f} GFLOP/s, sin {r['sine_per_second'] / 1e9:.2f} G/s)"

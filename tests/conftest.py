@@ -21,9 +21,14 @@ SLOW_KIT_TESTS = {"test_short_fit_improves_psnr", "test_short_fit_runs_through_t
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    import torch
+
+    no_cuda = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
         if getattr(item, "originalname", None) in SLOW_KIT_TESTS:
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("cuda") and not torch.cuda.is_available():
+            item.add_marker(no_cuda)
 
 
 @pytest.fixture(autouse=True)

@@ -98,7 +98,7 @@ def test_fit_items_of_different_sizes(tmp_path: Path):
     assert all(it["psnr"] > first + 8 for it in result.metrics["items"]), result.metrics["items"]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_fit_and_decode_on_cuda(image_dir: Path, tmp_path: Path):
     config = {"model": {"width": 64}, "train": {"steps": 60, "lr": 1e-3, "device": "cuda"}}
     result = inrkit.fit(config, data=[str(image_dir)], out=tmp_path / "gpu")

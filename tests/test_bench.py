@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
+import torch
 from click.testing import CliRunner
 
-from inrkit.bench import naive_siren, step_work
+from inrkit.bench import ensemble_step, naive_siren, step_work
 from inrkit.cli import main
 
 
@@ -14,9 +16,11 @@ def test_bench_json_has_every_measurement():
     result = CliRunner().invoke(main, ["bench", "--items", "2", "--size", "8", "--width", "8", "--layers", "3", "--repeats", "1", "--json"])
     assert result.exit_code == 0, result.output
     r = json.loads(result.output)
-    for key in ("step_seconds", "naive_step_seconds", "ratio_vs_naive", "floor_step_seconds", "ratio_vs_floor", "peak_memory_bytes"):
+    for key in ("step_seconds", "naive_step_seconds", "ratio_vs_naive", "ensemble_step_seconds", "ratio_vs_ensemble",
+                "floor_step_seconds", "ratio_vs_floor", "peak_memory_bytes"):
         assert r[key] > 0, key
     assert abs(r["ratio_vs_naive"] - r["naive_step_seconds"] / r["step_seconds"]) < 1e-9
+    assert abs(r["ratio_vs_ensemble"] - r["ensemble_step_seconds"] / r["step_seconds"]) < 1e-9
     # MINR at width 8, 3 layers: first 2->8, projection 8->8, hidden2 8->8, last 8->3 over 2*64 rows.
     assert r["step_matmul_flops"] == 6 * 128 * (2 * 8 + 8 * 8 + 8 * 8 + 8 * 3)
     assert r["step_sine_evaluations"] == 2 * 128 * (8 + 8 + 8)
@@ -28,3 +32,22 @@ def test_naive_reference_is_a_plain_siren():
     net = naive_siren(width=16, layers=5)
     assert sum(p.numel() for p in net.parameters()) == 2 * 16 + 16 + 3 * (16 * 16 + 16) + 16 * 3 + 3
     assert callable(step_work)
+
+
+def test_torch_func_ensemble_takes_the_naive_loops_adam_step():
+    """The ensembling reference trains the same networks as the naive loop: one step of each, from
+    the same weights on the same images, gives the same weights."""
+    torch.manual_seed(0)
+    nets = [naive_siren(width=8, layers=3) for _ in range(3)]
+    copies = copy.deepcopy(nets)
+    coords, targets = torch.rand(20, 2), torch.rand(3, 20, 3)
+    step, params = ensemble_step(nets, coords, targets)
+    step()
+    optimizer = torch.optim.Adam([p for n in copies for p in n.parameters()], lr=1e-4)
+    for net, target in zip(copies, targets, strict=True):
+        ((net(coords) - target) ** 2).mean().backward()
+    optimizer.step()
+    assert set(params) == {name for name, _ in copies[0].named_parameters()}
+    for name, value in params.items():
+        expected = torch.stack([dict(n.named_parameters())[name] for n in copies])
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)

@@ -20,7 +20,6 @@ from inrkit.errors import ConfigError
 from inrkit.points import PointSet, activation_bytes_per_row
 from inrkit.train import ChunkedStep, Trainer
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 TWO_GPUS = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 
 
@@ -260,7 +259,7 @@ class _StopAt(inrkit.Callback):
 
 
 # -- on a GPU ---------------------------------------------------------------------------------------------
-@CUDA
+@pytest.mark.cuda
 def test_gpu_matches_cpu_with_tf32_off_and_bf16_and_compile_train(image_dir: Path):
     config = {"model": {"width": 32, "layers": 4}, "train": {"steps": 20, "tf32": False, "log_every": 5}}
     cpu = inrkit.fit({**config, "train": {**config["train"], "device": "cpu"}}, data=[str(image_dir)], save=False)
@@ -271,7 +270,7 @@ def test_gpu_matches_cpu_with_tf32_off_and_bf16_and_compile_train(image_dir: Pat
         assert fast.metrics.psnr_mean == pytest.approx(cpu.metrics.psnr_mean, abs=0.5), switches
 
 
-@CUDA
+@pytest.mark.cuda
 def test_a_cuda_snapshot_resumes_on_the_cpu(image_dir: Path, tmp_path: Path):
     config = {"model": {"width": 16, "layers": 3}, "train": {"steps": 6, "checkpoint_every": 3, "device": "cuda"}}
     with pytest.raises(inrkit.errors.TrainingInterrupted):
@@ -284,6 +283,7 @@ def test_a_cuda_snapshot_resumes_on_the_cpu(image_dir: Path, tmp_path: Path):
 
 
 @TWO_GPUS
+@pytest.mark.cuda
 @pytest.mark.slow
 def test_two_gpus_with_nccl_train_what_one_trains(image_dir: Path, tmp_path: Path):
     args = ["run", str(image_dir), "--width", "32", "--steps", "10", "--no-plots", "--json"]

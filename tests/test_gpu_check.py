@@ -1,4 +1,4 @@
-"""``benchmarks/gpu_check.py`` runs every one of its checks on the CPU (``--quick``), so the script a
+"""``benchmarks/gpu_check.py`` runs every one of its checks on the CPU (``--smoke``), so the script a
 card's few minutes depend on is known to work before a card is at hand."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 @pytest.mark.slow
 def test_gpu_check_smoke_run_on_the_cpu(tmp_path: Path) -> None:
     out = tmp_path / "check"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(out)],
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--smoke", "--out", str(out)],
                           capture_output=True, text=True, timeout=900)
     report = json.loads((out / "report.json").read_text())
     statuses = {name: r["status"] for name, r in report["checks"].items()}

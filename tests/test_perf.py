@@ -100,7 +100,7 @@ def test_precision_and_compile_are_cli_flags_and_config_keys():
         inrkit.as_config({"train": {"precision": "fp8"}})
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_tf32_setting_is_applied_in_the_block_and_restored_after():
     from inrkit.perf import matmul_precision
 
@@ -114,7 +114,7 @@ def test_tf32_setting_is_applied_in_the_block_and_restored_after():
         assert torch.backends.cuda.matmul.allow_tf32 == before
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("shapes", [[(32, 32)] * 3, [(32, 32), (20, 24), (9, 40)]], ids=["same-size", "mixed-sizes"])
 def test_a_cuda_training_step_never_waits_for_the_device(shapes: list[tuple[int, int]]):
     rng = np.random.default_rng(0)
