@@ -253,7 +253,6 @@ class TrainingStep(Protocol):
         ...
 
 
-@runtime_checkable
 class INRModel(Protocol):
     """The model a :class:`SharingStrategy` builds: a ``torch.nn.Module`` for N items.
 
@@ -278,7 +277,11 @@ class INRModel(Protocol):
       built from.
 
     :class:`inrkit.nn.MultiINR` implements all of it for MLPs whose layers are each shared or
-    per item; most strategies build one. :func:`inrkit.nn.validate_model` checks the layout.
+    per item; most strategies build one. :func:`inrkit.nn.validate_model` checks the layout, and
+    :func:`inr_model_gaps` lists missing members. The protocol is deliberately not
+    ``runtime_checkable``: from Python 3.12, ``isinstance`` against a protocol looks attributes up
+    statically and so misses the submodules an ``nn.Module`` keeps in ``_modules``
+    (``shared``, ``items``), rejecting every real model.
     """
 
     activation: Activation
@@ -316,6 +319,20 @@ class INRModel(Protocol):
     def zero_grad(self, set_to_none: bool = True) -> None: ...
 
     def eval(self) -> Any: ...
+
+
+def inr_model_gaps(model: object) -> list[str]:
+    """The :class:`INRModel` members that ``model`` lacks (empty for a complete model).
+
+    Looked up with ``hasattr``, which finds ``nn.Module`` submodules and parameters, unlike the
+    static lookup of ``isinstance`` against a protocol on Python 3.12 and later.
+    """
+    return [name for name in _INR_MODEL_MEMBERS if not hasattr(model, name)]
+
+
+_INR_MODEL_MEMBERS = tuple(dict.fromkeys(
+    name for name in [*INRModel.__annotations__, *vars(INRModel)] if name == "__call__" or not name.startswith("_")
+))
 
 
 class SharingStrategy(Plugin):

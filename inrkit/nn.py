@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 from torch import nn
 
 from inrkit.errors import PluginError
-from inrkit.interfaces import Activation, INRModel, LayerDef, ModelCapabilities, ModelSpec, TrainingStep
+from inrkit.interfaces import Activation, INRModel, LayerDef, ModelCapabilities, ModelSpec, TrainingStep, inr_model_gaps
 from inrkit.results import ParamCounts
 
 #: Layers with at most this many inputs (coordinates: the first layer) are computed as exact
@@ -286,10 +287,10 @@ def validate_model(model: object, strategy: str, spec: ModelSpec) -> INRModel:
     where = f"sharing strategy {strategy!r}"
     if not isinstance(model, nn.Module):
         raise PluginError(f"{where} returned {type(model).__name__}, not a torch.nn.Module")
-    if not isinstance(model, INRModel):
-        missing = [name for name in ("activation", "spec", "capabilities", "shared", "items", "n_items",
-                                     "select_items", "training_step", "prepare_evaluation") if not hasattr(model, name)]
+    missing = inr_model_gaps(model)
+    if missing:
         raise PluginError(f"{where} returned {type(model).__name__}, which lacks {', '.join(missing)} (see inrkit.interfaces.INRModel)")
+    model = cast(INRModel, model)
     if not isinstance(model.capabilities, ModelCapabilities):
         raise PluginError(f"{where}: {type(model).__name__}.capabilities must be an inrkit.interfaces.ModelCapabilities")
     if not isinstance(model.shared, nn.ModuleDict) or not isinstance(model.items, nn.ModuleDict):

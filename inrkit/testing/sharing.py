@@ -33,7 +33,7 @@ import torch
 
 from inrkit import artifacts
 from inrkit.factory import build_model
-from inrkit.interfaces import INRModel, ModelCapabilities, ModelSpec, SharingStrategy
+from inrkit.interfaces import INRModel, ModelCapabilities, ModelSpec, SharingStrategy, inr_model_gaps
 from inrkit.nn import count_parameters, validate_model
 from inrkit.plugins import PluginRegistry
 from inrkit.points import PointSet
@@ -99,7 +99,7 @@ class SharingStrategyContract(PluginContract):
     def test_builds_a_valid_inr_model(self, strategy: SharingStrategy, activation_name: str, plugin_registry: PluginRegistry) -> None:
         spec = self.spec()
         model = self.build(strategy, activation_name, plugin_registry, spec)
-        assert isinstance(model, torch.nn.Module) and isinstance(model, INRModel)
+        assert isinstance(model, torch.nn.Module) and not inr_model_gaps(model)
         validate_model(model, strategy.name, spec)
         assert isinstance(model.capabilities, ModelCapabilities)
         assert model.n_items == spec.n_items and model.spec == spec
