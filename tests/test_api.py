@@ -105,7 +105,9 @@ def test_fit_and_decode_on_cuda(image_dir: Path, tmp_path: Path):
     assert result.metrics["device"].startswith("cuda")
     assert result.metrics["psnr_mean"] > result.metrics["history"][0]["psnr"] + 10
     cpu = inrkit.load(result.run_dir).decode(0)
-    np.testing.assert_allclose(cpu, result.reconstructions[0], atol=1e-4)
+    # The fit's reconstructions ran with TF32 products (the default on a card, 10-bit mantissa);
+    # the CPU decode runs in float32. On an H200 they differed by up to 4e-4: a tenth of a grey level.
+    np.testing.assert_allclose(cpu, result.reconstructions[0], atol=0.5 / 255)
 
 
 def test_public_api_names_resolve():
