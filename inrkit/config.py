@@ -67,6 +67,11 @@ class TrainConfig(pydantic.BaseModel):
     #: ``lr``); 1 trains everything alike. An option for MINR, whose shared layers see every item's
     #: gradient each step (see "Comparing methods honestly" for what it measured).
     shared_lr_scale: float = pydantic.Field(1.0, gt=0, le=1000)
+    #: Items trained per step (item mini-batches); ``None`` (the default) trains every item every
+    #: step. Each step then draws K items (every item once per epoch, a seeded shuffle per epoch);
+    #: the shared layers update every step, each item's rows and Adam state only when it is drawn
+    #: (per-item bias correction). A value of at least the item count is the default behaviour.
+    items_per_step: int | None = pydantic.Field(None, ge=1)
     #: Learning rate at the last step as a fraction of ``lr`` (decayed as ``ratio ** (t / T)``).
     lr_final_ratio: float = pydantic.Field(0.1, gt=0, le=1)
     #: Points per item per chunk (gradients accumulate over chunks); ``auto`` picks by device.

@@ -133,7 +133,7 @@ class TorchDistributed(ProcessGroup):
 
     def reduce_gradients(self, shared: Sequence[torch.nn.Parameter], row_losses: torch.Tensor, points: PointSet) -> torch.Tensor:
         """One all-reduce carries the shared gradients and every item's loss."""
-        losses = torch.zeros(points.loss_items, device=row_losses.device, dtype=row_losses.dtype)
+        losses = torch.zeros(points.n_model_items, device=row_losses.device, dtype=row_losses.dtype)
         losses.index_copy_(0, self._own(points), row_losses)
         for p in shared:
             if p.grad is None:
@@ -278,5 +278,6 @@ def _item_tensors(model: INRModel, optimizer: torch.optim.Optimizer | None) -> I
         yield p.data
         state = optimizer.state.get(p, {}) if optimizer is not None else {}
         for value in state.values():
-            if isinstance(value, torch.Tensor) and value.shape == p.shape:
+            # the moments (shaped like the parameter) and LazyItemAdam's per-item step counts (N,)
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape in (p.shape, p.shape[:1]):
                 yield value

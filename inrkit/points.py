@@ -93,6 +93,7 @@ class PointSet:
         self.counts = [math.prod(s) for s in self.shapes]
         self.item_ids = item_ids
         self.loss_items = loss_items or len(self.shapes)
+        self._n_model_items: int | None = None  # set on subsets: the whole run's item count
         device = targets.device
         self._counts = torch.tensor(self.counts, device=device)
         self._dims = torch.tensor(self.shapes, device=device)
@@ -205,9 +206,29 @@ class PointSet:
                 out.append((slice(start, min(start + step, length)), items))
         return out
 
+    @property
+    def n_model_items(self) -> int:
+        """The model's item count (every process's items): the length of a whole-run loss vector."""
+        return self._n_model_items or self.loss_items
+
+    def subset(self, rows: torch.Tensor, loss_items: int) -> PointSet:
+        """Rows ``rows`` of this set as a set of their own (a step's item mini-batch).
+
+        Its losses average over ``loss_items`` items (the whole step's batch, every process's
+        share), and ``model_items`` still gives the model's index of each row.
+        """
+        ids = self.model_items(rows)
+        shapes = [self.shapes[i] for i in rows.tolist()]
+        longest = max(math.prod(s) for s in shapes)  # padded to the longest of these items only
+        subset = PointSet(self.targets.index_select(0, rows)[:, :longest], shapes, ids if ids is not None else rows, loss_items)
+        subset._n_model_items = self.n_model_items
+        return subset
+
     def to(self, device: torch.device) -> PointSet:
         ids = None if self.item_ids is None else self.item_ids.to(device)
-        return PointSet(self.targets.to(device), self.shapes, ids, self.loss_items)
+        moved = PointSet(self.targets.to(device), self.shapes, ids, self.loss_items)
+        moved._n_model_items = self._n_model_items
+        return moved
 
     @classmethod
     def from_arrays(

@@ -8,7 +8,9 @@ strategies with their own optimisation, its ``training_step`` hook.
 
 Each step sees every point of every item once, in chunks (same point range of every item at a
 time) whose gradients accumulate into exactly the full-batch gradient. The loss is each item's
-mean squared error, averaged over items, so items of different sizes weigh the same.
+mean squared error, averaged over items, so items of different sizes weigh the same. With
+``train.items_per_step`` a step sees every point of a mini-batch of items instead
+(:mod:`inrkit.batches`), and :class:`~inrkit.optim.LazyItemAdam` moves only their rows.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import pydantic
 import torch
 
 from inrkit.artifacts import check_state, state_bytes, trainable_bytes
+from inrkit.batches import ItemBatches
 from inrkit.config import TrainConfig
 from inrkit.devices import resolve_device
-from inrkit.distributed import ProcessGroup, join
+from inrkit.distributed import ProcessGroup, join, partition
 from inrkit.errors import (
     CheckpointError,
     ConfigError,
@@ -40,6 +43,7 @@ from inrkit.errors import (
 )
 from inrkit.interfaces import Callback, FitContext, Forward, INRModel
 from inrkit.metrics import psnr_from_mse
+from inrkit.optim import LazyItemAdam
 from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
 from inrkit.points import CPU_CHUNK_ROWS, Chunk, PointSet, activation_bytes_per_row, auto_chunk_points, auto_chunk_rows
 from inrkit.results import Evaluation, StepLog, TrainResult
@@ -71,6 +75,10 @@ class ChunkedStep:
         self.chunks = list(chunks)
         self._forward: Forward = forward or model
         self._autocast = autocast
+
+    def with_points(self, points: PointSet, chunks: Sequence[Chunk]) -> ChunkedStep:
+        """The same model, forward pass and precision over other points (a step's item mini-batch)."""
+        return ChunkedStep(self.model, points, chunks, self._forward, self._autocast)
 
     @property
     def n_items(self) -> int:
@@ -199,6 +207,38 @@ class Trainer:
         scaled = {"params": [p for p in params if id(p) in ids], "lr": lr * scale}
         return [{"params": own}, scaled] if own else [scaled]
 
+    def item_batches(self, model: INRModel, points: PointSet, group: ProcessGroup) -> ItemBatches | None:
+        """The step's item draws under ``train.items_per_step``; ``None`` trains every item every step."""
+        k, n = self.config.items_per_step, points.n_model_items
+        if k is None or k >= n:
+            return None
+        if not model.capabilities.distributed:
+            raise ConfigError(
+                f"train.items_per_step: {type(model).__name__} runs its own optimisation across items, "
+                "which item mini-batches cannot split; leave items_per_step unset"
+            )
+        if k < group.world_size:
+            raise ConfigError(f"train.items_per_step={k} is smaller than the number of processes ({group.world_size})")
+        blocks = [group.items_of(n, r) for r in range(group.world_size)]
+        return ItemBatches(blocks, [len(b) for b in partition(k, group.world_size)], self.config.seed, group.rank)
+
+    def optimizer(self, model: INRModel, params: list[torch.nn.Parameter], lr: float, lazy: bool) -> torch.optim.Optimizer:
+        """Adam over ``params``; with item mini-batches (``lazy``) :class:`~inrkit.optim.LazyItemAdam`,
+        whose per-item group moves only the drawn items' rows."""
+        shared = [p for p in model.shared.parameters() if p.requires_grad]
+        if lazy:
+            per_item = {id(p) for p in model.items.parameters()}
+            groups = [
+                {"params": [p for p in params if id(p) not in per_item], "lr": lr * self.config.shared_lr_scale},
+                {"params": [p for p in params if id(p) in per_item], "item_rows": True},
+            ]
+            return LazyItemAdam([g for g in groups if g["params"]], lr=lr)
+        # One fused kernel for the whole update on CUDA (it takes real floating-point tensors only).
+        fused = self.device.type == "cuda" and bool(params) and not any(p.is_complex() for p in params)
+        return torch.optim.Adam(
+            self.param_groups(params, shared, lr) or [torch.zeros(1, requires_grad=True)], lr=lr, fused=fused or None,
+        )
+
     def learning_rate(self, model: INRModel) -> float:
         """``lr`` given here, else ``train.lr``, else the model's activation's default."""
         if self.lr is not None:
@@ -323,11 +363,8 @@ class Trainer:
         shared = [p for p in model.shared.parameters() if p.requires_grad]
         if not params:  # everything frozen (encoding into COIN++ fits its latents afterwards)
             steps = 0
-        # One fused kernel for the whole update on CUDA (it takes real floating-point tensors only).
-        fused = self.device.type == "cuda" and bool(params) and not any(p.is_complex() for p in params)
-        optimizer = torch.optim.Adam(
-            self.param_groups(params, shared, lr) or [torch.zeros(1, requires_grad=True)], lr=lr, fused=fused or None,
-        )
+        batches = self.item_batches(model, points, group) if steps else None
+        optimizer = self.optimizer(model, params, lr, lazy=batches is not None)
         ratio = cfg.lr_final_ratio
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / max(steps, 1)))
         log_every = cfg.log_every or max(1, steps // 100)
@@ -346,6 +383,7 @@ class Trainer:
         compiling = cfg.compile and steps > 0 and self._can_compile(model)
         forward = compile_forward(model) if compiling else None
         step_data = ChunkedStep(model, points, chunks, forward, autocast_dtype(cfg.precision))
+        draws = _MiniBatches(self, model, points, group, batches, step_data) if batches is not None else None
         start = time.perf_counter()
         loss_value = math.nan
         completed = first_step - 1
@@ -383,11 +421,14 @@ class Trainer:
                 for step in range(first_step, steps + 1):
                     optimizer.zero_grad(set_to_none=True)
                     step_lr = float(optimizer.param_groups[0]["lr"])
+                    this_step = draws.step_data(step, optimizer) if draws is not None else step_data
                     with compile_errors(compiling and step == first_step):
-                        per_item = model.training_step(step_data)
-                    per_item = group.reduce_gradients(shared, per_item, points)
+                        per_item = model.training_step(this_step)
+                    per_item = group.reduce_gradients(shared, per_item, this_step.points)
                     total = per_item.sum()
                     log = StepLog(step=step, total_steps=steps, lr=step_lr)
+                    if draws is not None and step % log_every != 0 and step != steps:
+                        draws.remember(step, per_item)
                     if step % check_every == 0 or step == steps or step % log_every == 0:
                         loss_value = float(total)
                         if not math.isfinite(loss_value):
@@ -398,7 +439,10 @@ class Trainer:
                         log = StepLog(step=step, total_steps=steps, lr=step_lr, loss=loss_value, psnr=psnr_from_mse(loss_value / 4.0))
                         if step % log_every == 0 or step == steps:
                             # Item i's share is its MSE / N on [-1, 1] targets: x N / 4 is its [0, 1] MSE.
-                            item_mse = (per_item * points.loss_items / 4.0).tolist()
+                            if draws is not None:
+                                item_mse = draws.latest_mse(step, per_item).tolist()
+                            else:
+                                item_mse = (per_item * points.loss_items / 4.0).tolist()
                             item_psnr = [psnr_from_mse(m) for m in item_mse]
                             history.append(
                                 {"step": step, "loss": loss_value, "psnr": log.psnr, "item_psnr": item_psnr}
@@ -442,6 +486,48 @@ class Trainer:
             return result
         finally:
             hooks.on_fit_end(context, result)
+
+
+class _MiniBatches:
+    """A fit's item mini-batches: each step's data, and each item's loss at its latest draw."""
+
+    def __init__(
+        self, trainer: Trainer, model: INRModel, points: PointSet, group: ProcessGroup, batches: ItemBatches,
+        whole: ChunkedStep,
+    ) -> None:
+        self.trainer, self.model, self.points, self.batches, self.whole = trainer, model, points, batches, whole
+        self._chunks: dict[tuple[tuple[int, ...], ...], list[Chunk]] = {}
+        # Each item's [0, 1] MSE before its first draw: one forward pass without gradients.
+        with torch.no_grad():
+            initial = group.reduce_gradients([], whole.losses(model), points)
+        self.mse = initial * points.loss_items / 4.0
+
+    def step_data(self, step: int, optimizer: torch.optim.Optimizer) -> ChunkedStep:
+        """This process's items of ``step`` as the step's data; tells the optimiser their rows."""
+        device = self.points.targets.device
+        rows = torch.as_tensor(self.batches.draw(step), device=device)
+        self.step_items = self.batches.drawn_items(step)
+        subset = self.points.subset(rows, loss_items=len(self.step_items))
+        if isinstance(optimizer, LazyItemAdam):
+            optimizer.rows = self.points.model_items(rows)
+        key = subset.shapes
+        if key not in self._chunks:
+            if len(self._chunks) > 64:  # mixed sizes: many keys; planning again is cheap
+                self._chunks.clear()
+            self._chunks[key] = self.trainer.plan_chunks(subset, self.model)
+        return self.whole.with_points(subset, self._chunks[key])
+
+    def remember(self, step: int, per_item: torch.Tensor) -> None:
+        """Keep the drawn items' losses (``per_item``: this process's rows or every model item)."""
+        drawn = torch.as_tensor(self.step_items, device=per_item.device)
+        if per_item.shape[0] == self.points.n_model_items:  # reduced across processes
+            per_item = per_item.index_select(0, drawn)
+        self.mse = self.mse.to(per_item.device).index_copy(0, drawn, per_item.detach() * len(self.step_items) / 4.0)
+
+    def latest_mse(self, step: int, per_item: torch.Tensor) -> torch.Tensor:
+        """Every item's [0, 1] MSE at its latest draw, this step's included."""
+        self.remember(step, per_item)
+        return self.mse
 
 
 def fit_memory(

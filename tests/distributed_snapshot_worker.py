@@ -1,6 +1,7 @@
 """Started by torchrun from test_distributed.py: train a block of items per process, keep snapshots.
 
-Rank 0 saves the first snapshot and the final model to the path given as the only argument.
+Rank 0 saves the first snapshot and the final model to the path given as the first argument; a
+second argument sets ``train.items_per_step``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from test_distributed import _setup
 from inrkit import distributed
 
 
-def main(out: str) -> None:
+def main(out: str, items_per_step: int | None = None) -> None:
     group, _ = distributed.join(torch.device("cpu"))
     assert group.world_size == 2
-    model, arrays, trainer = _setup()
+    model, arrays, trainer = _setup(items_per_step)
     snaps: list[dict] = []
     # The trainer gives each process its block of the items.
     trainer.fit(model, arrays, on_snapshot=lambda s: snaps.append(copy.deepcopy(s)), group=group)
@@ -30,4 +31,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)

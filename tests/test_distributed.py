@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 import inrkit
 from inrkit import distributed
+from inrkit.batches import ItemBatches
 from inrkit.errors import ConfigError
 from inrkit.interfaces import INRModel
 from inrkit.train import Trainer
@@ -139,11 +140,44 @@ def test_compare_under_torchrun_writes_one_table(mixed_dir: Path, tmp_path: Path
 
 # -- snapshots: the per-item rows and their Adam state are gathered before saving --------------
 
-def _setup() -> tuple[INRModel, list[np.ndarray], Trainer]:
+def _setup(items_per_step: int | None = None) -> tuple[INRModel, list[np.ndarray], Trainer]:
     rng = np.random.default_rng(3)
     arrays = [rng.random((*s, 3), dtype=np.float32) for s in SHAPES]
     model = inrkit.create_model(item_shapes=SHAPES, width=16, layers=4, seed=0)
-    return model, arrays, Trainer(steps=12, checkpoint_every=6, chunk_points=64, device="cpu", lr=1e-3)
+    trainer = Trainer(steps=12, checkpoint_every=6, chunk_points=64, device="cpu", lr=1e-3, items_per_step=items_per_step)
+    return model, arrays, trainer
+
+
+class _BothRanksDraws(ItemBatches):
+    """One process drawing, each step, exactly what two torchrun processes draw together."""
+
+    def draw(self, step: int, rank: int | None = None) -> np.ndarray:
+        return self.drawn_items(step) if rank is None else super().draw(step, rank)
+
+
+@pytest.mark.slow
+def test_two_processes_with_item_mini_batches_train_what_one_process_trains_on_the_same_draws(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # 5 items in blocks of 3 and 2; 3 items per step, drawn 2 + 1 from the two blocks.
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(Path(__file__).with_name("distributed_snapshot_worker.py")), str(tmp_path / "out.pt"), "3",
+    ]
+    done = _launch(cmd, [tmp_path / "out.pt"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
+    monkeypatch.setattr(Trainer, "item_batches", lambda self, model, points, group: _BothRanksDraws(
+        distributed.partition(len(SHAPES), 2), [2, 1], self.config.seed, 0))
+    model, arrays, trainer = _setup(items_per_step=3)
+    trainer.fit(model, arrays)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(got["final"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    # The gathered snapshot holds every item's own step count: draws so far, per item.
+    draws = _BothRanksDraws(distributed.partition(len(SHAPES), 2), [2, 1], 0, 0)
+    counts = np.bincount(np.concatenate([draws.drawn_items(s) for s in range(1, 7)]), minlength=len(SHAPES))
+    steps = [v["item_step"] for v in got["snapshot"]["optimizer"]["state"].values() if "item_step" in v]
+    assert steps and all(t.tolist() == counts.tolist() for t in steps)
 
 
 @pytest.mark.slow

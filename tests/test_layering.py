@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"inrkit.config"},
     {"inrkit.nn"},  # modules: a forward pass and a parameter layout
     {"inrkit.points", "inrkit.artifacts"},  # targets and chunks; files
-    {"inrkit.perf", "inrkit.distributed"},
+    {"inrkit.perf", "inrkit.distributed", "inrkit.batches", "inrkit.optim"},  # speed; processes; item mini-batches
     {"inrkit.train"},  # the loop, optimiser, callbacks
     {"inrkit.factory", "inrkit.evaluate"},
     {"inrkit.plots"},
