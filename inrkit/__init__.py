@@ -14,7 +14,7 @@ from inrkit.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from inrkit import coords
-    from inrkit.api import as_config, decode, encode, fit, parameter_counts
+    from inrkit.api import as_config, decode, encode, fit, memory_estimate, parameter_counts
     from inrkit.factory import create_model
     from inrkit.interfaces import Callback, INRModel
     from inrkit.pipeline import FitResult
@@ -28,6 +28,7 @@ _LAZY = {
     "encode": "inrkit.api",
     "decode": "inrkit.api",
     "parameter_counts": "inrkit.api",
+    "memory_estimate": "inrkit.api",
     "as_config": "inrkit.api",
     "load": "inrkit.runs",
     "Run": "inrkit.runs",
@@ -57,6 +58,7 @@ __all__ = [
     "fit",
     "hookimpl",
     "load",
+    "memory_estimate",
     "parameter_counts",
 ]
 

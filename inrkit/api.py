@@ -13,6 +13,8 @@ trains an inrkit model with :class:`inrkit.Trainer`.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,13 @@ import torch
 
 from inrkit import artifacts
 from inrkit.config import ResolvedRun, RunConfig, merge, validate_run_config
-from inrkit.devices import usable_here
+from inrkit.devices import resolve_device, usable_here
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, format_validation_error
-from inrkit.factory import create_model
+from inrkit.factory import create_model, run_spec
 from inrkit.interfaces import Callback
+from inrkit.limits import process_rss
 from inrkit.nn import count_parameters
-from inrkit.pipeline import FitResult, check_untrusted_callbacks, fit_run, prepare
+from inrkit.pipeline import FitResult, check_items, check_untrusted_callbacks, fit_run, memory_parts, prepare
 from inrkit.plugins import PluginRegistry, get_registry
 from inrkit.results import ParamCounts
 from inrkit.runs import Run, load
@@ -90,6 +93,66 @@ def parameter_counts(
             width=cfg.model.width, layers=cfg.model.layers, in_dim=in_dim, out_dim=channels, registry=resolved.registry,
         )
     return count_parameters(model)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """What :func:`memory_estimate` found: bytes by part, their total, and the items it counted."""
+
+    #: Bytes by part: ``baseline``, ``items``, then :func:`~inrkit.train.fit_memory`'s parts.
+    parts: dict[str, int]
+    #: Each item's training shape (spatial axes), and their channel count.
+    item_shapes: list[tuple[int, ...]]
+    channels: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+
+def memory_estimate(
+    config: RunConfig | Mapping[str, Any] | None = None,
+    *,
+    data: Sequence[str] | None = None,
+    item_shapes: Sequence[Sequence[int]] | None = None,
+    channels: int = 3,
+    registry: PluginRegistry | None = None,
+) -> MemoryEstimate:
+    """About how many bytes a fit of ``config`` holds at its peak, by part.
+
+    The items come from ``data`` (loaded through the config's signal, as a fit loads them) or
+    are ``item_shapes`` of ``channels`` channels. The parts are this process's resident memory
+    before the items are loaded (``baseline``: Python, PyTorch and inrkit), the loaded items, and
+    :func:`~inrkit.train.fit_memory`'s parts (the model's tensors, gradients and Adam state, the
+    training targets, one chunk's activations, the evaluation's renders), the model built on
+    PyTorch's meta device (nothing allocated). On the CPU the total estimates the fit's peak
+    resident memory; on a GPU the model's parts live on the card instead.
+    """
+    if (data is None) == (item_shapes is None):
+        raise ConfigError("give the items' data or their shapes (one of data= and item_shapes=)")
+    baseline = process_rss() or 0
+    cfg = as_config(config)
+    if data is not None:
+        cfg = cfg.model_copy(update={"data": list(data)})
+    resolved = ResolvedRun(cfg, registry)
+    resolved.config = resolved.normalized_config()
+    signal = resolved.signal
+    if data is not None:
+        items = signal.load(resolved.config.data)
+        check_items(items, signal.name)
+        shapes = [tuple(signal.train_view(it).shape[:-1]) for it in items]
+        eval_shapes = [tuple(signal.eval_view(it).shape[:-1]) for it in items]
+        channels, loaded = items[0].channels, sum(int(it.data.nbytes) for it in items)
+    else:
+        if not item_shapes:
+            raise ConfigError("item_shapes is empty: give at least one item")
+        shapes = eval_shapes = [tuple(int(n) for n in s) for s in item_shapes]
+        loaded = sum(math.prod(s) for s in shapes) * channels * 4
+    spec = run_spec(resolved.config, signal.in_dim, shapes, channels)
+    parts = memory_parts(resolved, spec, eval_shapes, resolve_device(resolved.config.train.device))
+    if parts is None:
+        raise ConfigError(f"sharing {resolved.sharing.name!r} cannot be built without allocating it, so it is not estimated")
+    return MemoryEstimate({"baseline": baseline, "items": loaded, **parts}, shapes, channels)
 
 
 def _on_this_machine(config: RunConfig) -> tuple[RunConfig, str | None]:

@@ -769,28 +769,58 @@ def doctor(as_json: bool, runs_dir: str, compile_probe: bool, compile_timeout: f
 @click.option("--width", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--layers", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--channels", type=click.IntRange(min=1), default=3, show_default=True, help="Output channels.")
+@click.option("--data", "data", multiple=True, metavar="PATH", help="Count (and estimate) for these items instead of --n (repeatable).")
+@click.option("--size", metavar="HxW", help="Every item's spatial size for --memory without --data (e.g. 32x32) [default: 64 per axis].")
+@click.option("--memory", is_flag=True, help="Also estimate the fit's peak memory (the model built on the meta device).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Plugin option, e.g. sharing.projection=false.")
-@click.option("--json", "as_json", is_flag=True, help="Print {total, shared, per_item} as JSON.")
-def params(activation: str, sharing: str, n_items: int, width: int, layers: int, channels: int, assignments: tuple[str, ...], as_json: bool) -> None:
-    """Exact parameter counts for N items, without training."""
+@click.option("--json", "as_json", is_flag=True, help="Print {total, shared, per_item} (and memory_bytes, memory_parts) as JSON.")
+def params(
+    activation: str, sharing: str, n_items: int, width: int, layers: int, channels: int, data: tuple[str, ...],
+    size: str | None, memory: bool, assignments: tuple[str, ...], as_json: bool,
+) -> None:
+    """Exact parameter counts for N items (and, with --memory, the fit's memory), without training."""
     from inrkit import api
     from inrkit.config import apply_overrides
+    from inrkit.errors import ConfigError
+    from inrkit.limits import format_bytes
 
-    data = {
+    base = {
         "activation": {"name": activation},
         "sharing": {"name": sharing},
         "model": {"width": width, "layers": layers},
     }
-    config = api.as_config(apply_overrides(data, assignments))
-    counts = api.parameter_counts(config, n_items=n_items, channels=channels)
+    config = api.as_config(apply_overrides(base, assignments))
+    shapes: list[tuple[int, ...]] | None = None
+    if size is not None:
+        try:
+            shapes = [tuple(int(n) for n in size.lower().split("x"))] * n_items
+        except ValueError:
+            raise ConfigError(f"--size {size!r}: give the spatial size as HxW, e.g. 32x32") from None
+        if any(n < 1 for n in shapes[0]):
+            raise ConfigError(f"--size {size!r}: every side must be positive")
+    estimate = None
+    if data:  # loads the items: their count, shapes and channels
+        estimate = api.memory_estimate(config, data=list(data))
+        shapes, channels = estimate.item_shapes, estimate.channels
+        n_items = len(shapes)
+    elif memory:
+        estimate = api.memory_estimate(config, item_shapes=shapes or [(64, 64)] * n_items, channels=channels)
+    counts = api.parameter_counts(config, n_items=n_items, channels=channels, item_shapes=shapes)
+    report: dict[str, object] = dict(counts.as_dict())
+    if memory and estimate is not None:
+        report["memory_bytes"] = estimate.total
+        report["memory_parts"] = estimate.parts
     if as_json:
-        click.echo(json.dumps(counts.as_dict()))
-    else:
-        click.echo(
-            f"{config.activation.name} + {config.sharing.name}, {n_items} items, width {config.model.width}, "
-            f"{config.model.layers} layers: "
-            f"total {counts.total:,} · shared {counts.shared:,} · per item {counts.per_item:,}"
-        )
+        click.echo(json.dumps(report))
+        return
+    click.echo(
+        f"{config.activation.name} + {config.sharing.name}, {n_items} items, width {config.model.width}, "
+        f"{config.model.layers} layers: "
+        f"total {counts.total:,} · shared {counts.shared:,} · per item {counts.per_item:,}"
+    )
+    if memory and estimate is not None:
+        shown = ", ".join(f"{k} {format_bytes(v)}" for k, v in estimate.parts.items() if v)
+        click.echo(f"memory at the fit's peak: about {format_bytes(estimate.total)} ({shown})")
 
 
 if __name__ == "__main__":  # pragma: no cover

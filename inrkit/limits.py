@@ -132,6 +132,15 @@ def _cgroup_available() -> int | None:
     return None
 
 
+def process_rss() -> int | None:
+    """This process's resident memory now (Linux ``/proc``), or ``None`` where it cannot be read."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def available_memory() -> int | None:
     """Bytes of host memory a new allocation can use (``None`` when the system does not say)."""
     found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]

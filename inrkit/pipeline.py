@@ -84,16 +84,9 @@ def check_memory(resolved: ResolvedRun, spec: Any, items: Sequence[Item], device
     ``INRKIT_MEMORY_CHECK=0`` turns the refusal off."""
     if not memory_check_enabled():
         return
-    try:
-        with torch.device("meta"):
-            meta = build_model(resolved.activation, resolved.sharing, spec)
-    except Exception:  # noqa: BLE001 - a strategy that cannot build on the meta device is not estimated
+    parts = memory_parts(resolved, spec, [resolved.signal.eval_view(it).shape[:-1] for it in items], device)
+    if parts is None:
         return
-    signal = resolved.signal
-    parts = fit_memory(
-        meta, [s for s in spec.item_shapes], [signal.eval_view(it).shape[:-1] for it in items],
-        spec.out_dim, resolved.config.train, device,
-    )
     on_device = ("parameters", "gradients", "optimiser", "targets", "activations")
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -109,6 +102,19 @@ def check_memory(resolved: ResolvedRun, spec: Any, items: Sequence[Item], device
                 f"{format_bytes(have)} {where}; use a smaller --width or --layers, fewer or smaller items "
                 f"(signal.max_side), or train.chunk_points (INRKIT_MEMORY_CHECK=0 skips this estimate)"
             )
+
+
+def memory_parts(
+    resolved: ResolvedRun, spec: Any, eval_shapes: Sequence[Sequence[int]], device: torch.device
+) -> dict[str, int] | None:
+    """:func:`~inrkit.train.fit_memory` of this run's model, built on the meta device (nothing is
+    allocated); ``None`` for a strategy that cannot be built there."""
+    try:
+        with torch.device("meta"):
+            meta = build_model(resolved.activation, resolved.sharing, spec)
+    except Exception:  # noqa: BLE001 - a strategy that cannot build on the meta device is not estimated
+        return None
+    return fit_memory(meta, list(spec.item_shapes), eval_shapes, spec.out_dim, resolved.config.train, device)
 
 
 def check_items(items: list[Item], signal_name: str) -> None:

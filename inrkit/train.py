@@ -547,12 +547,13 @@ def fit_memory(
     trainable = trainable_bytes(model)
     n_items = len(train_shapes)
     points = max(math.prod(s) for s in train_shapes)
+    step_items = min(n_items, config.items_per_step or n_items)  # a step's items
     if config.chunk_points != "auto":
-        rows = min(int(config.chunk_points), points) * n_items
+        rows = min(int(config.chunk_points), points) * step_items
     elif device.type == "cuda":
         rows = 4096  # the chunk adapts to the free memory, down to this
     else:
-        rows = min(CPU_CHUNK_ROWS, points * n_items)
+        rows = min(CPU_CHUNK_ROWS, points * step_items)
     per_row = activation_bytes_per_row(model) or 16 * int(model.spec.width) * int(model.spec.layers)
     return {
         "parameters": state_bytes(model),

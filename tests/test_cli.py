@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import imageio.v3 as iio
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import make_image
 
 import inrkit
 from inrkit import artifacts
@@ -129,6 +131,27 @@ def test_params_command(args, expected):
     code, out = invoke("params", "--activation", "siren", *args, "--json")
     assert code == 0, out
     assert json.loads(out) == expected
+
+
+def test_params_memory_estimate_adds_up_and_follows_the_items(tmp_path: Path):
+    code, out = invoke("params", "--n", "10", "--size", "16x12", "--width", "16", "--memory", "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    parts = report["memory_parts"]
+    assert report["memory_bytes"] == sum(parts.values()) and parts["baseline"] > 0
+    assert parts["items"] == parts["targets"] == 10 * 16 * 12 * 3 * 4
+    assert parts["optimiser"] == 2 * parts["gradients"] == 2 * 4 * report["total"]
+    # The same items from files give the same counts; a mini-batch holds fewer activations.
+    for i in range(10):
+        iio.imwrite(tmp_path / f"img{i}.png", make_image(16, 12, seed=i))
+    code, out = invoke("params", "--data", str(tmp_path), "--width", "16", "--memory", "--json", "--set", "train.chunk_points=64")
+    from_files = json.loads(out)
+    assert code == 0 and from_files["total"] == report["total"] and from_files["memory_parts"]["items"] == parts["items"]
+    code, out = invoke("params", "--data", str(tmp_path), "--width", "16", "--memory", "--json", "--set", "train.chunk_points=64",
+                       "--set", "train.items_per_step=2")
+    assert json.loads(out)["memory_parts"]["activations"] * 5 == from_files["memory_parts"]["activations"]
+    code, out = invoke("params", "--n", "2", "--size", "16xa", "--memory")
+    assert code == 2 and "--size '16xa'" in out and "Traceback" not in out
 
 
 def _corrupt(tmp: Path) -> list[str]:
