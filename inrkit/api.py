@@ -143,13 +143,15 @@ def memory_estimate(
         shapes = [tuple(signal.train_view(it).shape[:-1]) for it in items]
         eval_shapes = [tuple(signal.eval_view(it).shape[:-1]) for it in items]
         channels, loaded = items[0].channels, sum(int(it.data.nbytes) for it in items)
+        arrays: list[np.ndarray] | None = [signal.train_view(it) for it in items]
     else:
         if not item_shapes:
             raise ConfigError("item_shapes is empty: give at least one item")
         shapes = eval_shapes = [tuple(int(n) for n in s) for s in item_shapes]
         loaded = sum(math.prod(s) for s in shapes) * channels * 4
+        arrays = None  # float32 targets assumed
     spec = run_spec(resolved.config, signal.in_dim, shapes, channels)
-    parts = memory_parts(resolved, spec, eval_shapes, resolve_device(resolved.config.train.device))
+    parts = memory_parts(resolved, spec, eval_shapes, resolve_device(resolved.config.train.device), arrays)
     if parts is None:
         raise ConfigError(f"sharing {resolved.sharing.name!r} cannot be built without allocating it, so it is not estimated")
     return MemoryEstimate({"baseline": baseline, "items": loaded, **parts}, shapes, channels)

@@ -248,7 +248,7 @@ def _run_bench(
         nets = [naive_siren(width, layers).to(dev) for _ in range(items)]
         naive_opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=1e-4)
         coords = grid((size, size), device=dev)
-        targets = [points.targets[i] for i in range(items)]
+        targets = list(points.chunk_targets(slice(0, points.points)))
 
         def naive_step() -> None:
             naive_opt.zero_grad(set_to_none=True)

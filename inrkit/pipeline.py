@@ -32,6 +32,7 @@ from inrkit.limits import available_memory, format_bytes, free_disk, memory_chec
 from inrkit.names import unique_safe_names
 from inrkit.nn import count_parameters
 from inrkit.plugins import PluginRegistry
+from inrkit.points import CODE_DTYPES, integer_codes
 from inrkit.results import Evaluation, RunMetrics, TrainResult
 from inrkit.runs import RunFolder
 from inrkit.train import Trainer, fit_memory
@@ -84,7 +85,10 @@ def check_memory(resolved: ResolvedRun, spec: Any, items: Sequence[Item], device
     ``INRKIT_MEMORY_CHECK=0`` turns the refusal off."""
     if not memory_check_enabled():
         return
-    parts = memory_parts(resolved, spec, [resolved.signal.eval_view(it).shape[:-1] for it in items], device)
+    signal = resolved.signal
+    parts = memory_parts(
+        resolved, spec, [signal.eval_view(it).shape[:-1] for it in items], device, [signal.train_view(it) for it in items]
+    )
     if parts is None:
         return
     on_device = ("parameters", "gradients", "optimiser", "targets", "activations")
@@ -105,16 +109,20 @@ def check_memory(resolved: ResolvedRun, spec: Any, items: Sequence[Item], device
 
 
 def memory_parts(
-    resolved: ResolvedRun, spec: Any, eval_shapes: Sequence[Sequence[int]], device: torch.device
+    resolved: ResolvedRun, spec: Any, eval_shapes: Sequence[Sequence[int]], device: torch.device,
+    train_arrays: Sequence[np.ndarray] | None = None,
 ) -> dict[str, int] | None:
     """:func:`~inrkit.train.fit_memory` of this run's model, built on the meta device (nothing is
-    allocated); ``None`` for a strategy that cannot be built there."""
+    allocated); ``None`` for a strategy that cannot be built there. ``train_arrays`` tell how
+    compactly the targets are stored (float32 when not given)."""
     try:
         with torch.device("meta"):
             meta = build_model(resolved.activation, resolved.sharing, spec)
     except Exception:  # noqa: BLE001 - a strategy that cannot build on the meta device is not estimated
         return None
-    return fit_memory(meta, list(spec.item_shapes), eval_shapes, spec.out_dim, resolved.config.train, device)
+    codes = integer_codes(train_arrays) if train_arrays is not None else None
+    target_bytes = 4 if codes is None else CODE_DTYPES[codes].itemsize
+    return fit_memory(meta, list(spec.item_shapes), eval_shapes, spec.out_dim, resolved.config.train, device, target_bytes)
 
 
 def check_items(items: list[Item], signal_name: str) -> None:

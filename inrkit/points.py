@@ -87,8 +87,12 @@ class PointSet:
         shapes: Sequence[Sequence[int]],
         item_ids: torch.Tensor | None = None,
         loss_items: int | None = None,
+        codes: int | None = None,
     ) -> None:
-        self.targets = targets  # (N, P, C) in [-1, 1]
+        #: (N, P, C): values in [-1, 1], or with ``codes`` the source's integer codes (see
+        #: :func:`integer_codes`), converted chunk by chunk (:meth:`chunk_targets`).
+        self.targets = targets
+        self.codes = codes
         self.shapes = tuple(tuple(int(n) for n in s) for s in shapes)
         self.counts = [math.prod(s) for s in self.shapes]
         self.item_ids = item_ids
@@ -138,7 +142,9 @@ class PointSet:
         return torch.stack(axes[::-1], dim=-1)
 
     def chunk_targets(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
-        return self.targets[:, sl] if items is None else self.targets[:, sl].index_select(0, items)
+        """A chunk's targets in [-1, 1] (float32), for all rows or the listed ones."""
+        stored = self.targets[:, sl] if items is None else self.targets[:, sl].index_select(0, items)
+        return stored if self.codes is None else from_codes(stored, self.codes)
 
     def item_losses(self, pred: torch.Tensor, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
         """Each row's share of this chunk in the loss: ``(rows,)``, summing to :meth:`loss`.
@@ -220,13 +226,15 @@ class PointSet:
         ids = self.model_items(rows)
         shapes = [self.shapes[i] for i in rows.tolist()]
         longest = max(math.prod(s) for s in shapes)  # padded to the longest of these items only
-        subset = PointSet(self.targets.index_select(0, rows)[:, :longest], shapes, ids if ids is not None else rows, loss_items)
+        subset = PointSet(
+            self.targets.index_select(0, rows)[:, :longest], shapes, ids if ids is not None else rows, loss_items, self.codes
+        )
         subset._n_model_items = self.n_model_items
         return subset
 
     def to(self, device: torch.device) -> PointSet:
         ids = None if self.item_ids is None else self.item_ids.to(device)
-        moved = PointSet(self.targets.to(device), self.shapes, ids, self.loss_items)
+        moved = PointSet(self.targets.to(device), self.shapes, ids, self.loss_items, self.codes)
         moved._n_model_items = self._n_model_items
         return moved
 
@@ -236,17 +244,51 @@ class PointSet:
     ) -> PointSet:
         """Arrays ``(*spatial, C)`` in [0, 1] to padded targets in [-1, 1].
 
-        ``item_ids`` (the model's index of each array) and ``loss_items`` (the run's item count)
-        describe one process's share of a distributed run; a set holding every item of the run
-        in order needs neither, and stores none.
+        Arrays that hold exactly 8-bit (or 16-bit) values, ``k / 255`` in float32 as images are
+        loaded, are stored as their integer codes (1 or 2 bytes per value instead of 4) and
+        converted per chunk to the very same float32 targets. ``item_ids`` (the model's index of
+        each array) and ``loss_items`` (the run's item count) describe one process's share of a
+        distributed run; a set holding every item of the run in order needs neither, and stores none.
         """
         counts = [int(np.prod(a.shape[:-1])) for a in arrays]
-        targets = torch.zeros(len(arrays), max(counts), arrays[0].shape[-1])
+        codes = integer_codes(arrays)
+        dtype = torch.float32 if codes is None else CODE_DTYPES[codes]
+        targets = torch.zeros(len(arrays), max(counts), arrays[0].shape[-1], dtype=dtype)
         for i, arr in enumerate(arrays):
-            targets[i, : counts[i]] = einops.rearrange(to_signed(arr), "... c -> (...) c")
+            values = to_signed(arr) if codes is None else torch.from_numpy(to_codes(arr, codes))
+            targets[i, : counts[i]] = einops.rearrange(values, "... c -> (...) c")
         whole = loss_items in (None, len(arrays)) and (item_ids is None or list(item_ids) == list(range(len(arrays))))
         ids = None if whole or item_ids is None else torch.tensor(list(item_ids), dtype=torch.long)
-        return cls(targets, [a.shape[:-1] for a in arrays], ids, None if whole else loss_items)
+        return cls(targets, [a.shape[:-1] for a in arrays], ids, None if whole else loss_items, codes)
+
+
+#: How integer codes are stored: 8-bit as uint8, 16-bit as int16 shifted by 32768 (PyTorch's
+#: uint16 supports too few operations).
+CODE_DTYPES = {255: torch.uint8, 65535: torch.int16}
+_SHIFT = {255: 0, 65535: 32768}
+
+
+def integer_codes(arrays: Sequence[np.ndarray]) -> int | None:
+    """255 or 65535 when every array holds exactly ``k / 255`` (``k / 65535``) in float32, the
+    values 8-bit (16-bit) images load as; else ``None`` (the targets stay float32)."""
+    if not all(a.dtype == np.float32 and a.size and a.min() >= 0.0 and a.max() <= 1.0 for a in arrays):
+        return None
+    for scale in (255, 65535):
+        if all(np.array_equal(np.rint(a * scale).astype(np.float32) / np.float32(scale), a) for a in arrays):
+            return scale
+    return None
+
+
+def to_codes(values: np.ndarray, scale: int) -> np.ndarray:
+    """Values ``k / scale`` as their stored codes (see :data:`CODE_DTYPES`)."""
+    codes = np.rint(np.asarray(values, dtype=np.float64) * scale).astype(np.int64) - _SHIFT[scale]
+    return codes.astype(np.uint8 if scale == 255 else np.int16)
+
+
+def from_codes(codes: torch.Tensor, scale: int) -> torch.Tensor:
+    """Stored codes to targets in [-1, 1], bit for bit what :func:`~inrkit.coords.to_signed` gives
+    for the float32 values ``k / scale`` (one correctly rounded float32 division, then ``2x - 1``)."""
+    return ((codes.to(torch.float32) + _SHIFT[scale]) / float(scale)) * 2.0 - 1.0
 
 
 @torch.no_grad()

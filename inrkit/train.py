@@ -537,9 +537,12 @@ def fit_memory(
     channels: int,
     config: TrainConfig,
     device: torch.device,
+    target_bytes: int = 4,
 ) -> dict[str, int]:
     """About how many bytes a fit of ``model`` needs, by part: its tensors, their gradients and
-    Adam's two moments, the padded targets, one chunk's activations, and the evaluation's renders.
+    Adam's two moments, the padded targets (``target_bytes`` per value: 1 for 8-bit images
+    stored as codes, see :func:`~inrkit.points.integer_codes`), one chunk's activations, and the
+    evaluation's renders.
 
     ``model`` may live on the meta device (nothing allocated), which is how
     :func:`inrkit.pipeline.prepare` asks before building the real one.
@@ -559,7 +562,7 @@ def fit_memory(
         "parameters": state_bytes(model),
         "gradients": trainable,
         "optimiser": 2 * trainable,
-        "targets": n_items * points * channels * 4,
+        "targets": n_items * points * channels * target_bytes,
         "activations": rows * per_row,
         # rendered outputs of every item and their float copies for scoring
         "evaluation": 3 * sum(math.prod(s) for s in eval_shapes) * channels * 4,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conftest import make_image
 
 import inrkit
 from inrkit.coords import grid
@@ -99,3 +100,48 @@ def test_rows_of_per_item_layers_are_gathered_once_per_run_of_chunks():
     got_rest = grads(rest, 4)
     for a, b, c in zip(got_part, got_rest, want, strict=True):
         torch.testing.assert_close(a + b, c, rtol=1e-4, atol=1e-6)
+
+
+def _float_targets(arrays: list[np.ndarray]) -> PointSet:
+    """The same set with float32 targets, as before integer codes existed."""
+    counts = [int(np.prod(a.shape[:-1])) for a in arrays]
+    targets = torch.zeros(len(arrays), max(counts), arrays[0].shape[-1])
+    for i, a in enumerate(arrays):
+        targets[i, : counts[i]] = (torch.from_numpy(a) * 2.0 - 1.0).reshape(-1, a.shape[-1])
+    return PointSet(targets, [a.shape[:-1] for a in arrays])
+
+
+def test_8_and_16_bit_images_are_stored_as_codes_and_give_the_same_targets_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for scale, dtype, nbytes in ((255, np.uint8, 1), (65535, np.uint16, 2)):
+        raw = [rng.integers(0, scale + 1, size=s, dtype=np.int64).astype(dtype) for s in [(6, 5, 3), (4, 7, 3)]]
+        raw[0][0, 0], raw[0][0, 1] = 0, scale  # both ends
+        arrays = [r.astype(np.float32) / scale for r in raw]  # as images load
+        points = PointSet.from_arrays(arrays)
+        assert points.codes == scale and points.targets.element_size() == nbytes
+        reference = _float_targets(arrays)
+        whole = slice(0, points.points)
+        got, want = points.chunk_targets(whole), reference.chunk_targets(whole)
+        for i, count in enumerate(points.counts):  # padding differs (it weighs zero in the loss)
+            assert torch.equal(got[i, :count], want[i, :count])
+        rows = torch.tensor([1])
+        assert torch.equal(points.chunk_targets(slice(2, 9), rows), reference.chunk_targets(slice(2, 9), rows))
+        assert torch.equal(points.subset(rows, 1).chunk_targets(slice(0, 28)), reference.subset(rows, 1).chunk_targets(slice(0, 28)))
+
+
+def test_other_values_stay_float32():
+    smooth = [np.linspace(0, 1, 30, dtype=np.float32).reshape(5, 2, 3)]  # not k / 255
+    assert PointSet.from_arrays(smooth).codes is None and PointSet.from_arrays(smooth).targets.dtype == torch.float32
+    assert PointSet.from_arrays([np.full((2, 2, 3), 2 / 255, dtype=np.float64)]).codes is None  # not float32
+
+
+def test_a_fit_on_codes_equals_a_fit_on_float_targets():
+    arrays = [np.asarray(make_image(12, 10, seed=i), dtype=np.float32) / 255 for i in range(3)]
+    results = []
+    for points in (PointSet.from_arrays(arrays), _float_targets(arrays)):
+        model = inrkit.create_model(item_shapes=[(12, 10)] * 3, width=16, layers=3, seed=0)
+        inrkit.Trainer(steps=5, device="cpu", chunk_points=40).fit(model, points)
+        results.append(model.state_dict())
+    assert PointSet.from_arrays(arrays).codes == 255
+    for key, value in results[0].items():
+        assert torch.equal(value, results[1][key]), key
