@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,7 @@ def fit(folder: Path, out: Path, k: str, steps: int, extra: list[str]) -> dict:
             "--no-progress", "--no-plots", "--json", "--out", str(out), *extra]
     if k != "all":
         args += ["--set", f"train.items_per_step={k}"]
+    shutil.rmtree(out, ignore_errors=True)  # this benchmark's own folder from an earlier run
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, text=True)

@@ -38,6 +38,21 @@ class LazyItemAdam(torch.optim.Optimizer):
         #: The rows (item indices, no repeats) drawn this step; set before each :meth:`step`.
         self.rows: torch.Tensor | None = None
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients: dense groups' as usual, per-item groups' by zeroing the rows the
+        last step drew (the only rows an item's own points give gradient to), so a step costs
+        O(K) rows, not a fresh ``(N, ...)`` gradient per parameter."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if group["item_rows"] and self.rows is not None:
+                    p.grad.index_fill_(0, self.rows, 0)
+                elif set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.zero_()
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
         if closure is not None:

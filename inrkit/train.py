@@ -48,6 +48,8 @@ from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_
 from inrkit.points import CPU_CHUNK_ROWS, Chunk, PointSet, activation_bytes_per_row, auto_chunk_points, auto_chunk_rows
 from inrkit.results import Evaluation, StepLog, TrainResult
 
+#: On the CPU, fewer points of each item than this per chunk switch to chunks over item blocks.
+MIN_CPU_CHUNK_POINTS = 256
 #: ``evaluator(model, step, final)``: render and score every item (rank 0 only).
 Evaluator = Callable[[INRModel, int, bool], Evaluation]
 #: ``on_snapshot(state)``: persist a resumable snapshot; returns where it was saved, if anywhere.
@@ -185,7 +187,9 @@ class Trainer:
         """How a step walks through the points.
 
         ``train.chunk_points`` given: that many points of every item per chunk. ``auto`` on the
-        CPU: cache-sized chunks over all items (:data:`~inrkit.points.CPU_CHUNK_ROWS` rows). On a
+        CPU: cache-sized chunks over all items (:data:`~inrkit.points.CPU_CHUNK_ROWS` rows), or
+        over blocks of items when that would leave fewer than :data:`MIN_CPU_CHUNK_POINTS` points
+        of each item per chunk (thousands of small items). On a
         GPU: chunks over blocks of items (:meth:`~inrkit.points.PointSet.item_block_chunks`), as
         large as half the free memory allows for the model's activations, so each item's
         weights are read about once per step however many items there are.
@@ -195,7 +199,12 @@ class Trainer:
         if self.device.type == "cuda":
             bytes_per_row = activation_bytes_per_row(model) if model is not None else 0
             return points.item_block_chunks(auto_chunk_rows(self.device, bytes_per_row))
-        return points.chunks(auto_chunk_points(points.n_items, points.points, self.device))
+        per_item = auto_chunk_points(points.n_items, points.points, self.device)
+        if per_item < min(points.points, MIN_CPU_CHUNK_POINTS):
+            # Many items: a few points of every item per chunk would make every chunk read and
+            # write every item's weights (measured: 1,024 chunks of 10,000 crops, 112 s a step).
+            return points.item_block_chunks(CPU_CHUNK_ROWS)
+        return points.chunks(per_item)
 
     def param_groups(self, params: list[torch.nn.Parameter], shared: list[torch.nn.Parameter], lr: float) -> list[Any]:
         """One group, or with ``train.shared_lr_scale`` two: the shared parameters at the scaled rate."""
