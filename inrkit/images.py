@@ -18,19 +18,23 @@ Conversion rules, applied explicitly rather than left to the decoder (:func:`to_
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import os
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from inrkit.errors import DataError, InrkitError, StorageError, one_line
 from inrkit.limits import check_pixels, check_regular_file, pixel_limit
+
+T = TypeVar("T")
 
 #: Suffixes of the files a folder of images is searched for.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pnm"})
@@ -78,19 +82,37 @@ def _check_size(path: Path, height: int, width: int, limit: int) -> None:
     check_pixels((height, width), f"image {path}", limit=limit, error=DataError)
 
 
-@contextlib.contextmanager
-def _pillow_unlimited() -> Iterator[None]:
-    """Pillow's own decompression-bomb check off for the duration of a read: inrkit checked the
+class _PillowLimitOff:
+    """Pillow's own decompression-bomb check off while any read is under way: inrkit checked the
     size against its limit from the header already, and Pillow's (a warning from 89 and an error
-    from 179 megapixels) must neither warn below inrkit's limit nor refuse what it allows."""
-    from PIL import Image
+    from 179 megapixels) must neither warn below inrkit's limit nor refuse what it allows.
+    Counted under a lock, so that reads in several threads (:func:`read_in_threads`) restore
+    Pillow's setting only when the last one ends."""
 
-    before = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = before
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._before: int | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        from PIL import Image
+
+        with self._lock:
+            if self._readers == 0:
+                self._before = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._readers -= 1
+                if self._readers == 0:
+                    Image.MAX_IMAGE_PIXELS = self._before
+
+
+_pillow_unlimited = _PillowLimitOff()
 
 
 def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
@@ -374,3 +396,13 @@ def shrink_to_max_side(data: np.ndarray, max_side: int | None) -> np.ndarray:
         return data
     scale = max_side / max(h, w)
     return resize_to(data, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def read_in_threads(read: Callable[[str], T], paths: Sequence[str], workers: int | None = None) -> list[T]:
+    """``[read(p) for p in paths]``, decoded in a thread pool (image decoders release the GIL),
+    in the order of ``paths``; the first failing path, in that order, raises its own error."""
+    if len(paths) < 2:
+        return [read(p) for p in paths]
+    workers = workers or min(8, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(read, paths))

@@ -128,3 +128,23 @@ def test_bad_sources_raise_data_error_naming_the_cause(tmp_path: Path, setup, me
     source = setup(tmp_path)
     with pytest.raises(DataError, match=message):
         signal().load([source])
+
+
+def test_files_are_read_in_threads_in_order_and_the_first_bad_one_is_named(tmp_path: Path):
+    from PIL import Image
+
+    from inrkit.images import read_in_threads, read_pixels
+
+    paths = []
+    for i in range(12):
+        iio.imwrite(tmp_path / f"img{i:02d}.png", np.full((3 + i, 4, 3), i * 10, dtype=np.uint8))
+        paths.append(str(tmp_path / f"img{i:02d}.png"))
+    before = Image.MAX_IMAGE_PIXELS
+    arrays = read_in_threads(read_pixels, paths, workers=4)
+    assert [a.shape[0] for a in arrays] == [3 + i for i in range(12)] and [int(a[0, 0, 0]) for a in arrays] == [i * 10 for i in range(12)]
+    assert Image.MAX_IMAGE_PIXELS == before, "Pillow's own limit is back once every thread is done"
+    (tmp_path / "img05.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (tmp_path / "img09.png").write_bytes(b"\x89PNG\r\n\x1a\n broken too")
+    with pytest.raises(DataError, match="img05.png"):
+        read_in_threads(read_pixels, paths, workers=4)
+    assert Image.MAX_IMAGE_PIXELS == before

@@ -22,7 +22,7 @@ import pydantic
 
 import inrkit
 from inrkit.errors import DataError
-from inrkit.images import IMAGE_SUFFIXES, read_pixels, shrink_to_max_side, to_channels, write_png
+from inrkit.images import IMAGE_SUFFIXES, read_in_threads, read_pixels, shrink_to_max_side, to_channels, write_png
 from inrkit.interfaces import Item, PluginOptions, Signal
 from inrkit.sources import expand, make_names_unique
 
@@ -47,10 +47,8 @@ class ImageSignal(Signal):
     def load(self, sources: Sequence[str]) -> list[Item]:
         if not sources:
             sources = [SAMPLE_PREFIX + name for name in SAMPLES]
-        raw: list[tuple[str, np.ndarray, dict[str, Any]]] = []
-        for source in sources:
-            for path in self._expand(source):
-                raw.append(self._read(path))
+        paths = [path for source in sources for path in self._expand(source)]
+        raw = read_in_threads(self._read, paths)
         mode = self._mode([arr for _, arr, _ in raw])
         items = []
         for name, arr, meta in raw:
