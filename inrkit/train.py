@@ -437,7 +437,7 @@ class Trainer:
                     total = per_item.sum()
                     log = StepLog(step=step, total_steps=steps, lr=step_lr)
                     if draws is not None and step % log_every != 0 and step != steps:
-                        draws.remember(step, per_item)
+                        draws.remember(per_item)
                     if step % check_every == 0 or step == steps or step % log_every == 0:
                         loss_value = float(total)
                         if not math.isfinite(loss_value):
@@ -449,7 +449,7 @@ class Trainer:
                         if step % log_every == 0 or step == steps:
                             # Item i's share is its MSE / N on [-1, 1] targets: x N / 4 is its [0, 1] MSE.
                             if draws is not None:
-                                item_mse = draws.latest_mse(step, per_item).tolist()
+                                item_mse = draws.latest_mse(per_item).tolist()
                             else:
                                 item_mse = (per_item * points.loss_items / 4.0).tolist()
                             item_psnr = [psnr_from_mse(m) for m in item_mse]
@@ -526,16 +526,16 @@ class _MiniBatches:
             self._chunks[key] = self.trainer.plan_chunks(subset, self.model)
         return self.whole.with_points(subset, self._chunks[key])
 
-    def remember(self, step: int, per_item: torch.Tensor) -> None:
+    def remember(self, per_item: torch.Tensor) -> None:
         """Keep the drawn items' losses (``per_item``: this process's rows or every model item)."""
         drawn = torch.as_tensor(self.step_items, device=per_item.device)
         if per_item.shape[0] == self.points.n_model_items:  # reduced across processes
             per_item = per_item.index_select(0, drawn)
         self.mse = self.mse.to(per_item.device).index_copy(0, drawn, per_item.detach() * len(self.step_items) / 4.0)
 
-    def latest_mse(self, step: int, per_item: torch.Tensor) -> torch.Tensor:
+    def latest_mse(self, per_item: torch.Tensor) -> torch.Tensor:
         """Every item's [0, 1] MSE at its latest draw, this step's included."""
-        self.remember(step, per_item)
+        self.remember(per_item)
         return self.mse
 
 
