@@ -49,7 +49,7 @@ from inrkit.points import CPU_CHUNK_ROWS, Chunk, PointSet, activation_bytes_per_
 from inrkit.results import Evaluation, StepLog, TrainResult
 
 #: On the CPU, fewer points of each item than this per chunk switch to chunks over item blocks.
-MIN_CPU_CHUNK_POINTS = 256
+MIN_CPU_CHUNK_POINTS = 64
 #: ``evaluator(model, step, final)``: render and score every item (rank 0 only).
 Evaluator = Callable[[INRModel, int, bool], Evaluation]
 #: ``on_snapshot(state)``: persist a resumable snapshot; returns where it was saved, if anywhere.

@@ -193,6 +193,21 @@ def test_the_trainer_chunks_over_item_blocks_on_a_gpu_sized_to_its_memory(monkey
     assert activation_bytes_per_row(wire) > activation_bytes_per_row(model)  # complex units count twice
 
 
+def test_the_cpu_chunks_over_item_blocks_once_items_are_many():
+    """200 items of 8x8: a chunk of the usual kind would hold 40 points of each (fewer than
+    MIN_CPU_CHUNK_POINTS), so every chunk would read every item's weights; blocks of whole items
+    read each item's weights once per step."""
+    from inrkit.train import MIN_CPU_CHUNK_POINTS
+
+    points = PointSet.from_arrays([np.full((8, 8, 3), i / 255, dtype=np.float32) for i in range(200)])
+    model = inrkit.create_model(n_items=200, width=16, layers=3, seed=0)
+    plan = Trainer(device="cpu").plan_chunks(points, model)
+    assert 8192 // 200 < MIN_CPU_CHUNK_POINTS
+    assert [(sl, items.tolist()) for sl, items in plan] == [(sl, items.tolist()) for sl, items in points.item_block_chunks(8192)]
+    seen = [i for _, items in plan for i in items.tolist()]
+    assert sorted(seen) == list(range(200)), "every item once, whole"
+
+
 # -- 7: the first layer stays exact under TF32 --------------------------------------------------------
 def test_small_fan_in_layers_as_multiply_adds_equal_the_matrix_product():
     from inrkit.nn import _exact_small_fan_in
