@@ -66,12 +66,16 @@ def make_crops(data: Path, out: Path, n: int) -> Path:
     raise SystemExit(f"the tiling gives only {made} crops, fewer than {n}")
 
 
+def settings(folder: Path, k: str, extra: list[str]) -> list[str]:
+    """The options ``run`` and ``params --memory`` share: the crops, MINR at width 64, K, ``extra``."""
+    batch = [] if k == "all" else ["--set", f"train.items_per_step={k}"]
+    return ["--data", str(folder), "--sharing", "minr", "--width", "64", *batch, *extra]
+
+
 def fit(folder: Path, out: Path, k: str, steps: int, extra: list[str]) -> dict:
     """``inrkit run`` in a child process; its metrics plus the child's peak RSS and wall time."""
-    args = [*INRKIT, "run", "--data", str(folder), "--sharing", "minr", "--width", "64", "--steps", str(steps),
-            "--no-progress", "--no-plots", "--json", "--out", str(out), *extra]
-    if k != "all":
-        args += ["--set", f"train.items_per_step={k}"]
+    args = [*INRKIT, "run", *settings(folder, k, extra), "--steps", str(steps), "--no-progress", "--no-plots", "--json",
+            "--out", str(out)]
     shutil.rmtree(out, ignore_errors=True)  # this benchmark's own folder from an earlier run
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
@@ -86,9 +90,7 @@ def fit(folder: Path, out: Path, k: str, steps: int, extra: list[str]) -> dict:
 
 
 def estimate(folder: Path, k: str, extra: list[str]) -> int:
-    args = [*INRKIT, "params", "--data", str(folder), "--sharing", "minr", "--width", "64", "--memory", "--json", *extra]
-    if k != "all":
-        args += ["--set", f"train.items_per_step={k}"]
+    args = [*INRKIT, "params", *settings(folder, k, extra), "--memory", "--json"]
     return int(json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)["memory_bytes"])
 
 

@@ -31,7 +31,7 @@ from inrkit.factory import create_model, run_spec
 from inrkit.interfaces import Callback
 from inrkit.limits import process_rss
 from inrkit.nn import count_parameters
-from inrkit.pipeline import FitResult, check_items, check_untrusted_callbacks, fit_run, memory_parts, prepare
+from inrkit.pipeline import FitResult, check_untrusted_callbacks, fit_run, load_items, memory_parts, prepare
 from inrkit.plugins import PluginRegistry, get_registry
 from inrkit.results import ParamCounts
 from inrkit.runs import Run, load
@@ -140,12 +140,12 @@ def memory_estimate(
     resolved.config = resolved.normalized_config()
     signal = resolved.signal
     if data is not None:
-        items = signal.load(resolved.config.data)
-        check_items(items, signal.name)
-        shapes = [tuple(signal.train_view(it).shape[:-1]) for it in items]
+        items = load_items(resolved)
+        train_views = [signal.train_view(it) for it in items]
+        arrays: list[np.ndarray] | None = train_views
+        shapes = [tuple(a.shape[:-1]) for a in train_views]
         eval_shapes = [tuple(signal.eval_view(it).shape[:-1]) for it in items]
         channels, loaded = items[0].channels, sum(int(it.data.nbytes) for it in items)
-        arrays: list[np.ndarray] | None = [signal.train_view(it) for it in items]
     else:
         if not item_shapes:
             raise ConfigError("item_shapes is empty: give at least one item")

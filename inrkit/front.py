@@ -64,11 +64,11 @@ class ParameterCounter:
     number and shapes."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        from inrkit.pipeline import check_items
+        from inrkit.pipeline import load_items
 
         resolved = ResolvedRun(api.as_config(config))
-        items = resolved.signal.load(resolved.normalized_config().data)
-        check_items(items, resolved.signal.name)
+        resolved.config = resolved.normalized_config()
+        items = load_items(resolved)
         self.item_shapes = [tuple(resolved.signal.train_view(it).shape[:-1]) for it in items]
         self.channels = items[0].channels
 

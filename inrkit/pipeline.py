@@ -68,8 +68,7 @@ def prepare(cfg: RunConfig, registry: PluginRegistry, channels: int | None = Non
     resolved = ResolvedRun(cfg, registry)
     resolved.config = resolved.normalized_config()
     device = resolve_device(resolved.config.train.device)
-    items = resolved.signal.load(resolved.config.data)
-    check_items(items, resolved.signal.name)
+    items = load_items(resolved)
     if channels is not None and items[0].channels != channels:
         raise DataError(f"the new items have {items[0].channels} channel(s), the run's items {channels}")
     shapes = [resolved.signal.train_view(it).shape[:-1] for it in items]
@@ -85,10 +84,8 @@ def check_memory(resolved: ResolvedRun, spec: Any, items: Sequence[Item], device
     ``INRKIT_MEMORY_CHECK=0`` turns the refusal off."""
     if not memory_check_enabled():
         return
-    signal = resolved.signal
-    parts = memory_parts(
-        resolved, spec, [signal.eval_view(it).shape[:-1] for it in items], device, [signal.train_view(it) for it in items]
-    )
+    # The targets counted as float32: no pass over the data just to refuse a fit.
+    parts = memory_parts(resolved, spec, [resolved.signal.eval_view(it).shape[:-1] for it in items], device)
     if parts is None:
         return
     on_device = ("parameters", "gradients", "optimiser", "targets", "activations")
@@ -120,9 +117,16 @@ def memory_parts(
             meta = build_model(resolved.activation, resolved.sharing, spec)
     except Exception:  # noqa: BLE001 - a strategy that cannot build on the meta device is not estimated
         return None
-    codes = integer_codes(train_arrays) if train_arrays is not None else None
-    target_bytes = 4 if codes is None else CODE_DTYPES[codes].itemsize
+    coded = integer_codes(train_arrays) if train_arrays is not None else None
+    target_bytes = 4 if coded is None else CODE_DTYPES[coded[0]].itemsize
     return fit_memory(meta, list(spec.item_shapes), eval_shapes, spec.out_dim, resolved.config.train, device, target_bytes)
+
+
+def load_items(resolved: ResolvedRun) -> list[Item]:
+    """The config's data loaded through its signal, and checked (:func:`check_items`)."""
+    items = resolved.signal.load(resolved.config.data)
+    check_items(items, resolved.signal.name)
+    return items
 
 
 def check_items(items: list[Item], signal_name: str) -> None:
