@@ -54,6 +54,35 @@ def _median_seconds(step: Callable[[], object], repeats: int, device: torch.devi
     return statistics.median(times)
 
 
+def profile_top(step: Callable[[], object], device: torch.device, steps: int = 3, top: int = 12) -> list[dict[str, Any]]:
+    """The operators that take the most time in ``steps`` calls of ``step`` (``torch.profiler``):
+    name, calls per step and self time per step in ms, on the card's timeline when there is one
+    (kernels) and the host's otherwise. Where a step loses to a reference, this says to what."""
+    import warnings
+
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    step()  # warm-up outside the trace
+    _sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Profiler clears events.*")  # compiled steps say this; harmless
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                step()
+            _sync(device)
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    # Host-side operators only: on a card each kernel's time is also listed under its own long name.
+    events = [e for e in prof.key_averages() if e.device_type == DeviceType.CPU and getattr(e, attr, 0.0) > 0]
+    events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    return [
+        {"name": e.key, "calls_per_step": e.count / steps, "self_ms_per_step": getattr(e, attr) / 1e3 / steps}
+        for e in events[:top]
+    ]
+
+
 def _peak_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
@@ -157,13 +186,14 @@ def step_work(model: INRModel, rows: int) -> tuple[float, float]:
 def run_bench(
     *, items: int, size: int, width: int, layers: int, sharing: str = "minr", activation: str = "siren",
     repeats: int = 5, device: str = "auto", naive: bool = True, compile: bool = False, precision: str = "fp32",
-    tf32: bool = True, chunk_points: int | None = None,
+    tf32: bool = True, chunk_points: int | None = None, profile: bool = False,
 ) -> dict[str, Any]:
     """Measure and return the step times, their ratios, the floor and the peak memory.
 
     ``compile``, ``precision`` and ``tf32`` are the training switches of the same names
     (:class:`~inrkit.config.TrainConfig`); they apply to inrkit's step only, the naive reference
     stays the plain eager loop (TF32, a process-wide setting, applies to all three measurements).
+    ``profile`` adds each step's most expensive operators (:func:`profile_top`) under ``profile``.
     """
     dev = resolve_device(device)
     check_bench_memory(items=items, size=size, width=width, layers=layers, sharing=sharing, activation=activation, naive=naive, device=dev)
@@ -171,6 +201,7 @@ def run_bench(
         result = _run_bench(
             dev, items=items, size=size, width=width, layers=layers, sharing=sharing, activation=activation,
             repeats=repeats, naive=naive, compile=compile, precision=precision, chunk_points=chunk_points,
+            profile=profile,
         )
     result["tf32"] = tf32 and dev.type == "cuda"
     return result
@@ -212,7 +243,7 @@ def check_bench_memory(
 
 def _run_bench(
     dev: torch.device, *, items: int, size: int, width: int, layers: int, sharing: str, activation: str,
-    repeats: int, naive: bool, compile: bool, precision: str, chunk_points: int | None,
+    repeats: int, naive: bool, compile: bool, precision: str, chunk_points: int | None, profile: bool,
 ) -> dict[str, Any]:
     torch.manual_seed(0)
     images = [torch.rand(size, size, 3).numpy() for _ in range(items)]
@@ -242,6 +273,9 @@ def _run_bench(
 
     step_seconds = _median_seconds(inrkit_step, repeats, dev)
     peak = _peak_memory(dev)
+    profiles: dict[str, list[dict[str, Any]]] = {}
+    if profile:
+        profiles["inrkit"] = profile_top(inrkit_step, dev)
 
     naive_seconds = ensemble_seconds = None
     if naive:
@@ -257,7 +291,11 @@ def _run_bench(
             naive_opt.step()
 
         naive_seconds = _median_seconds(naive_step, repeats, dev)
-        ensemble_seconds = _median_seconds(ensemble_step(nets, coords, torch.stack(targets))[0], repeats, dev)
+        ensemble = ensemble_step(nets, coords, torch.stack(targets))[0]
+        ensemble_seconds = _median_seconds(ensemble, repeats, dev)
+        if profile:
+            profiles["naive"] = profile_top(naive_step, dev)
+            profiles["torch.func"] = profile_top(ensemble, dev)
 
     gemm_rate, sine_rate = machine_rates(width, dev, precision=precision)
     flops, sines = step_work(model, items * size * size)
@@ -289,4 +327,5 @@ def _run_bench(
         "step_matmul_flops": flops,
         "step_sine_evaluations": sines,
         "peak_memory_bytes": peak,
+        "profile": profiles or None,
     }

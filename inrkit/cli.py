@@ -595,17 +595,18 @@ def encode(
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, help="bf16 autocasts the hidden layers' products.")
 @click.option("--tf32/--no-tf32", default=True, show_default=True, help="On CUDA, TF32 matrix products.")
 @click.option("--chunk-points", type=click.IntRange(min=1), help="Points per item per chunk [default: auto].")
+@click.option("--profile", is_flag=True, help="Also list each step's most expensive operators (torch.profiler).")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 def bench(
     items: int, size: int, width: int, layers: int, sharing: str, repeats: int, device: str, no_naive: bool,
-    compile_: bool, precision: str, tf32: bool, chunk_points: int | None, as_json: bool,
+    compile_: bool, precision: str, tf32: bool, chunk_points: int | None, profile: bool, as_json: bool,
 ) -> None:
     """Time a training step against a naive per-image loop, a torch.func ensemble and the roofline."""
     from inrkit.bench import run_bench
 
     r = run_bench(
         items=items, size=size, width=width, layers=layers, sharing=sharing, repeats=repeats, device=device,
-        naive=not no_naive, compile=compile_, precision=precision, tf32=tf32, chunk_points=chunk_points,
+        naive=not no_naive, compile=compile_, precision=precision, tf32=tf32, chunk_points=chunk_points, profile=profile,
     )
     if as_json:
         click.echo(json.dumps(r, indent=2))
@@ -621,6 +622,10 @@ def bench(
         f"(GEMM {r['gemm_flops_per_second'] / 1e9:.0f} GFLOP/s, sin {r['sine_per_second'] / 1e9:.2f} G/s)"
     )
     click.echo(f"peak memory      {r['peak_memory_bytes'] / 2**20:9.1f} MiB")
+    for name, rows in (r["profile"] or {}).items():
+        click.echo(f"\n{name} step: operators by self time ({'card' if r['device'].startswith('cuda') else 'host'})")
+        for row in rows:
+            click.echo(f"  {row['self_ms_per_step']:8.2f} ms  {row['calls_per_step']:6.0f} calls  {row['name'][:90]}")
 
 
 @main.group()

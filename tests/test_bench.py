@@ -51,3 +51,20 @@ def test_torch_func_ensemble_takes_the_naive_loops_adam_step():
     for name, value in params.items():
         expected = torch.stack([dict(n.named_parameters())[name] for n in copies])
         torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
+
+
+def test_bench_profile_names_the_steps_operators():
+    """``--profile`` lists each step's most expensive operators: real ATen operators with calls per
+    step, the matrix products among them (a step without them would not be this model's)."""
+    result = CliRunner().invoke(main, ["bench", "--items", "2", "--size", "8", "--width", "8", "--layers", "3", "--repeats", "1",
+                                       "--profile", "--json"])
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.output)["profile"]
+    assert set(profile) == {"inrkit", "naive", "torch.func"}
+    for rows in profile.values():
+        assert rows and all(r["self_ms_per_step"] > 0 and r["calls_per_step"] > 0 for r in rows)
+        assert [r["self_ms_per_step"] for r in rows] == sorted((r["self_ms_per_step"] for r in rows), reverse=True)
+    assert any(r["name"] in ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm") for r in profile["inrkit"])
+    table = CliRunner().invoke(main, ["bench", "--items", "1", "--size", "4", "--width", "4", "--repeats", "1", "--no-naive", "--profile"])
+    assert table.exit_code == 0 and "inrkit step: operators by self time (host)" in table.output
+    assert "naive step:" not in table.output
