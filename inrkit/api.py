@@ -28,6 +28,7 @@ from inrkit.config import ResolvedRun, RunConfig, merge, validate_run_config
 from inrkit.devices import resolve_device, usable_here
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, format_validation_error
 from inrkit.factory import create_model, run_spec
+from inrkit.images import loading_progress
 from inrkit.interfaces import Callback
 from inrkit.limits import process_rss
 from inrkit.nn import count_parameters
@@ -246,7 +247,8 @@ def fit(
         if on_note is not None:
             on_note(note)
     registry = registry or get_registry()
-    prepared = prepare(cfg, registry)
+    with loading_progress(progress):
+        prepared = prepare(cfg, registry)
     return fit_run(
         prepared, out=out, save=save, callbacks=_callbacks(registry, progress, callbacks), plots=plots,
         resume_dir=resume_dir, resume_state=resume_state,
@@ -300,7 +302,8 @@ def encode(
         update["train"]["callbacks"] = own + new
     if base["signal"].get("channels") == "auto":  # new items take the run's channel layout
         update["signal"] = {"channels": {1: "gray", 3: "rgb", 4: "rgba"}.get(channels, "auto")}
-    prepared = prepare(as_config(merge(base, update)), registry, channels)
+    with loading_progress(progress):
+        prepared = prepare(as_config(merge(base, update)), registry, channels)
     model = prepared.model
     if count_parameters(model).per_item == 0:
         raise ConfigError(

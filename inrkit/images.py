@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
 import io
 import os
 import tempfile
@@ -398,11 +399,44 @@ def shrink_to_max_side(data: np.ndarray, max_side: int | None) -> np.ndarray:
     return resize_to(data, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
+#: Whether :func:`read_in_threads` shows a progress bar (set by :func:`loading_progress`).
+_SHOW_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("inrkit_loading_progress", default=False)
+
+#: Fewer files than this load without a bar: it would only flash.
+PROGRESS_MIN_FILES = 16
+
+
+@contextlib.contextmanager
+def loading_progress(show: bool = True) -> Iterator[None]:
+    """Within the block, decoding many files shows a progress bar on stderr (a fit that shows a
+    training progress bar shows one for loading too)."""
+    token = _SHOW_PROGRESS.set(show)
+    try:
+        yield
+    finally:
+        _SHOW_PROGRESS.reset(token)
+
+
 def read_in_threads(read: Callable[[str], T], paths: Sequence[str], workers: int | None = None) -> list[T]:
     """``[read(p) for p in paths]``, decoded in a thread pool (image decoders release the GIL),
-    in the order of ``paths``; the first failing path, in that order, raises its own error."""
-    if len(paths) < 2:
-        return [read(p) for p in paths]
-    workers = workers or min(8, os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(read, paths))
+    in the order of ``paths``; the first failing path, in that order, raises its own error.
+    Inside :func:`loading_progress`, a bar counts the decoded files."""
+    bar = None
+    if _SHOW_PROGRESS.get() and len(paths) >= PROGRESS_MIN_FILES:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(paths), desc="loading", unit="file", leave=False, dynamic_ncols=True)
+    try:
+        if len(paths) < 2:
+            return [read(p) for p in paths]
+        workers = workers or min(8, os.cpu_count() or 1)
+        decoded: list[T] = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            for value in pool.map(read, paths):
+                decoded.append(value)
+                if bar is not None:
+                    bar.update(1)
+        return decoded
+    finally:
+        if bar is not None:
+            bar.close()

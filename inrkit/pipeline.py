@@ -47,7 +47,9 @@ class FitResult:
     metrics: RunMetrics | None
     model: INRModel
     items: list[Item]
-    reconstructions: list[np.ndarray]
+    #: Each item's reconstruction in [0, 1], rendered on demand a block of items at a time (see
+    #: :class:`~inrkit.evaluate.Reconstructions`); ``list(...)`` holds them all.
+    reconstructions: Sequence[np.ndarray]
     run_dir: Path | None
     #: False on the other ranks of a distributed run.
     is_main: bool = True
@@ -88,7 +90,7 @@ def check_memory(resolved: ResolvedRun, spec: Any, items: Sequence[Item], device
     parts = memory_parts(resolved, spec, [resolved.signal.eval_view(it).shape[:-1] for it in items], device)
     if parts is None:
         return
-    on_device = ("parameters", "gradients", "optimiser", "targets", "activations")
+    on_device = ("parameters", "gradients", "optimiser", "optimiser step", "targets", "activations")
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         checks = [(sum(parts[k] for k in on_device), int(free), f"free on {device}"),
@@ -320,7 +322,7 @@ def check_untrusted_callbacks(config: RunConfig, source: str) -> None:
 
 def run_metrics(
     prepared: Prepared, result: TrainResult, trainer: Trainer, processes: int, encoded_from: str | None
-) -> tuple[RunMetrics, list[np.ndarray]]:
+) -> tuple[RunMetrics, Sequence[np.ndarray]]:
     """``metrics.json`` of a finished fit (its final evaluation and the facts of the run), and the
     reconstructions of that evaluation."""
     resolved = prepared.resolved

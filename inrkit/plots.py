@@ -57,6 +57,14 @@ def training_curves(metrics: RunMetrics, path: Path) -> Path:
     return _save(fig, path)
 
 
+def shown_items(count: int, most: int = MAX_ITEMS) -> list[int]:
+    """Which of ``count`` items the image figures show: all of them up to ``most``, else ``most``
+    spread evenly over the collection (first and last included), in order."""
+    if count <= most:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, most)})
+
+
 def contact_sheet(names: Sequence[str], targets: Sequence[np.ndarray], recons: Sequence[np.ndarray], path: Path) -> Path:
     """One row per item: original, reconstruction, absolute error (x5, clipped)."""
     plt = _plt()

@@ -33,6 +33,12 @@ GPU_CHUNK_ROWS = 1 << 18
 Chunk = tuple[slice, "torch.Tensor | None"]
 
 
+#: Points of evaluation views rendered at once (12 MiB of RGB float32 outputs; see
+#: :mod:`inrkit.evaluate`). Small runs fit in one block and are rendered once; larger ones hold one
+#: block of reconstructions at a time.
+EVAL_BLOCK_POINTS = 1 << 20
+
+
 def auto_chunk_rows(device: torch.device, bytes_per_row: int = 0) -> int:
     """Rows (points x items) per chunk for a device.
 

@@ -126,10 +126,20 @@ class Evaluation:
     #: Training step after which the model was evaluated.
     step: int
     items: list[ItemMetrics]
-    #: Each item's reconstruction, ``(*spatial, channels)`` in [0, 1], at its evaluation size.
-    reconstructions: list[np.ndarray]
+    #: Each item's reconstruction, ``(*spatial, channels)`` in [0, 1], at its evaluation size. A
+    #: sequence rendered on demand a block of items at a time
+    #: (:class:`~inrkit.evaluate.Reconstructions`), so it is never all in memory unless copied;
+    #: during training it can be read only inside ``on_evaluate`` (see :meth:`close`).
+    reconstructions: Sequence[np.ndarray]
     #: True for the evaluation after the last step (the one ``metrics.json`` reports).
     final: bool = True
+
+    def close(self) -> None:
+        """Release what renders the reconstructions on demand (the trainer does this after the
+        callbacks of an evaluation during training, since the model trains on)."""
+        close = getattr(self.reconstructions, "close", None)
+        if callable(close):
+            close()
 
     def metric_names(self) -> list[str]:
         return list(self.items[0].scores()) if self.items else ["psnr", "ssim"]

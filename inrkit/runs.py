@@ -96,14 +96,15 @@ class RunFolder:
         except StorageError as exc:
             raise StorageError(f"{exc}. {self._keep_trained_model(final_snapshot)}") from None
         (self.path / artifacts.RESUME_FILE).unlink(missing_ok=True)  # finished: the snapshot is obsolete
-        targets = [signal.eval_view(item) for item in items]
         if plots:
             try:
-                from inrkit.plots import write_run_plots
+                from inrkit.evaluate import select
+                from inrkit.plots import shown_items, write_run_plots
 
+                shown = shown_items(len(items))  # a sample of a large collection, rendered alone
                 write_run_plots(
-                    self.path / "plots", metrics, [it.name for it in items], targets, reconstructions,
-                    [signal.reference_views(it) for it in items],
+                    self.path / "plots", metrics, [items[i].name for i in shown], [signal.eval_view(items[i]) for i in shown],
+                    select(reconstructions, shown), [signal.reference_views(items[i]) for i in shown],
                 )
             except Exception as exc:  # noqa: BLE001 - a figure must never cost the run
                 warnings.warn(f"could not draw the plots: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
@@ -205,6 +206,14 @@ class Run:
         except (RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{self.checkpoint} does not match its own config: {str(exc).splitlines()[0][:300]}") from None
 
+    def _read_state(self) -> dict[str, torch.Tensor]:
+        """Every tensor, as the whole model's state dict."""
+        return artifacts.read_state(self.checkpoint)
+
+    def _read_item_state(self, index: int) -> dict[str, torch.Tensor]:
+        """The shared tensors and item ``index``'s, as a one-item model's state dict."""
+        return artifacts.read_item_state(self.checkpoint, index)
+
     def model(self, device: str | torch.device = "cpu") -> INRModel:
         """The whole trained model, every item's tensors included (to evaluate or fine-tune it in
         one's own code; :meth:`model_for` reads one item only)."""
@@ -212,7 +221,7 @@ class Run:
         info = self.items[0]
         spec = run_spec(self.config, resolved.signal.in_dim, [it["shape"] for it in self.items], int(info["channels"]))
         model = build_model(resolved.activation, resolved.sharing, spec)
-        self._load(model, artifacts.read_state(self.checkpoint))
+        self._load(model, self._read_state())
         return model.to(resolve_device(device) if str(device) != "cpu" else torch.device("cpu"))
 
     def model_for(self, item: str | int, device: str | torch.device = "cpu") -> INRModel:
@@ -225,7 +234,7 @@ class Run:
             item_indices=(index,), run_item_shapes=tuple(tuple(it["shape"]) for it in self.items),
         )
         model = build_model(resolved.activation, resolved.sharing, spec)
-        self._load(model, artifacts.read_item_state(self.checkpoint, index))
+        self._load(model, self._read_item_state(index))
         return model.to(resolve_device(device) if str(device) != "cpu" else torch.device("cpu"))
 
     def output_shape(

@@ -45,7 +45,15 @@ from inrkit.interfaces import Callback, FitContext, Forward, INRModel
 from inrkit.metrics import psnr_from_mse
 from inrkit.optim import LazyItemAdam
 from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
-from inrkit.points import CPU_CHUNK_ROWS, Chunk, PointSet, activation_bytes_per_row, auto_chunk_points, auto_chunk_rows
+from inrkit.points import (
+    CPU_CHUNK_ROWS,
+    EVAL_BLOCK_POINTS,
+    Chunk,
+    PointSet,
+    activation_bytes_per_row,
+    auto_chunk_points,
+    auto_chunk_rows,
+)
 from inrkit.results import Evaluation, StepLog, TrainResult
 
 #: On the CPU, fewer points of each item than this per chunk switch to chunks over item blocks.
@@ -421,6 +429,8 @@ class Trainer:
             group.on_main(lambda: box.append(evaluator(model, step, final)))
             if box:
                 hooks.on_evaluate(context, box[0])
+                if not final:
+                    box[0].close()  # the model trains on: its reconstructions can no longer be rendered
             return box[0] if box else None
 
         hooks.on_fit_start(context)
@@ -482,6 +492,7 @@ class Trainer:
                     f"interrupted after step {completed} of {steps}; a snapshot was saved, continue with --resume", signum
                 ) from None
             group.gather_item_rows(model, optimizer, points)
+            model.zero_grad(set_to_none=True)  # the last step's gradients: freed before evaluating and writing
             self.final_snapshot = current_state  # the rows are gathered: no collective needed to save it
             model.prepare_evaluation(step_data)
             if self.device.type == "cuda":
@@ -549,7 +560,7 @@ def fit_memory(
     target_bytes: int = 4,
 ) -> dict[str, int]:
     """About how many bytes a fit of ``model`` needs, by part: its tensors, their gradients and
-    Adam's two moments, the padded targets (``target_bytes`` per value: 1 for 8-bit images
+    Adam's two moments and its scratch for one tensor's update, the padded targets (``target_bytes`` per value: 1 for 8-bit images
     stored as codes, see :func:`~inrkit.points.integer_codes`), one chunk's activations, and the
     evaluation's renders.
 
@@ -567,12 +578,28 @@ def fit_memory(
     else:
         rows = min(CPU_CHUNK_ROWS, points * step_items)
     per_row = activation_bytes_per_row(model) or 16 * int(model.spec.width) * int(model.spec.layers)
+    # Adam's update takes a scratch tensor the size of the tensor it updates (one at a time on the
+    # CPU); lazy Adam (item mini-batches) updates only the drawn rows of a per-item tensor.
+    per_item = {id(p) for p in model.items.parameters()}
+    scratch = max(
+        (p.numel() * p.element_size() * (step_items / n_items if id(p) in per_item else 1.0)
+         for p in model.parameters() if p.requires_grad),
+        default=0.0,
+    )
     return {
         "parameters": state_bytes(model),
         "gradients": trainable,
         "optimiser": 2 * trainable,
+        "optimiser step": int(scratch),
         "targets": n_items * points * channels * target_bytes,
         "activations": rows * per_row,
-        # rendered outputs of every item and their float copies for scoring
-        "evaluation": 3 * sum(math.prod(s) for s in eval_shapes) * channels * 4,
+        # one block of items rendered (see inrkit.evaluate), its padded outputs and float copies for scoring
+        "evaluation": 3 * eval_block_points(eval_shapes) * channels * 4,
     }
+
+
+def eval_block_points(eval_shapes: Sequence[Sequence[int]]) -> int:
+    """Points of the largest block of items an evaluation renders at once (at most about
+    :data:`~inrkit.points.EVAL_BLOCK_POINTS`, or one item where an item is larger)."""
+    sizes = [math.prod(s) for s in eval_shapes]
+    return min(sum(sizes), max([EVAL_BLOCK_POINTS, *sizes]))

@@ -148,3 +148,19 @@ def test_files_are_read_in_threads_in_order_and_the_first_bad_one_is_named(tmp_p
     with pytest.raises(DataError, match="img05.png"):
         read_in_threads(read_pixels, paths, workers=4)
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_loading_many_files_shows_a_bar_only_when_the_run_shows_progress(capsys: pytest.CaptureFixture[str]):
+    from inrkit.images import PROGRESS_MIN_FILES, loading_progress, read_in_threads
+
+    paths = [f"f{i}" for i in range(PROGRESS_MIN_FILES)]
+    assert read_in_threads(str.upper, paths) == [p.upper() for p in paths]
+    assert capsys.readouterr().err == ""
+    with loading_progress(True):
+        assert read_in_threads(str.upper, paths, workers=2) == [p.upper() for p in paths]
+        read_in_threads(str.upper, paths[:3])  # a handful of files: no bar
+    err = capsys.readouterr().err
+    assert "loading" in err and f"/{PROGRESS_MIN_FILES}" in err and err.count("loading:") >= 1
+    with loading_progress(True):
+        read_in_threads(str.upper, paths[:3])
+    assert capsys.readouterr().err == ""

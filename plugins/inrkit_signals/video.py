@@ -123,17 +123,32 @@ class VideoSignal(Signal):
         return [write_png(folder / "frames" / f"{item.name}.png", reconstruction)]
 
     def save_all(self, items: Sequence[Item], reconstructions: Sequence[np.ndarray], folder: Path) -> list[Path]:
-        paths = super().save_all(items, reconstructions, folder)
-        if items and len({r.shape for r in reconstructions}) == 1:
-            paths.append(write_video(folder / "video.mp4", reconstructions, float(items[0].meta.get("fps", DEFAULT_FPS))))
+        """Every frame as a PNG and, when they have one size, ``video.mp4``: one pass over the
+        reconstructions (rendered on demand), keeping only 8-bit copies of the frames."""
+        one_size = len({self.eval_view(it).shape for it in items}) == 1
+        paths: list[Path] = []
+        frames: list[np.ndarray] = []
+        for item, reconstruction in zip(items, reconstructions, strict=True):
+            paths += self.save(item, reconstruction, folder)
+            if one_size:
+                frames.append(frame_bytes(reconstruction))
+        if items and one_size:
+            paths.append(write_video(folder / "video.mp4", frames, float(items[0].meta.get("fps", DEFAULT_FPS))))
         return paths
 
 
+def frame_bytes(frame: np.ndarray) -> np.ndarray:
+    """A frame in [0, 1] as 8-bit values (an 8-bit frame as it is)."""
+    if frame.dtype == np.uint8:
+        return frame
+    return np.round(np.clip(frame, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 def write_video(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
-    """Write frames in [0, 1] as H.264 (yuv420p needs even sizes: odd ones are edge-padded)."""
+    """Write frames (in [0, 1], or 8-bit) as H.264 (yuv420p needs even sizes: odd ones are edge-padded)."""
     import imageio.v3 as iio
 
-    stack = np.round(np.clip(np.stack(frames), 0.0, 1.0) * 255).astype(np.uint8)
+    stack = np.stack([frame_bytes(f) for f in frames])
     if stack.shape[-1] == 1:
         stack = np.repeat(stack, 3, axis=-1)
     pad_h, pad_w = stack.shape[1] % 2, stack.shape[2] % 2
