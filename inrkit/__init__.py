@@ -15,6 +15,7 @@ from inrkit.plugins.hookspecs import hookimpl
 if TYPE_CHECKING:
     from inrkit import coords
     from inrkit.api import as_config, decode, encode, fit, memory_estimate, parameter_counts
+    from inrkit.compression import compress
     from inrkit.factory import create_model
     from inrkit.interfaces import Callback, INRModel
     from inrkit.pipeline import FitResult
@@ -30,6 +31,7 @@ _LAZY = {
     "parameter_counts": "inrkit.api",
     "memory_estimate": "inrkit.api",
     "as_config": "inrkit.api",
+    "compress": "inrkit.compression",
     "load": "inrkit.runs",
     "Run": "inrkit.runs",
     "FitResult": "inrkit.pipeline",
@@ -48,6 +50,7 @@ __all__ = [
     "INRModel",
     "Run",
     "RunMetrics",
+    "compress",
     "Trainer",
     "__version__",
     "as_config",

@@ -490,7 +490,7 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 @main.command()
-@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.argument("run_dir", metavar="RUN", type=click.Path())
 @click.option("--item", help="Item name or index.")
 @click.option("--all", "all_items", is_flag=True, help="Render every item (then -o is a folder).")
 @click.option("--scale", type=float, help="Multiple of the item's size, e.g. 2 or 4.")
@@ -503,7 +503,8 @@ def decode(
     run_dir: str, item: str | None, all_items: bool, scale: float | None, size: tuple[int, int] | None,
     output: str, force: bool, device: str, max_pixels: int | None,
 ) -> None:
-    """Render items of a run at any resolution, reading only the tensors they need.
+    """Render items of a run (a run folder or an .inrz file) at any resolution, reading only the
+    tensors they need.
 
     With --all, files are named after the items, made safe: item names come from the run
     folder, which is data, and never choose where a file goes outside -o.
@@ -550,6 +551,28 @@ def decode(
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot write {path}: {exc}") from None
         click.echo(f"{printable(run.item_names[index])}: {image.shape[1]}x{image.shape[0]} -> {path}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(), help="The compressed run to write (.inrz).")
+@click.option("--bits", type=click.IntRange(min=2, max=16), default=8, show_default=True, help="Bits per quantised value.")
+@click.option("--per-channel", is_flag=True, help="One quantisation step per output channel of each weight (default: per tensor).")
+@click.option("--measure/--no-measure", default=True, show_default=True, help="Score the run and the file on the run's data (PSNR before and after).")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rate and quality as JSON.")
+def compress(run_dir: str, output: str, bits: int, per_channel: bool, measure: bool, force: bool, as_json: bool) -> None:
+    """Quantise and entropy-code a finished run into one .inrz file; print its bits per pixel."""
+    from inrkit.compression import compress as compress_run
+    from inrkit.compression import summary
+
+    result = compress_run(run_dir, output, bits=bits, per_channel=per_channel, measure=measure, force=force,
+                          on_note=None if as_json else _note)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    for line in summary(result):
+        click.echo(line)
 
 
 @main.command()

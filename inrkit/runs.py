@@ -367,6 +367,48 @@ def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str
     }
 
 
+class CompressedRun(Run):
+    """A compressed run (an ``.inrz`` file from ``inrkit compress``) opened like a run folder:
+    its config and items, decoded from the file alone; no metrics. Each section's CRC-32 is
+    checked as it is read (decoding one item reads the shared section and that item's only)."""
+
+    def __init__(self, path: str | Path, registry: PluginRegistry | None = None) -> None:
+        from inrkit.inrz import InrzFile
+
+        self.path = Path(path)
+        self.file = InrzFile(self.path)
+        self.checkpoint = self.path
+        self.metadata = self.file.metadata
+        self.verified = []
+        info = artifacts.validate_metadata(self.path, self.metadata)
+        try:
+            self.config = RunConfig.model_validate(info.config)
+        except Exception as exc:  # noqa: BLE001 - pydantic's error, or a validator's
+            reason = format_validation_error(exc) if hasattr(exc, "errors") else str(exc)
+            raise CheckpointError(f"{self.path}: invalid config in the header: {reason}") from None
+        self.items = [it.model_dump(exclude_none=True) for it in info.items]
+        if len(self.items) != self.file.n_items:
+            raise CheckpointError(f"{self.path}: the header lists {len(self.items)} items but holds {self.file.n_items} sections")
+        self._registry = registry
+
+    @property
+    def metrics(self) -> RunMetrics | None:
+        return None
+
+    def _read_state(self) -> dict[str, torch.Tensor]:
+        return self.file.state()
+
+    def _read_item_state(self, index: int) -> dict[str, torch.Tensor]:
+        return self.file.item_state(index)
+
+
 def load(path: str | Path, registry: PluginRegistry | None = None) -> Run:
-    """Open a run folder written by :func:`inrkit.fit`."""
+    """Open a run folder written by :func:`inrkit.fit`, or an ``.inrz`` file written by
+    :func:`inrkit.compress` (a :class:`CompressedRun`)."""
+    from inrkit.inrz import SUFFIX, is_inrz
+
+    if is_inrz(path) or (Path(path).is_file() and Path(path).suffix.lower() == SUFFIX):
+        return CompressedRun(path, registry)
+    if Path(path).is_file():
+        raise CheckpointError(f"{path} is a file but not an .inrz compressed run; give a run folder or an .inrz file")
     return Run(path, registry)

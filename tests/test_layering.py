@@ -20,18 +20,18 @@ PLUGIN_PACKAGES = {p.name for p in (ROOT / "plugins").iterdir() if (p / "__init_
 LAYERS: list[set[str]] = [
     {"inrkit._version", "inrkit.errors", "inrkit.inits", "inrkit.coords", "inrkit.metrics", "inrkit.plugins.hookspecs",
      "inrkit.limits", "inrkit.names"},  # size limits and resources; safe file names
-    {"inrkit.images", "inrkit.devices", "inrkit.results", "inrkit.stats"},
+    {"inrkit.images", "inrkit.devices", "inrkit.results", "inrkit.stats", "inrkit.quantize", "inrkit.entropy"},
     {"inrkit.interfaces"},  # the plugin interfaces and the INRModel protocol
     {"inrkit.plugins.manager", "inrkit.plugins", "inrkit.sources"},
     {"inrkit.config"},
     {"inrkit.nn"},  # modules: a forward pass and a parameter layout
-    {"inrkit.points", "inrkit.artifacts"},  # targets and chunks; files
+    {"inrkit.points", "inrkit.artifacts", "inrkit.inrz"},  # targets and chunks; files; the compressed container
     {"inrkit.perf", "inrkit.distributed", "inrkit.batches", "inrkit.optim"},  # speed; processes; item mini-batches
     {"inrkit.train"},  # the loop, optimiser, callbacks
     {"inrkit.factory", "inrkit.evaluate"},
     {"inrkit.plots"},
     {"inrkit.runs"},
-    {"inrkit.pipeline", "inrkit.analysis", "inrkit.bench", "inrkit.diagnostics", "inrkit.doctor"},
+    {"inrkit.pipeline", "inrkit.analysis", "inrkit.bench", "inrkit.diagnostics", "inrkit.doctor", "inrkit.compression"},
     {"inrkit.api"},  # the facade
     {"inrkit.experiments"},  # many fits of one base config, resumable
     {"inrkit.compare"},

@@ -1,0 +1,183 @@
+"""``inrkit compress``: a finished run as one quantised, entropy-coded ``.inrz`` file, and its rate.
+
+Rate is the real size of the file: bits per pixel = file bytes x 8 / the pixels of every item
+(each at its evaluation size, the image its PSNR is measured on). The split says where the bits
+go: the header (config, names, layout), the shared section (the shared layers, once for all
+items), and the items' sections (the first, projection and last layers of each). Quality is
+measured before and after quantisation on the run's own data, when it can still be loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inrkit.config import ResolvedRun
+from inrkit.errors import ConfigError, InrkitError
+from inrkit.evaluate import evaluate
+from inrkit.inrz import SUFFIX, Sizes, write
+from inrkit.interfaces import INRModel
+from inrkit.plugins import PluginRegistry
+from inrkit.quantize import MAX_BITS, MIN_BITS
+from inrkit.runs import CompressedRun, Run
+
+
+@dataclasses.dataclass
+class Rate:
+    """Bits per pixel of a file, by part (``bpp = header + shared + items``)."""
+
+    bytes: int
+    pixels: int
+    header_bytes: int
+    shared_bytes: int
+    item_bytes: list[int]
+
+    @classmethod
+    def of(cls, sizes: Sizes, pixels: int) -> Rate:
+        return cls(sizes.total, pixels, sizes.header, sizes.shared, list(sizes.items))
+
+    @property
+    def bpp(self) -> float:
+        return 8 * self.bytes / self.pixels
+
+    def part(self, nbytes: int) -> float:
+        return 8 * nbytes / self.pixels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bytes": self.bytes, "pixels": self.pixels, "bpp": self.bpp,
+            "bpp_header": self.part(self.header_bytes), "bpp_shared": self.part(self.shared_bytes),
+            "bpp_items": self.part(sum(self.item_bytes)), "header_bytes": self.header_bytes,
+            "shared_bytes": self.shared_bytes, "item_bytes": self.item_bytes,
+        }
+
+
+@dataclasses.dataclass
+class CompressResult:
+    """What :func:`compress` wrote and measured."""
+
+    path: Path
+    bits: int
+    per_channel: bool
+    rate: Rate
+    #: Mean PSNR (dB) over the items of the run's model and of the file's; ``None`` when the run's
+    #: data could not be loaded (then ``note`` says why).
+    psnr_before: float | None = None
+    psnr_after: float | None = None
+    ssim_after: float | None = None
+    item_psnr_after: list[float | None] | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path), "bits": self.bits, "per_channel": self.per_channel, **self.rate.to_dict(),
+            "psnr_before": self.psnr_before, "psnr_after": self.psnr_after, "ssim_after": self.ssim_after,
+            "item_psnr_after": self.item_psnr_after, "note": self.note,
+        }
+
+
+def item_pixels(run: Run) -> int:
+    """Pixels (spatial points) of every item at its evaluation size."""
+    total = 0
+    for info in run.items:
+        shape = info.get("eval_shape", info["shape"])
+        count = 1
+        for s in shape:
+            count *= int(s)
+        total += count
+    return total
+
+
+def check_bits(bits: int) -> None:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+        raise ConfigError(f"bits must be a whole number from {MIN_BITS} to {MAX_BITS} (got {bits!r})")
+
+
+def compress(
+    run_dir: str | Path,
+    output: str | Path,
+    *,
+    bits: int = 8,
+    per_channel: bool = False,
+    measure: bool = True,
+    force: bool = False,
+    on_note: Callable[[str], None] | None = None,
+) -> CompressResult:
+    """Quantise every parameter of a finished run to ``bits`` and code it into ``output`` (.inrz).
+
+    ``per_channel`` gives each output channel of a weight its own step. With ``measure``, the
+    run's data is loaded (its config's ``data``) and both models are scored on it: PSNR before
+    and after quantisation. An existing ``output`` is replaced only with ``force``.
+    """
+    check_bits(bits)
+    target = Path(output)
+    if target.suffix.lower() != SUFFIX:
+        raise ConfigError(f"-o {target}: a compressed run is written as {SUFFIX}; use a name ending in {SUFFIX}")
+    if target.is_dir():
+        raise ConfigError(f"-o {target} is a folder; give a file name ending in {SUFFIX}")
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists; nothing was written (use --force to replace it)")
+    run = Run(run_dir)
+    if run.metrics is None:
+        raise ConfigError(f"{run_dir} is not finished (no metrics.json); compress a finished run")
+    model = run.model()
+    parameters = {name for name, _ in model.named_parameters()}
+    sizes = write(target, model.state_dict(), parameters, run.metadata, len(run.items), bits=bits, per_channel=per_channel)
+    result = CompressResult(target, bits, per_channel, Rate.of(sizes, item_pixels(run)))
+    if measure:
+        _measure(result, run, model, on_note)
+    return result
+
+
+def _measure(result: CompressResult, run: Run, model: INRModel, on_note: Callable[[str], None] | None) -> None:
+    """PSNR of the run's model and of the file's on the run's data, if it still loads as it was."""
+    try:
+        resolved = ResolvedRun(run.config, _registry())
+        items = resolved.signal.load(run.config.data)
+    except InrkitError as exc:
+        result.note = f"quality not measured: the run's data could not be loaded ({exc})"
+        if on_note is not None:
+            on_note(result.note)
+        return
+    from inrkit.pipeline import check_items
+
+    check_items(items, resolved.signal.name)
+    if [it.name for it in items] != run.item_names:
+        result.note = "quality not measured: the run's data no longer holds the items it was trained on"
+        if on_note is not None:
+            on_note(result.note)
+        return
+    device = torch.device("cpu")
+    before = evaluate(model, items, resolved.signal, device)
+    after = evaluate(CompressedRun(result.path).model(), items, resolved.signal, device)
+    result.psnr_before = before.summary("psnr")[0]
+    result.psnr_after, result.ssim_after = after.summary("psnr")[0], after.summary("ssim")[0]
+    result.item_psnr_after = [it.psnr for it in after.items]
+
+
+def _registry() -> PluginRegistry:
+    from inrkit.plugins import get_registry
+
+    return get_registry()
+
+
+def summary(result: CompressResult) -> list[str]:
+    """The report ``inrkit compress`` prints."""
+    r = result.rate
+    lines = [
+        f"{result.path}: {r.bytes:,} bytes for {r.pixels:,} pixels = {r.bpp:.4f} bpp "
+        f"({result.bits} bits{', per channel' if result.per_channel else ''})",
+        f"  header {r.part(r.header_bytes):.4f} bpp ({r.header_bytes:,} B), shared {r.part(r.shared_bytes):.4f} bpp "
+        f"({r.shared_bytes:,} B), items {r.part(sum(r.item_bytes)):.4f} bpp ({sum(r.item_bytes):,} B, "
+        f"{sum(r.item_bytes) / max(len(r.item_bytes), 1):,.0f} B each)",
+    ]
+    if result.psnr_before is not None and result.psnr_after is not None:
+        lines.append(f"  PSNR {result.psnr_before:.2f} dB before quantisation, {result.psnr_after:.2f} dB after "
+                     f"({result.psnr_after - result.psnr_before:+.2f} dB)")
+    elif result.note:
+        lines.append(f"  {result.note}")
+    return lines

@@ -1,0 +1,208 @@
+"""Rate: quantisation, entropy coding, the .inrz container, ``inrkit compress`` and decoding from it."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import inrkit
+from inrkit import inrz
+from inrkit.cli import main
+from inrkit.compression import Rate
+from inrkit.entropy import decode_block, encode_block
+from inrkit.errors import CheckpointError, ConfigError
+from inrkit.quantize import best_step, levels, quantise
+
+RUN = {"model": {"width": 16, "layers": 4}, "train": {"steps": 30, "device": "cpu"}}
+
+
+# -- quantisation -----------------------------------------------------------------------------------
+@given(arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 6)), elements=st.floats(-4, 4, width=32)), st.integers(2, 16),
+       st.booleans())
+def test_quantised_values_are_codes_times_steps_and_within_half_a_step(values: np.ndarray, bits: int, per_channel: bool):
+    q = quantise(values, bits, per_channel)
+    assert q.codes.dtype == np.int32 and np.abs(q.codes).max(initial=0) <= levels(bits)
+    assert q.steps.shape == ((values.shape[-1],) if per_channel else (1,)) and (q.steps > 0).all()
+    steps = q.steps.reshape(1, -1) if per_channel else q.steps
+    back = q.dequantise()
+    np.testing.assert_array_equal(back, (q.codes * steps).astype(np.float32))
+    inside = np.abs(values) <= levels(bits) * steps  # not clipped: rounding error only
+    assert (np.abs(back - values)[inside] <= steps.max() / 2 * (1 + 1e-5) + 1e-7).all()
+
+
+def test_the_step_minimises_the_error_better_than_max_over_levels():
+    rng = np.random.default_rng(0)
+    w = rng.laplace(0, 0.02, 20_000).astype(np.float32)  # bell-shaped, with a few far outliers
+    naive = np.abs(w).max() / levels(4)
+    chosen = best_step(w, 4)
+    err = lambda s: float(np.mean((np.clip(np.rint(w / s), -7, 7) * s - w) ** 2))  # noqa: E731
+    assert chosen < naive and err(chosen) < 0.5 * err(naive)
+
+
+def test_complex_tensors_quantise_both_parts_with_one_step():
+    rng = np.random.default_rng(1)
+    w = (rng.normal(size=(5, 4)) + 1j * rng.normal(size=(5, 4))).astype(np.complex64)
+    q = quantise(w, 10)
+    assert q.codes.shape == (5, 4, 2) and np.iscomplexobj(q.dequantise())
+    assert np.abs(q.dequantise() - w).max() < 4 * q.steps[0]
+
+
+# -- entropy coding ---------------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(
+    arrays(np.int32, st.integers(0, 300), elements=st.integers(-127, 127)),
+    arrays(np.int32, st.integers(1, 50), elements=st.integers(-32767, 32767)),
+    arrays(np.int32, st.integers(1, 20), elements=st.just(5)),
+))
+def test_coded_integers_decode_bit_identically(codes: np.ndarray):
+    block, _ = encode_block(codes)
+    padded = b"xyz" + block + b"tail"
+    decoded, end = decode_block(padded, 3, codes.size, "test")
+    np.testing.assert_array_equal(decoded, codes)
+    assert end == 3 + len(block)
+
+
+def test_the_cheapest_model_wins_and_is_smaller_than_raw_codes():
+    rng = np.random.default_rng(0)
+    bell = np.rint(rng.laplace(0, 6, 50_000)).astype(np.int32)
+    block, kind = encode_block(bell)
+    _, counts = np.unique(bell, return_counts=True)
+    entropy = float(-(counts / bell.size * np.log2(counts / bell.size)).sum())  # about 5 bits a value
+    assert kind in ("laplace", "gaussian") and 8 * len(block) / bell.size < 1.02 * entropy
+    two_peaks = np.concatenate([np.full(30_000, -40), np.full(30_000, 40), rng.integers(-40, 41, 200)]).astype(np.int32)
+    block, kind = encode_block(two_peaks)
+    assert kind == "histogram" and len(block) < two_peaks.size / 6
+    assert encode_block(np.full(100, 3, np.int32))[1] == "constant"
+
+
+def test_a_malformed_block_is_one_clear_error():
+    block, _ = encode_block(np.arange(-50, 50, dtype=np.int32))
+    with pytest.raises(CheckpointError, match="ends early"):
+        decode_block(block[:-3], 0, 100, "f.inrz")
+    with pytest.raises(CheckpointError, match="unknown entropy model"):
+        decode_block(b"\x09" + block[1:], 0, 100, "f.inrz")
+
+
+# -- the rate ---------------------------------------------------------------------------------------
+def test_bits_per_pixel_by_hand():
+    rate = Rate.of(inrz.Sizes(header=100, shared=200, items=[50, 50]), pixels=400)
+    assert rate.bytes == 400 and rate.bpp == 8.0
+    d = rate.to_dict()
+    assert (d["bpp_header"], d["bpp_shared"], d["bpp_items"]) == (2.0, 4.0, 2.0)
+    assert d["bpp_header"] + d["bpp_shared"] + d["bpp_items"] == d["bpp"]
+
+
+# -- compress, the container, decode ----------------------------------------------------------------
+@pytest.fixture
+def finished(image_dir: Path, tmp_path: Path) -> Path:
+    inrkit.fit(RUN, data=[str(image_dir)], out=tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_compress_writes_the_real_file_size_and_decodes_from_the_file_alone(finished: Path, tmp_path: Path):
+    out = tmp_path / "r.inrz"
+    result = inrkit.compress(finished, out, bits=12)
+    assert result.rate.bytes == out.stat().st_size and result.rate.pixels == 4 * 24 * 24
+    assert result.rate.bpp == pytest.approx(8 * out.stat().st_size / (4 * 24 * 24))
+    assert result.psnr_before == pytest.approx(inrkit.load(finished).metrics.psnr_mean, abs=1e-4)
+    assert abs(result.psnr_after - result.psnr_before) < 0.05  # 12 bits: nearly lossless
+    coarse = inrkit.compress(finished, tmp_path / "c.inrz", bits=4)
+    assert coarse.rate.bytes < result.rate.bytes and coarse.psnr_after < result.psnr_after
+    moved = tmp_path / "elsewhere.inrz"
+    moved.write_bytes(out.read_bytes())
+    finished.rename(tmp_path / "gone")  # the run folder is not needed to decode
+    run = inrkit.load(moved)
+    assert isinstance(run, inrkit.runs.CompressedRun) and run.item_names == [f"img{i}" for i in range(4)]
+    image = run.decode("img2")
+    assert image.shape == (24, 24, 3) and 0 <= image.min() and image.max() <= 1
+    full = run.model()
+    assert full.n_items == 4
+
+
+def test_decoding_one_item_reads_the_shared_section_and_its_own_only(finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    inrkit.compress(finished, tmp_path / "r.inrz", bits=8, measure=False)
+    read: list[int] = []
+    real = inrz.InrzFile._section
+
+    def spy(self, index):  # type: ignore[no-untyped-def]
+        read.append(index)
+        return real(self, index)
+
+    monkeypatch.setattr(inrz.InrzFile, "_section", spy)
+    inrkit.decode(tmp_path / "r.inrz", 2)
+    assert sorted(read) == [0, 3]  # shared, then item 2's section
+
+
+def test_per_channel_steps_cost_more_and_keep_more(finished: Path, tmp_path: Path):
+    tensor = inrkit.compress(finished, tmp_path / "t.inrz", bits=5)
+    channel = inrkit.compress(finished, tmp_path / "c.inrz", bits=5, per_channel=True)
+    assert channel.rate.bytes > tensor.rate.bytes and channel.psnr_after > tensor.psnr_after - 0.05
+
+
+def _damaged(path: Path, tmp_path: Path, change) -> Path:  # type: ignore[no-untyped-def]
+    data = bytearray(path.read_bytes())
+    out = tmp_path / "damaged.inrz"
+    out.write_bytes(bytes(change(data)))
+    return out
+
+
+def test_truncated_corrupted_and_future_files_are_one_clear_error(finished: Path, tmp_path: Path):
+    good = tmp_path / "r.inrz"
+    inrkit.compress(finished, good, bits=8, measure=False)
+    size = good.stat().st_size
+    cases = {
+        "is truncated": lambda d: d[: size - 10],
+        "after its last section": lambda d: d + b"junk",
+        "newer than this inrkit": lambda d: d[:4] + bytes([9]) + d[5:],
+        "not an inrkit .inrz file": lambda d: b"ZZZZ" + d[4:],
+        "header's checksum": lambda d: d[:20] + bytes([d[20] ^ 0xFF]) + d[21:],
+        "section of item 3 does not match": lambda d: d[:-2] + bytes([d[-2] ^ 1]) + d[-1:],
+    }
+    for message, change in cases.items():
+        bad = _damaged(good, tmp_path, change)
+        with pytest.raises(CheckpointError, match=message):
+            inrkit.load(bad).decode(3)
+        result = CliRunner().invoke(main, ["decode", str(bad), "--item", "3", "-o", str(tmp_path / "x.png")])
+        assert result.exit_code != 0 and "Traceback" not in result.output and message.split()[0] in result.output
+
+
+def test_a_hostile_header_cannot_size_an_allocation(tmp_path: Path):
+    header = {"format": "inrkit-inrz", "version": 1, "metadata": {}, "bits": 8, "per_channel": False, "shared": [
+        {"key": "shared.w", "shape": [1 << 30, 1 << 30], "dtype": "float32", "mode": "q"}], "item": [], "sections": [[0, 0]]}
+    packed = zlib.compress(json.dumps(header).encode())
+    path = tmp_path / "h.inrz"
+    path.write_bytes(struct.pack("<4sB3xII", b"INRZ", 1, len(packed), zlib.crc32(packed)) + packed)
+    with pytest.raises(CheckpointError, match="implausible shape"):
+        inrz.InrzFile(path)
+
+
+def test_compress_cli_reports_rate_and_refuses_bad_requests(finished: Path, tmp_path: Path):
+    out = tmp_path / "r.inrz"
+    result = CliRunner().invoke(main, ["compress", str(finished), "-o", str(out), "--bits", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["bytes"] == out.stat().st_size and report["bits"] == 8 and report["psnr_after"] is not None
+    assert report["header_bytes"] + report["shared_bytes"] + sum(report["item_bytes"]) == report["bytes"]
+    table = CliRunner().invoke(main, ["compress", str(finished), "-o", str(tmp_path / "s.inrz")])
+    assert table.exit_code == 0 and "bpp" in table.output and "before quantisation" in table.output
+    for args, message in [
+        (["-o", str(out)], "already exists"),
+        (["-o", str(tmp_path / "r.png")], "ending in .inrz"),
+        (["-o", str(tmp_path / "b.inrz"), "--bits", "1"], "1 is not in the range"),
+    ]:
+        bad = CliRunner().invoke(main, ["compress", str(finished), *args])
+        assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output
+    decoded = CliRunner().invoke(main, ["decode", str(out), "--item", "img1", "-o", str(tmp_path / "img1.png")])
+    assert decoded.exit_code == 0 and (tmp_path / "img1.png").is_file()
+    with pytest.raises(ConfigError, match="bits must be"):
+        inrkit.compress(finished, tmp_path / "z.inrz", bits=40)
