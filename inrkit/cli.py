@@ -219,13 +219,14 @@ log_option = click.option(
 )
 
 
-def common_run_options(sharing: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The options ``run`` and ``compare`` share (``compare`` takes a list of strategies instead)."""
+def common_run_options(sharing: bool = True, width: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options ``run`` and ``compare`` share (``compare`` takes a list of strategies instead,
+    ``rd`` lists of strategies and widths)."""
     options = [
         click.option("--activation", type=PluginName("activation"), help="Activation plugin [default: siren]."),
         click.option("--signal", type=PluginName("signal"), help="Signal plugin [default: image]."),
         click.option("--data", multiple=True, metavar="PATH", help="File, folder or glob (repeatable; paths after the options count too) [default: built-in samples]."),
-        click.option("--width", type=int, help="Hidden width [default: 256]."),
+        *([click.option("--width", type=int, help="Hidden width [default: 256].")] if width else []),
         click.option("--layers", type=int, help="Linear layers of one plain MLP, as the paper counts them [default: 5]."),
         click.option("--steps", type=int, help="Training steps, each over every point [default: 300; 100 for the samples demo]."),
         click.option("--lr", type=float, help="Adam learning rate [default: the activation's]."),
@@ -573,6 +574,53 @@ def compress(run_dir: str, output: str, bits: int, per_channel: bool, measure: b
         return
     for line in summary(result):
         click.echo(line)
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int]:
+    if not value:
+        return []
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected whole numbers separated by commas (got {value!r})") from None
+
+
+def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@main.command()
+@common_run_options(sharing=False, width=False)
+@click.option("--sharing", "sharing_names", callback=_sharing_list, metavar="NAME[,NAME...]", help="INR methods, e.g. minr,separate.")
+@click.option("--width", "widths", callback=_int_list, metavar="W[,W...]", help="Widths to fit each method at, e.g. 24,32,48,64 [default: the config's].")
+@click.option("--bits", "bits", callback=_int_list, default="8", show_default=True, metavar="B[,B...]", help="Bit depths to compress each fit at.")
+@click.option("--codecs", "codec_names", callback=_name_list, default="jpeg,webp,avif", show_default=True, metavar="NAME[,NAME...]", help="Codecs measured on the same images (jpeg, webp, avif); empty for none.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for rd.json, rd.md, rd.png, the runs and every point; an earlier rd's folder resumes it.")
+@click.option("--json", "as_json", is_flag=True, help="Print rd.json instead of the table.")
+def rd(
+    config_file: str | None, assignments: tuple[str, ...], progress: bool | None, sharing_names: list[str], widths: list[int],
+    bits: list[int], codec_names: list[str], out: str, as_json: bool, **flags: Any,
+) -> None:
+    """Rate-distortion curves: INR methods (widths x bits) against JPEG, WebP and AVIF on the same images."""
+    from inrkit import rd as rate_distortion
+
+    base = build_config_dict(config_file, flags, assignments)
+    if not widths:
+        widths = [int(base.get("model", {}).get("width", 256))]
+    if progress is None:
+        progress = sys.stderr.isatty()
+
+    def report(point: dict[str, Any]) -> None:
+        if not as_json:
+            psnr = "–" if point.get("psnr") is None else f"{point['psnr']:.2f} dB"
+            click.echo(f"{point['method']} {point['setting']}: {point['bpp']:.4f} bpp, {psnr}", err=True)
+
+    summary = rate_distortion.rd(base, sharing=sharing_names, widths=widths, bits=bits, codecs=codec_names, out=out,
+                                 progress=progress, on_note=_note, on_point=report)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(rate_distortion.markdown(summary), nl=False)
 
 
 @main.command()

@@ -10,7 +10,7 @@ measured before and after quantisation on the run's own data, when it can still 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError, InrkitError
 from inrkit.evaluate import evaluate
 from inrkit.inrz import SUFFIX, Sizes, write
-from inrkit.interfaces import INRModel
+from inrkit.interfaces import INRModel, Item
 from inrkit.plugins import PluginRegistry
 from inrkit.quantize import MAX_BITS, MIN_BITS
 from inrkit.runs import CompressedRun, Run
@@ -106,12 +106,14 @@ def compress(
     measure: bool = True,
     force: bool = False,
     on_note: Callable[[str], None] | None = None,
+    items: Sequence[Item] | None = None,
 ) -> CompressResult:
     """Quantise every parameter of a finished run to ``bits`` and code it into ``output`` (.inrz).
 
     ``per_channel`` gives each output channel of a weight its own step. With ``measure``, the
     run's data is loaded (its config's ``data``) and both models are scored on it: PSNR before
-    and after quantisation. An existing ``output`` is replaced only with ``force``.
+    and after quantisation (``items``: the run's items, already loaded). An existing ``output`` is
+    replaced only with ``force``.
     """
     check_bits(bits)
     target = Path(output)
@@ -129,23 +131,26 @@ def compress(
     sizes = write(target, model.state_dict(), parameters, run.metadata, len(run.items), bits=bits, per_channel=per_channel)
     result = CompressResult(target, bits, per_channel, Rate.of(sizes, item_pixels(run)))
     if measure:
-        _measure(result, run, model, on_note)
+        _measure(result, run, model, on_note, items)
     return result
 
 
-def _measure(result: CompressResult, run: Run, model: INRModel, on_note: Callable[[str], None] | None) -> None:
+def _measure(
+    result: CompressResult, run: Run, model: INRModel, on_note: Callable[[str], None] | None, items: Sequence[Item] | None
+) -> None:
     """PSNR of the run's model and of the file's on the run's data, if it still loads as it was."""
-    try:
-        resolved = ResolvedRun(run.config, _registry())
-        items = resolved.signal.load(run.config.data)
-    except InrkitError as exc:
-        result.note = f"quality not measured: the run's data could not be loaded ({exc})"
-        if on_note is not None:
-            on_note(result.note)
-        return
-    from inrkit.pipeline import check_items
+    resolved = ResolvedRun(run.config, _registry())
+    if items is None:
+        try:
+            items = resolved.signal.load(run.config.data)
+        except InrkitError as exc:
+            result.note = f"quality not measured: the run's data could not be loaded ({exc})"
+            if on_note is not None:
+                on_note(result.note)
+            return
+        from inrkit.pipeline import check_items
 
-    check_items(items, resolved.signal.name)
+        check_items(items, resolved.signal.name)
     if [it.name for it in items] != run.item_names:
         result.note = "quality not measured: the run's data no longer holds the items it was trained on"
         if on_note is not None:

@@ -154,7 +154,7 @@ def _decode_tensor(data: bytes, offset: int, layout: TensorLayout, where: str) -
     return tensor.reshape(layout.shape), offset
 
 
-def split_for_coding(state: Mapping[str, torch.Tensor], parameters: set[str]) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+def split_for_coding(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
     """A model's state dict as its shared tensors and each item's tensors (``items.X`` rows)."""
     shared: dict[str, torch.Tensor] = {}
     per_item: dict[str, torch.Tensor] = {}
@@ -176,7 +176,7 @@ def write(
     ``parameters`` are the state's keys that are parameters: they are quantised; buffers are
     stored exactly (they are few and small: item ids, coordinate maps).
     """
-    shared, items = split_for_coding(model_state, parameters)
+    shared, items = split_for_coding(model_state)
     if len(items) not in (0, n_items):
         raise ValueError(f"the state holds {len(items)} items, the metadata {n_items}")
     shared_layout = [_layout(k, v, k in parameters and _quantisable(v)) for k, v in shared.items()]

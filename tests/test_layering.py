@@ -20,7 +20,8 @@ PLUGIN_PACKAGES = {p.name for p in (ROOT / "plugins").iterdir() if (p / "__init_
 LAYERS: list[set[str]] = [
     {"inrkit._version", "inrkit.errors", "inrkit.inits", "inrkit.coords", "inrkit.metrics", "inrkit.plugins.hookspecs",
      "inrkit.limits", "inrkit.names"},  # size limits and resources; safe file names
-    {"inrkit.images", "inrkit.devices", "inrkit.results", "inrkit.stats", "inrkit.quantize", "inrkit.entropy"},
+    {"inrkit.images", "inrkit.devices", "inrkit.results", "inrkit.stats", "inrkit.quantize", "inrkit.entropy",
+     "inrkit.codecs"},
     {"inrkit.interfaces"},  # the plugin interfaces and the INRModel protocol
     {"inrkit.plugins.manager", "inrkit.plugins", "inrkit.sources"},
     {"inrkit.config"},
@@ -34,7 +35,7 @@ LAYERS: list[set[str]] = [
     {"inrkit.pipeline", "inrkit.analysis", "inrkit.bench", "inrkit.diagnostics", "inrkit.doctor", "inrkit.compression"},
     {"inrkit.api"},  # the facade
     {"inrkit.experiments"},  # many fits of one base config, resumable
-    {"inrkit.compare"},
+    {"inrkit.compare", "inrkit.rd"},
     {"inrkit.sweep", "inrkit.front"},
     {"inrkit.cli", "inrkit.testing", "inrkit.testing._common", "inrkit.testing.activation",
      "inrkit.testing.sharing", "inrkit.testing.signal"},

@@ -1,0 +1,248 @@
+"""``inrkit rd``: rate-distortion curves of INR methods against image codecs, on the same images.
+
+Every INR setting (a sharing strategy at a width) is fitted once into ``OUT/runs/<setting>/``
+(resumable, as ``compare`` is), then compressed at every bit depth into ``OUT/inrz/``; every codec
+is measured at a sweep of qualities on the very images the runs fit (their signal's items). Each
+point is a JSON file in ``OUT/points/``, written once: given the same ``--out`` again, nothing
+already measured is recomputed. After every point ``rd.json``, ``rd.md`` (every point; each INR
+method's Bjøntegaard deltas against JPEG, from the ``bjontegaard`` package) and ``rd.png``
+(PSNR against bpp) are rewritten.
+
+A method's curve is the Pareto front of its settings (widths x bits): the points no cheaper
+setting of the same method beats.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from inrkit import api, artifacts, experiments
+from inrkit.codecs import CODECS, check_codecs, codec_point
+from inrkit.compression import compress
+from inrkit.config import ResolvedRun
+from inrkit.errors import ConfigError
+from inrkit.experiments import Collected, PointResult, Variant
+from inrkit.pipeline import check_items
+from inrkit.quantize import MAX_BITS, MIN_BITS
+
+RD_JSON, RD_MD, RD_PNG = "rd.json", "rd.md", "rd.png"
+ANCHOR = "jpeg"
+
+
+def setting_variants(sharing: Sequence[str], widths: Sequence[int]) -> list[Variant]:
+    """One fit per strategy and width: ``<strategy>-w<width>``."""
+    return [Variant(f"{s}-w{w}", (f"sharing.name={s}", f"model.width={w}")) for s in sharing for w in widths]
+
+
+def pareto(points: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The points no point of lower (or equal) rate beats in PSNR, by increasing rate."""
+    front: list[Mapping[str, Any]] = []
+    for p in sorted((p for p in points if p.get("psnr") is not None), key=lambda p: (p["bpp"], -p["psnr"])):
+        if not front or p["psnr"] > front[-1]["psnr"]:
+            front.append(p)
+    return front
+
+
+def bd_delta(anchor: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Bjøntegaard deltas of ``test`` against ``anchor`` (PSNR in dB at equal rate, rate in % at
+    equal PSNR) over their Pareto fronts; ``None`` where the curves do not overlap or are too short."""
+    import warnings
+
+    import bjontegaard
+
+    a, t = pareto(anchor), pareto(test)
+    out: dict[str, float | None] = {"bd_psnr": None, "bd_rate": None}
+    if len(a) < 2 or len(t) < 2:
+        return out
+    args = ([p["bpp"] for p in a], [p["psnr"] for p in a], [p["bpp"] for p in t], [p["psnr"] for p in t])
+    for key, fn in (("bd_psnr", bjontegaard.bd_psnr), ("bd_rate", bjontegaard.bd_rate)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "curves overlap too little": reported as None below
+                value = float(fn(*args, method="pchip", require_matching_points=False, min_overlap=0.0))
+            out[key] = value if math.isfinite(value) else None
+        except (ValueError, ZeroDivisionError, IndexError):
+            out[key] = None
+    return out
+
+
+def matching_rate(anchor: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> float | None:
+    """The lowest rate at which ``test``'s front reaches the anchor's PSNR at that same rate
+    (linear interpolation of the anchor's front); ``None`` if it never does."""
+    front = pareto(anchor)
+    if len(front) < 2:
+        return None
+    for p in pareto(test):
+        for lo, hi in itertools.pairwise(front):
+            if lo["bpp"] <= p["bpp"] <= hi["bpp"]:
+                frac = (p["bpp"] - lo["bpp"]) / (hi["bpp"] - lo["bpp"]) if hi["bpp"] > lo["bpp"] else 0.0
+                if p["psnr"] >= lo["psnr"] + frac * (hi["psnr"] - lo["psnr"]):
+                    return float(p["bpp"])
+    return None
+
+
+def rd(
+    base: Mapping[str, Any],
+    *,
+    sharing: Sequence[str],
+    widths: Sequence[int],
+    bits: Sequence[int],
+    codecs: Sequence[str],
+    out: str | Path,
+    qualities: Mapping[str, Sequence[int]] | None = None,
+    progress: bool = False,
+    on_note: Callable[[str], None] | None = None,
+    on_point: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Measure every point (see the module's docstring) and return ``rd.json``'s content."""
+    if not sharing and not codecs:
+        raise ConfigError("nothing to measure: give --sharing and/or --codecs")
+    for b in bits:
+        if isinstance(b, bool) or not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
+            raise ConfigError(f"--bits must be whole numbers from {MIN_BITS} to {MAX_BITS} (got {b!r})")
+    if sharing and not bits:
+        raise ConfigError("give --bits for the INR methods")
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            raise ConfigError(f"--width values must be positive whole numbers (got {w!r})")
+    codecs = check_codecs(codecs)
+    folder = Path(out)
+    points_dir = folder / "points"
+    config = api.as_config(dict(base))
+    resolved = ResolvedRun(config)
+    items = resolved.signal.load(config.data)
+    check_items(items, resolved.signal.name)
+    images = [resolved.signal.eval_view(it) for it in items]
+    points: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, point: dict[str, Any]) -> None:
+        points[name] = point
+        _write(folder, points, codecs, sharing)
+        if on_point is not None:
+            on_point(point)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for codec in codecs:
+        for quality in (qualities or {}).get(codec, CODECS[codec][1]):
+            name = f"{codec}-q{quality}"
+            path = points_dir / f"{name}.json"
+            if path.is_file():
+                points[name] = artifacts.read_json(path)
+                continue
+            point = codec_point(images, codec, quality)
+            artifacts.write_json(path, point)
+            record(name, point)
+    if sharing:
+        variants = setting_variants(sharing, widths)
+        strategy = {v.name: s for v, s in zip(variants, [s for s in sharing for _ in widths], strict=True)}
+        width_of = {v.name: w for v, w in zip(variants, [w for _ in sharing for w in widths], strict=True)}
+
+        def compressed(result: PointResult) -> None:
+            for b in bits:
+                name = f"{result.point.variant.name}-b{b}"
+                path = points_dir / f"{name}.json"
+                if path.is_file():
+                    points[name] = artifacts.read_json(path)
+                    continue
+                done = compress(result.run_dir, folder / "inrz" / f"{name}.inrz", bits=b, force=True, items=items)
+                point = {
+                    "method": strategy[result.point.variant.name], "setting": f"w{width_of[result.point.variant.name]} b{b}",
+                    "width": width_of[result.point.variant.name], "bits": b, "bytes": done.rate.bytes,
+                    "pixels": done.rate.pixels, "bpp": done.rate.bpp, "psnr": done.psnr_after, "ssim": done.ssim_after,
+                    "psnr_float": done.psnr_before, "bpp_header": done.rate.part(done.rate.header_bytes),
+                    "bpp_shared": done.rate.part(done.rate.shared_bytes),
+                    "bpp_items": done.rate.part(sum(done.rate.item_bytes)), "params": result.metrics.params.total,
+                }
+                artifacts.write_json(path, point)
+                record(name, point)
+
+        def write(_: Path, __: Collected) -> None:
+            pass
+
+        experiments.run_collecting(
+            base, experiments.points(variants, None), folder / "runs", "rd", write, progress=progress, on_note=on_note,
+            on_point=compressed,
+        )
+    _write(folder, points, codecs, sharing)
+    return _summary(points, codecs, sharing)
+
+
+def _summary(points: Mapping[str, Mapping[str, Any]], codecs: Sequence[str], sharing: Sequence[str]) -> dict[str, Any]:
+    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    for p in points.values():
+        by_method.setdefault(p["method"], []).append(p)
+    anchor = by_method.get(ANCHOR, [])
+    deltas = {}
+    for method in sharing:
+        if method in by_method and anchor:
+            deltas[method] = {**bd_delta(anchor, by_method[method]), "matches_jpeg_at_bpp": matching_rate(anchor, by_method[method])}
+    ordered = sorted(points.values(), key=lambda p: (p["method"], p["bpp"]))
+    return {"points": ordered, "anchor": ANCHOR if anchor else None, "deltas": deltas}
+
+
+def _write(folder: Path, points: Mapping[str, Mapping[str, Any]], codecs: Sequence[str], sharing: Sequence[str]) -> None:
+    summary = _summary(points, codecs, sharing)
+    artifacts.write_json(folder / RD_JSON, summary)
+    artifacts.write_text(folder / RD_MD, markdown(summary))
+    try:
+        plot(summary, folder / RD_PNG)
+    except Exception as exc:  # noqa: BLE001 - a figure must never cost the measurements
+        import warnings
+
+        warnings.warn(f"could not draw {RD_PNG}: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(summary: Mapping[str, Any]) -> str:
+    """Every point (method, setting, bpp, PSNR, SSIM), then each INR method's deltas against JPEG."""
+    lines = ["| method | setting | bpp | PSNR (dB) | SSIM | on Pareto front |", "| --- | --- | --- | --- | --- | --- |"]
+    fronts: dict[str, set[int]] = {}
+    for p in summary["points"]:
+        fronts.setdefault(p["method"], set())
+    for method in fronts:
+        fronts[method] = {id(p) for p in pareto([q for q in summary["points"] if q["method"] == method])}
+    for p in summary["points"]:
+        mark = "yes" if id(p) in fronts[p["method"]] else ""
+        lines.append(f"| {p['method']} | {p['setting']} | {p['bpp']:.4f} | {_fmt(p.get('psnr'), 2)} | {_fmt(p.get('ssim'), 3)} | {mark} |")
+    if summary["deltas"]:
+        lines += ["", f"Bjøntegaard deltas against {summary['anchor']} (Pareto fronts, pchip interpolation; "
+                  "BD-PSNR > 0 and BD-rate < 0 favour the method):", "",
+                  "| method | BD-PSNR (dB) | BD-rate (%) | matches JPEG's PSNR from (bpp) |", "| --- | --- | --- | --- |"]
+        for method, d in summary["deltas"].items():
+            lines.append(f"| {method} | {_fmt(d['bd_psnr'], 2)} | {_fmt(d['bd_rate'], 1)} | {_fmt(d['matches_jpeg_at_bpp'], 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: Mapping[str, Any], path: Path) -> Path:
+    """PSNR against bpp: each method's Pareto front as a line, its other settings as dots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    methods = list(dict.fromkeys(p["method"] for p in summary["points"]))
+    for i, method in enumerate(methods):
+        own = [p for p in summary["points"] if p["method"] == method and p.get("psnr") is not None]
+        front = pareto(own)
+        color = f"C{i % 10}"
+        dashed = method in CODECS
+        ax.plot([p["bpp"] for p in front], [p["psnr"] for p in front], "--" if dashed else "-", marker="o", ms=3,
+                color=color, label=method)
+        others = [p for p in own if p not in front]
+        ax.scatter([p["bpp"] for p in others], [p["psnr"] for p in others], s=8, color=color, alpha=0.35)
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    artifacts.write_file(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path

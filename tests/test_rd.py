@@ -1,0 +1,95 @@
+"""Codec baselines and ``inrkit rd`` on tiny images: real file sizes, resumable points, deltas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from inrkit import rd as rate_distortion
+from inrkit.cli import main
+from inrkit.codecs import check_codecs, codec_point, encode_decode, to_bytes
+from inrkit.errors import ConfigError
+
+
+def _smooth(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    image = np.stack([0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(1, 3) * x + rng.uniform(0, 2) * y + c)) for c in range(3)], -1)
+    return (np.round(image * 255) / 255).astype(np.float32)
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "webp", "avif"])
+def test_a_codec_point_counts_the_real_bytes_and_scores_like_a_run(codec: str):
+    images = [_smooth(24, 32, 0), _smooth(20, 20, 1)]
+    low, high = codec_point(images, codec, 10), codec_point(images, codec, 90)
+    for point in (low, high):
+        sizes = [encode_decode(to_bytes(im), codec, point["quality"])[0] for im in images]
+        assert point["item_bytes"] == sizes and point["bytes"] == sum(sizes)
+        assert point["pixels"] == 24 * 32 + 20 * 20 and point["bpp"] == pytest.approx(8 * sum(sizes) / (24 * 32 + 20 * 20))
+    assert high["bytes"] > low["bytes"] and high["psnr"] > low["psnr"]
+    _, back = encode_decode(to_bytes(images[0]), codec, 90)
+    assert back.shape == images[0].shape and back.dtype == np.float32
+
+
+def test_unknown_codecs_are_refused_by_name():
+    with pytest.raises(ConfigError, match="unknown codec 'bpg'"):
+        check_codecs(["jpeg", "bpg"])
+
+
+def test_pareto_fronts_and_deltas():
+    pts = [{"bpp": b, "psnr": p} for b, p in [(1, 30), (2, 29), (3, 33), (4, 35)]]
+    assert [p["bpp"] for p in rate_distortion.pareto(pts)] == [1, 3, 4]
+    anchor = [{"bpp": b, "psnr": 20 + 5 * np.log2(b)} for b in (0.5, 1, 2, 4)]
+    better = [{"bpp": p["bpp"], "psnr": p["psnr"] + 1.0} for p in anchor]
+    d = rate_distortion.bd_delta(anchor, better)
+    assert d["bd_psnr"] == pytest.approx(1.0, abs=0.05) and d["bd_rate"] < 0
+    assert rate_distortion.matching_rate(anchor, better) == 0.5
+    assert rate_distortion.matching_rate(anchor, [{"bpp": p["bpp"], "psnr": p["psnr"] - 1} for p in anchor]) is None
+    assert rate_distortion.bd_delta(anchor, better[:1]) == {"bd_psnr": None, "bd_rate": None}
+
+
+def test_rd_measures_every_point_once_and_resumes(image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    out = tmp_path / "rd"
+    args = ["rd", "--data", str(image_dir), "--sharing", "minr,separate", "--width", "8,16", "--bits", "6,8",
+            "--codecs", "jpeg,webp", "--steps", "20", "--layers", "3", "--device", "cpu", "--out", str(out), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    inr = [p for p in summary["points"] if p["method"] in ("minr", "separate")]
+    assert len(inr) == 8 and {p["setting"] for p in inr} == {"w8 b6", "w8 b8", "w16 b6", "w16 b8"}
+    for p in inr:
+        name = f"{p['method']}-w{p['width']}-b{p['bits']}"
+        assert p["bytes"] == (out / "inrz" / f"{name}.inrz").stat().st_size
+        assert p["bpp_header"] + p["bpp_shared"] + p["bpp_items"] == pytest.approx(p["bpp"])
+    assert len([p for p in summary["points"] if p["method"] == "jpeg"]) == 8
+    assert set(summary["deltas"]) == {"minr", "separate"} and summary["anchor"] == "jpeg"
+    table = (out / "rd.md").read_text()
+    assert "| minr | w16 b8 |" in table and "Bjøntegaard deltas against jpeg" in table
+    assert (out / "rd.png").stat().st_size > 1000
+    # the same command again measures nothing: every point is read back
+    from inrkit import codecs, compression
+
+    monkeypatch.setattr(codecs, "codec_point", lambda *a, **k: pytest.fail("a codec point was measured again"))
+    monkeypatch.setattr(rate_distortion, "codec_point", lambda *a, **k: pytest.fail("a codec point was measured again"))
+    monkeypatch.setattr(rate_distortion, "compress", lambda *a, **k: pytest.fail("a fit was compressed again"))
+    assert compression  # imported for the patch's sake
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["points"] == summary["points"]
+
+
+def test_rd_refuses_bad_requests_before_fitting(image_dir: Path, tmp_path: Path):
+    base = ["rd", "--data", str(image_dir), "--out", str(tmp_path / "x")]
+    for extra, message in [
+        (["--sharing", "minr", "--bits", "1"], "--bits must be whole numbers from 2 to 16"),
+        (["--codecs", "gif"], "unknown codec 'gif'"),
+        (["--sharing", "minr", "--width", "8,x"], "expected whole numbers"),
+        (["--codecs", "", "--sharing", ""], "nothing to measure"),
+    ]:
+        result = CliRunner().invoke(main, base + extra)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "x" / "runs").exists()
