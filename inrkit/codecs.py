@@ -63,7 +63,10 @@ def encode_decode(pixels: np.ndarray, codec: str, quality: int) -> tuple[int, np
 
 def codec_point(images: Sequence[np.ndarray], codec: str, quality: int) -> dict[str, Any]:
     """One rate-distortion point of ``codec`` at ``quality`` over ``images`` (each in [0, 1])."""
-    sizes, psnrs, ssims, pixels = [], [], [], 0
+    sizes: list[int] = []
+    psnrs: list[float] = []
+    ssims: list[float | None] = []
+    pixels = 0
     for image in images:
         if image.ndim != 3 or image.shape[-1] not in (1, 3):
             raise ConfigError(f"codecs compare 2-D gray or RGB images; got an item of shape {image.shape}")
@@ -74,8 +77,9 @@ def codec_point(images: Sequence[np.ndarray], codec: str, quality: int) -> dict[
         ssims.append(ssim(back, target))
         pixels += image.shape[0] * image.shape[1]
     finite = [p for p in psnrs if np.isfinite(p)]
+    scored = [s for s in ssims if s is not None]  # SSIM needs images of 11 pixels or more
     return {
         "method": codec, "setting": f"q{quality}", "quality": quality, "bytes": int(sum(sizes)), "pixels": pixels,
         "bpp": 8 * sum(sizes) / pixels, "psnr": float(np.mean(finite)) if finite else None,
-        "ssim": float(np.mean(ssims)), "item_bytes": sizes,
+        "ssim": float(np.mean(scored)) if scored else None, "item_bytes": sizes,
     }
