@@ -558,17 +558,20 @@ def decode(
 @click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(), help="The compressed run to write (.inrz).")
 @click.option("--bits", type=click.IntRange(min=2, max=16), default=8, show_default=True, help="Bits per quantised value.")
+@click.option("--fine-bits", type=click.IntRange(min=2, max=16), help="Bits of the first layer and every bias [default: --bits + 4, at most 16].")
 @click.option("--per-channel", is_flag=True, help="One quantisation step per output channel of each weight (default: per tensor).")
 @click.option("--measure/--no-measure", default=True, show_default=True, help="Score the run and the file on the run's data (PSNR before and after).")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rate and quality as JSON.")
-def compress(run_dir: str, output: str, bits: int, per_channel: bool, measure: bool, force: bool, as_json: bool) -> None:
+def compress(
+    run_dir: str, output: str, bits: int, fine_bits: int | None, per_channel: bool, measure: bool, force: bool, as_json: bool,
+) -> None:
     """Quantise and entropy-code a finished run into one .inrz file; print its bits per pixel."""
     from inrkit.compression import compress as compress_run
     from inrkit.compression import summary
 
-    result = compress_run(run_dir, output, bits=bits, per_channel=per_channel, measure=measure, force=force,
-                          on_note=None if as_json else _note)
+    result = compress_run(run_dir, output, bits=bits, fine_bits=fine_bits, per_channel=per_channel, measure=measure,
+                          force=force, on_note=None if as_json else _note)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

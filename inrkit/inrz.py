@@ -55,6 +55,8 @@ class TensorLayout(pydantic.BaseModel):
     shape: list[pydantic.StrictInt] = pydantic.Field(max_length=8)
     dtype: str
     mode: str
+    #: Bits of a quantised tensor (the first layer and biases may get more than the file's ``bits``).
+    bits: int | None = pydantic.Field(None, ge=2, le=16)
 
     @pydantic.field_validator("dtype")
     @classmethod
@@ -106,20 +108,21 @@ class Sizes:
         return self.header + self.shared + sum(self.items)
 
 
-def _layout(key: str, tensor: torch.Tensor, quantised: bool) -> TensorLayout:
+def _layout(key: str, tensor: torch.Tensor, bits: int | None) -> TensorLayout:
+    """``bits=None``: stored exactly."""
     dtype = str(tensor.dtype).removeprefix("torch.")
-    return TensorLayout(key=key, shape=list(tensor.shape), dtype=dtype, mode="q" if quantised else "raw")
+    return TensorLayout(key=key, shape=list(tensor.shape), dtype=dtype, mode="raw" if bits is None else "q", bits=bits)
 
 
 def _quantisable(tensor: torch.Tensor) -> bool:
     return tensor.is_floating_point() or tensor.is_complex()
 
 
-def _encode_tensor(tensor: torch.Tensor, layout: TensorLayout, bits: int, per_channel: bool) -> bytes:
+def _encode_tensor(tensor: torch.Tensor, layout: TensorLayout, per_channel: bool) -> bytes:
     array = tensor.detach().cpu().numpy()
-    if layout.mode == "raw":
+    if layout.mode == "raw" or layout.bits is None:
         return np.ascontiguousarray(array).tobytes()
-    q = quantise(array, bits, per_channel)
+    q = quantise(array, layout.bits, per_channel)
     block, _ = encode_block(q.codes)
     return struct.pack("<H", q.steps.size) + q.steps.astype("<f4").tobytes() + block
 
@@ -168,25 +171,31 @@ def split_for_coding(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch
 
 
 def write(
-    path: Path, model_state: Mapping[str, torch.Tensor], parameters: set[str], metadata: Mapping[str, Any], n_items: int,
+    path: Path, model_state: Mapping[str, torch.Tensor], tensor_bits: Mapping[str, int], metadata: Mapping[str, Any], n_items: int,
     *, bits: int, per_channel: bool = False,
 ) -> Sizes:
     """Quantise and code ``model_state`` into ``path`` (atomically); the bytes of each part.
 
-    ``parameters`` are the state's keys that are parameters: they are quantised; buffers are
-    stored exactly (they are few and small: item ids, coordinate maps).
+    ``tensor_bits`` gives the bits of each state key to quantise (the model's parameters);
+    other keys (buffers: item ids, coordinate maps, few and small) are stored exactly. ``bits``
+    is the file's nominal bit depth, recorded in the header.
     """
     shared, items = split_for_coding(model_state)
     if len(items) not in (0, n_items):
         raise ValueError(f"the state holds {len(items)} items, the metadata {n_items}")
-    shared_layout = [_layout(k, v, k in parameters and _quantisable(v)) for k, v in shared.items()]
-    item_layout = [_layout(k, v, f"items.{k}" in parameters and _quantisable(v)) for k, v in (items[0].items() if items else [])]
-    sections = [b"".join(_encode_tensor(shared[t.key], t, bits, per_channel) for t in shared_layout)]
+
+    def bits_of(key: str, tensor: torch.Tensor) -> int | None:
+        return tensor_bits.get(key) if _quantisable(tensor) else None
+
+    shared_layout = [_layout(k, v, bits_of(k, v)) for k, v in shared.items()]
+    item_layout = [_layout(k, v, bits_of(f"items.{k}", v)) for k, v in (items[0].items() if items else [])]
+    sections = [b"".join(_encode_tensor(shared[t.key], t, per_channel) for t in shared_layout)]
     for tensors in items:
-        sections.append(b"".join(_encode_tensor(tensors[t.key], t, bits, per_channel) for t in item_layout))
+        sections.append(b"".join(_encode_tensor(tensors[t.key], t, per_channel) for t in item_layout))
     header = {
         "format": "inrkit-inrz", "version": VERSION, "metadata": dict(metadata), "bits": bits, "per_channel": per_channel,
-        "shared": [t.model_dump() for t in shared_layout], "item": [t.model_dump() for t in item_layout],
+        "shared": [t.model_dump(exclude_none=True) for t in shared_layout],
+        "item": [t.model_dump(exclude_none=True) for t in item_layout],
         "sections": [[len(s), zlib.crc32(s)] for s in sections],
     }
     packed = zlib.compress(json.dumps(header, separators=(",", ":"), allow_nan=False).encode(), 9)

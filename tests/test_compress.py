@@ -206,3 +206,30 @@ def test_compress_cli_reports_rate_and_refuses_bad_requests(finished: Path, tmp_
     assert decoded.exit_code == 0 and (tmp_path / "img1.png").is_file()
     with pytest.raises(ConfigError, match="bits must be"):
         inrkit.compress(finished, tmp_path / "z.inrz", bits=40)
+
+
+def test_the_first_layer_and_biases_get_the_fine_bits(finished: Path, tmp_path: Path):
+    from inrkit.compression import tensor_bits
+
+    model = inrkit.load(finished).model()
+    allocation = tensor_bits(model, 6, 10)
+    assert allocation["items.first.weight"] == allocation["items.first.bias"] == 10
+    assert allocation["shared.hidden2.bias"] == allocation["items.projection.bias"] == allocation["items.last.bias"] == 10
+    assert allocation["items.projection.weight"] == allocation["shared.hidden2.weight"] == allocation["items.last.weight"] == 6
+    fine = inrkit.compress(finished, tmp_path / "fine.inrz", bits=5)
+    flat = inrkit.compress(finished, tmp_path / "flat.inrz", bits=5, fine_bits=5)
+    assert fine.fine_bits == 9 and flat.fine_bits == 5
+    assert fine.psnr_after > flat.psnr_after and fine.rate.bytes < 1.25 * flat.rate.bytes
+    layout = {t.key: t.bits for t in inrz.InrzFile(tmp_path / "fine.inrz").header.item}
+    assert layout == {"first.weight": 9, "first.bias": 9, "projection.weight": 5, "projection.bias": 9, "last.weight": 5, "last.bias": 9}
+    assert inrkit.compress(finished, tmp_path / "top.inrz", bits=14, measure=False).fine_bits == 16
+
+
+def test_compress_cli_takes_fine_bits(finished: Path, tmp_path: Path):
+    result = CliRunner().invoke(main, ["compress", str(finished), "-o", str(tmp_path / "f.inrz"), "--bits", "6", "--fine-bits", "12",
+                                       "--no-measure", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["bits"] == 6 and report["fine_bits"] == 12 and report["psnr_after"] is None
+    bad = CliRunner().invoke(main, ["compress", str(finished), "-o", str(tmp_path / "g.inrz"), "--fine-bits", "17"])
+    assert bad.exit_code == 2 and "17 is not in the range" in bad.output
