@@ -151,7 +151,7 @@ def rd(
                 done = compress(result.run_dir, folder / "inrz" / f"{name}.inrz", bits=b, force=True, items=items)
                 point = {
                     "method": strategy[result.point.variant.name], "setting": f"w{width_of[result.point.variant.name]} b{b}",
-                    "width": width_of[result.point.variant.name], "bits": b, "bytes": done.rate.bytes,
+                    "width": width_of[result.point.variant.name], "bits": b, "fine_bits": done.fine_bits, "bytes": done.rate.bytes,
                     "pixels": done.rate.pixels, "bpp": done.rate.bpp, "psnr": done.psnr_after, "ssim": done.ssim_after,
                     "psnr_float": done.psnr_before, "bpp_header": done.rate.part(done.rate.header_bytes),
                     "bpp_shared": done.rate.part(done.rate.shared_bytes),
