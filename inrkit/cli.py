@@ -560,18 +560,22 @@ def decode(
 @click.option("--bits", type=click.IntRange(min=2, max=16), default=8, show_default=True, help="Bits per quantised value.")
 @click.option("--fine-bits", type=click.IntRange(min=2, max=16), help="Bits of the first layer and every bias [default: --bits + 4, at most 16].")
 @click.option("--per-channel", is_flag=True, help="One quantisation step per output channel of each weight (default: per tensor).")
+@click.option("--qat-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Steps of quantisation-aware fine-tuning on the run's data first (straight-through).")
+@click.option("--qat-lr", type=click.FloatRange(min=0, min_open=True), help="Its learning rate [default: the run's / 10].")
+@click.option("--device", default="cpu", show_default=True, help="Where the fine-tuning runs: cpu, auto, cuda or cuda:N.")
 @click.option("--measure/--no-measure", default=True, show_default=True, help="Score the run and the file on the run's data (PSNR before and after).")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rate and quality as JSON.")
 def compress(
-    run_dir: str, output: str, bits: int, fine_bits: int | None, per_channel: bool, measure: bool, force: bool, as_json: bool,
+    run_dir: str, output: str, bits: int, fine_bits: int | None, per_channel: bool, qat_steps: int, qat_lr: float | None,
+    device: str, measure: bool, force: bool, as_json: bool,
 ) -> None:
     """Quantise and entropy-code a finished run into one .inrz file; print its bits per pixel."""
     from inrkit.compression import compress as compress_run
     from inrkit.compression import summary
 
-    result = compress_run(run_dir, output, bits=bits, fine_bits=fine_bits, per_channel=per_channel, measure=measure,
-                          force=force, on_note=None if as_json else _note)
+    result = compress_run(run_dir, output, bits=bits, fine_bits=fine_bits, per_channel=per_channel, qat_steps=qat_steps,
+                          qat_lr=qat_lr, device=device, measure=measure, force=force, on_note=None if as_json else _note)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -597,12 +601,13 @@ def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--sharing", "sharing_names", callback=_sharing_list, metavar="NAME[,NAME...]", help="INR methods, e.g. minr,separate.")
 @click.option("--width", "widths", callback=_int_list, metavar="W[,W...]", help="Widths to fit each method at, e.g. 24,32,48,64 [default: the config's].")
 @click.option("--bits", "bits", callback=_int_list, default="8", show_default=True, metavar="B[,B...]", help="Bit depths to compress each fit at.")
+@click.option("--qat-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Also compress each fit after this many steps of quantisation-aware fine-tuning (method '<name>+qat').")
 @click.option("--codecs", "codec_names", callback=_name_list, default="jpeg,webp,avif", show_default=True, metavar="NAME[,NAME...]", help="Codecs measured on the same images (jpeg, webp, avif); empty for none.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for rd.json, rd.md, rd.png, the runs and every point; an earlier rd's folder resumes it.")
 @click.option("--json", "as_json", is_flag=True, help="Print rd.json instead of the table.")
 def rd(
     config_file: str | None, assignments: tuple[str, ...], progress: bool | None, sharing_names: list[str], widths: list[int],
-    bits: list[int], codec_names: list[str], out: str, as_json: bool, **flags: Any,
+    bits: list[int], qat_steps: int, codec_names: list[str], out: str, as_json: bool, **flags: Any,
 ) -> None:
     """Rate-distortion curves: INR methods (widths x bits) against JPEG, WebP and AVIF on the same images."""
     from inrkit import rd as rate_distortion
@@ -619,7 +624,7 @@ def rd(
             click.echo(f"{point['method']} {point['setting']}: {point['bpp']:.4f} bpp, {psnr}", err=True)
 
     summary = rate_distortion.rd(base, sharing=sharing_names, widths=widths, bits=bits, codecs=codec_names, out=out,
-                                 progress=progress, on_note=_note, on_point=report)
+                                 qat_steps=qat_steps, progress=progress, on_note=_note, on_point=report)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -66,6 +66,8 @@ class CompressResult:
     rate: Rate
     #: Bits of the first layer's tensors and of every bias.
     fine_bits: int | None = None
+    #: Steps of quantisation-aware fine-tuning before the file was written (0: none).
+    qat_steps: int = 0
     #: Mean PSNR (dB) over the items of the run's model and of the file's; ``None`` when the run's
     #: data could not be loaded (then ``note`` says why).
     psnr_before: float | None = None
@@ -77,6 +79,7 @@ class CompressResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path), "bits": self.bits, "fine_bits": self.fine_bits, "per_channel": self.per_channel,
+            "qat_steps": self.qat_steps,
             **self.rate.to_dict(),
             "psnr_before": self.psnr_before, "psnr_after": self.psnr_after, "ssim_after": self.ssim_after,
             "item_psnr_after": self.item_psnr_after, "note": self.note,
@@ -130,6 +133,9 @@ def compress(
     bits: int = 8,
     per_channel: bool = False,
     fine_bits: int | None = None,
+    qat_steps: int = 0,
+    qat_lr: float | None = None,
+    device: str = "cpu",
     measure: bool = True,
     force: bool = False,
     on_note: Callable[[str], None] | None = None,
@@ -140,14 +146,20 @@ def compress(
     ``per_channel`` gives each output channel of a weight its own step. ``fine_bits`` (default
     ``bits + 4``, at most 16) are the bits of the few, sensitive tensors: the first layer's weight
     and bias (SIREN's first layer sets every frequency, scaled by omega_0) and every bias
-    (see :func:`tensor_bits`). With ``measure``, the
-    run's data is loaded (its config's ``data``) and both models are scored on it: PSNR before
-    and after quantisation (``items``: the run's items, already loaded). An existing ``output`` is
-    replaced only with ``force``.
+    (see :func:`tensor_bits`). ``qat_steps`` > 0 first fine-tunes the model through its own
+    quantisation (:mod:`inrkit.qat`) on the run's data, at ``qat_lr`` (default: the run's learning
+    rate / 10) on ``device``. With ``measure``, the run's data is loaded (its config's ``data``)
+    and both models are scored on it: PSNR before (the run's float model) and after (the file's).
+    ``items`` are the run's items, already loaded. An existing ``output`` is replaced only with
+    ``force``.
     """
     check_bits(bits)
     fine = min(MAX_BITS, bits + FINE_EXTRA_BITS) if fine_bits is None else fine_bits
     check_bits(fine)
+    if isinstance(qat_steps, bool) or not isinstance(qat_steps, int) or qat_steps < 0:
+        raise ConfigError(f"qat_steps must be a whole number >= 0 (got {qat_steps!r})")
+    if qat_lr is not None and not (isinstance(qat_lr, (int, float)) and 0 < qat_lr < 1e3):
+        raise ConfigError(f"qat_lr must be a positive number (got {qat_lr!r})")
     target = Path(output)
     if target.suffix.lower() != SUFFIX:
         raise ConfigError(f"-o {target}: a compressed run is written as {SUFFIX}; use a name ending in {SUFFIX}")
@@ -159,41 +171,54 @@ def compress(
     if run.metrics is None:
         raise ConfigError(f"{run_dir} is not finished (no metrics.json); compress a finished run")
     model = run.model()
-    sizes = write(target, model.state_dict(), tensor_bits(model, bits, fine), run.metadata, len(run.items), bits=bits,
-                  per_channel=per_channel)
-    result = CompressResult(target, bits, per_channel, Rate.of(sizes, item_pixels(run)), fine_bits=fine)
-    if measure:
-        _measure(result, run, model, on_note, items)
-    return result
-
-
-def _measure(
-    result: CompressResult, run: Run, model: INRModel, on_note: Callable[[str], None] | None, items: Sequence[Item] | None
-) -> None:
-    """PSNR of the run's model and of the file's on the run's data, if it still loads as it was."""
     resolved = ResolvedRun(run.config, _registry())
-    if items is None:
-        try:
-            items = resolved.signal.load(run.config.data)
-        except InrkitError as exc:
-            result.note = f"quality not measured: the run's data could not be loaded ({exc})"
-            if on_note is not None:
-                on_note(result.note)
-            return
-        from inrkit.pipeline import check_items
+    note = None
+    if (measure or qat_steps) and items is None:
+        items, note = _run_items(run, resolved)
+        if items is None and qat_steps:
+            raise ConfigError(f"quantisation-aware fine-tuning needs the run's data: {note}")
+    before = evaluate(model, items, resolved.signal, torch.device("cpu")) if measure and items is not None else None
+    allocation = tensor_bits(model, bits, fine)
+    steps = None
+    if qat_steps:
+        from inrkit.devices import resolve_device
+        from inrkit.qat import LR_DIVISOR, finetune, fixed_steps
 
-        check_items(items, resolved.signal.name)
-    if [it.name for it in items] != run.item_names:
-        result.note = "quality not measured: the run's data no longer holds the items it was trained on"
+        assert items is not None
+        steps = fixed_steps(model, allocation, per_channel)
+        lr = qat_lr if qat_lr is not None else run.metrics.lr / LR_DIVISOR
+        finetune(model, [resolved.signal.train_view(it) for it in items], allocation, steps, n_steps=qat_steps, lr=lr,
+                 device=resolve_device(device))
+        model.to("cpu")
+    sizes = write(target, model.state_dict(), allocation, run.metadata, len(run.items), bits=bits, per_channel=per_channel,
+                  steps=steps)
+    result = CompressResult(target, bits, per_channel, Rate.of(sizes, item_pixels(run)), fine_bits=fine, qat_steps=qat_steps)
+    if not measure:
+        return result
+    if items is None or before is None:
+        result.note = f"quality not measured: {note}"
         if on_note is not None:
             on_note(result.note)
-        return
-    device = torch.device("cpu")
-    before = evaluate(model, items, resolved.signal, device)
-    after = evaluate(CompressedRun(result.path).model(), items, resolved.signal, device)
+        return result
+    after = evaluate(CompressedRun(result.path).model(), items, resolved.signal, torch.device("cpu"))
     result.psnr_before = before.summary("psnr")[0]
     result.psnr_after, result.ssim_after = after.summary("psnr")[0], after.summary("ssim")[0]
     result.item_psnr_after = [it.psnr for it in after.items]
+    return result
+
+
+def _run_items(run: Run, resolved: ResolvedRun) -> tuple[list[Item] | None, str | None]:
+    """The run's items loaded again from its config's data, or ``None`` and why not."""
+    try:
+        items = resolved.signal.load(run.config.data)
+    except InrkitError as exc:
+        return None, f"the run's data could not be loaded ({exc})"
+    from inrkit.pipeline import check_items
+
+    check_items(items, resolved.signal.name)
+    if [it.name for it in items] != run.item_names:
+        return None, "the run's data no longer holds the items it was trained on"
+    return items, None
 
 
 def _registry() -> PluginRegistry:
@@ -213,7 +238,8 @@ def summary(result: CompressResult) -> list[str]:
         f"{sum(r.item_bytes) / max(len(r.item_bytes), 1):,.0f} B each)",
     ]
     if result.psnr_before is not None and result.psnr_after is not None:
-        lines.append(f"  PSNR {result.psnr_before:.2f} dB before quantisation, {result.psnr_after:.2f} dB after "
+        how = f" (after {result.qat_steps} steps of quantisation-aware fine-tuning)" if result.qat_steps else ""
+        lines.append(f"  PSNR {result.psnr_before:.2f} dB before quantisation, {result.psnr_after:.2f} dB after{how} "
                      f"({result.psnr_after - result.psnr_before:+.2f} dB)")
     elif result.note:
         lines.append(f"  {result.note}")

@@ -118,11 +118,11 @@ def _quantisable(tensor: torch.Tensor) -> bool:
     return tensor.is_floating_point() or tensor.is_complex()
 
 
-def _encode_tensor(tensor: torch.Tensor, layout: TensorLayout, per_channel: bool) -> bytes:
+def _encode_tensor(tensor: torch.Tensor, layout: TensorLayout, per_channel: bool, steps: np.ndarray | None = None) -> bytes:
     array = tensor.detach().cpu().numpy()
     if layout.mode == "raw" or layout.bits is None:
         return np.ascontiguousarray(array).tobytes()
-    q = quantise(array, layout.bits, per_channel)
+    q = quantise(array, layout.bits, per_channel, steps)
     block, _ = encode_block(q.codes)
     return struct.pack("<H", q.steps.size) + q.steps.astype("<f4").tobytes() + block
 
@@ -172,14 +172,16 @@ def split_for_coding(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch
 
 def write(
     path: Path, model_state: Mapping[str, torch.Tensor], tensor_bits: Mapping[str, int], metadata: Mapping[str, Any], n_items: int,
-    *, bits: int, per_channel: bool = False,
+    *, bits: int, per_channel: bool = False, steps: Mapping[str, np.ndarray] | None = None,
 ) -> Sizes:
     """Quantise and code ``model_state`` into ``path`` (atomically); the bytes of each part.
 
     ``tensor_bits`` gives the bits of each state key to quantise (the model's parameters);
     other keys (buffers: item ids, coordinate maps, few and small) are stored exactly. ``bits``
-    is the file's nominal bit depth, recorded in the header.
+    is the file's nominal bit depth, recorded in the header. ``steps`` fixes the step(s) of a key
+    (per-item keys: one row per item) instead of choosing them (quantisation-aware training).
     """
+    steps = steps or {}
     shared, items = split_for_coding(model_state)
     if len(items) not in (0, n_items):
         raise ValueError(f"the state holds {len(items)} items, the metadata {n_items}")
@@ -189,9 +191,12 @@ def write(
 
     shared_layout = [_layout(k, v, bits_of(k, v)) for k, v in shared.items()]
     item_layout = [_layout(k, v, bits_of(f"items.{k}", v)) for k, v in (items[0].items() if items else [])]
-    sections = [b"".join(_encode_tensor(shared[t.key], t, per_channel) for t in shared_layout)]
-    for tensors in items:
-        sections.append(b"".join(_encode_tensor(tensors[t.key], t, per_channel) for t in item_layout))
+    sections = [b"".join(_encode_tensor(shared[t.key], t, per_channel, steps.get(t.key)) for t in shared_layout)]
+    for i, tensors in enumerate(items):
+        sections.append(b"".join(
+            _encode_tensor(tensors[t.key], t, per_channel, None if f"items.{t.key}" not in steps else steps[f"items.{t.key}"][i])
+            for t in item_layout
+        ))
     header = {
         "format": "inrkit-inrz", "version": VERSION, "metadata": dict(metadata), "bits": bits, "per_channel": per_channel,
         "shared": [t.model_dump(exclude_none=True) for t in shared_layout],

@@ -70,20 +70,23 @@ def best_step(values: np.ndarray, bits: int) -> float:
     return float(np.float32(steps[int(np.argmin(errors))]))
 
 
-def quantise(values: np.ndarray, bits: int, per_channel: bool = False) -> Quantised:
-    """``values`` (real or complex) as codes in ``[-L, L]`` and the error-minimising step(s).
+def choose_steps(values: np.ndarray, bits: int, per_channel: bool = False) -> np.ndarray:
+    """The error-minimising step(s) of ``values``: shape ``(1,)``, or ``(channels,)`` with
+    ``per_channel`` (each index of the last axis; a vector keeps one step)."""
+    is_complex = np.iscomplexobj(values)
+    real = np.stack([values.real, values.imag], axis=-1).astype(np.float32) if is_complex else np.asarray(values, np.float32)
+    if per_channel and np.ndim(values) >= 2:
+        moved = np.moveaxis(real, real.ndim - (2 if is_complex else 1), 0)
+        return np.array([best_step(moved[c], bits) for c in range(moved.shape[0])], dtype=np.float32)
+    return np.array([best_step(real, bits)], dtype=np.float32)
 
-    ``per_channel`` gives each index of the last axis its own step (tensors of two or more axes;
-    a vector keeps one step).
-    """
+
+def quantise(values: np.ndarray, bits: int, per_channel: bool = False, steps: np.ndarray | None = None) -> Quantised:
+    """``values`` (real or complex) as codes in ``[-L, L]`` and the error-minimising step(s)
+    (:func:`choose_steps`), or the given ``steps`` (quantisation-aware training fixes them)."""
     is_complex = np.iscomplexobj(values)
     real = np.stack([values.real, values.imag], axis=-1).astype(np.float32) if is_complex else np.asarray(values, np.float32)
     limit = levels(bits)
-    channel_axis = real.ndim - (2 if is_complex else 1)
-    if per_channel and np.ndim(values) >= 2:
-        moved = np.moveaxis(real, channel_axis, 0)
-        steps = np.array([best_step(moved[c], bits) for c in range(moved.shape[0])], dtype=np.float32)
-    else:
-        steps = np.array([best_step(real, bits)], dtype=np.float32)
+    steps = choose_steps(values, bits, per_channel) if steps is None else np.asarray(steps, np.float32).reshape(-1)
     codes = np.clip(np.rint(real / _broadcast(steps, real.ndim, is_complex)), -limit, limit).astype(np.int32)
     return Quantised(codes, steps, is_complex)

@@ -94,11 +94,14 @@ def rd(
     codecs: Sequence[str],
     out: str | Path,
     qualities: Mapping[str, Sequence[int]] | None = None,
+    qat_steps: int = 0,
     progress: bool = False,
     on_note: Callable[[str], None] | None = None,
     on_point: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure every point (see the module's docstring) and return ``rd.json``'s content."""
+    """Measure every point (see the module's docstring) and return ``rd.json``'s content. With
+    ``qat_steps``, each fit is also compressed after that many steps of quantisation-aware
+    fine-tuning (the method ``<strategy>+qat``), on the device the fits use."""
     if not sharing and not codecs:
         raise ConfigError("nothing to measure: give --sharing and/or --codecs")
     for b in bits:
@@ -106,6 +109,8 @@ def rd(
             raise ConfigError(f"--bits must be whole numbers from {MIN_BITS} to {MAX_BITS} (got {b!r})")
     if sharing and not bits:
         raise ConfigError("give --bits for the INR methods")
+    if isinstance(qat_steps, bool) or not isinstance(qat_steps, int) or qat_steps < 0:
+        raise ConfigError(f"--qat-steps must be a whole number >= 0 (got {qat_steps!r})")
     for w in widths:
         if isinstance(w, bool) or not isinstance(w, int) or w < 1:
             raise ConfigError(f"--width values must be positive whole numbers (got {w!r})")
@@ -142,23 +147,27 @@ def rd(
         width_of = {v.name: w for v, w in zip(variants, [w for _ in sharing for w in widths], strict=True)}
 
         def compressed(result: PointResult) -> None:
+            variant = result.point.variant.name
             for b in bits:
-                name = f"{result.point.variant.name}-b{b}"
-                path = points_dir / f"{name}.json"
-                if path.is_file():
-                    points[name] = artifacts.read_json(path)
-                    continue
-                done = compress(result.run_dir, folder / "inrz" / f"{name}.inrz", bits=b, force=True, items=items)
-                point = {
-                    "method": strategy[result.point.variant.name], "setting": f"w{width_of[result.point.variant.name]} b{b}",
-                    "width": width_of[result.point.variant.name], "bits": b, "fine_bits": done.fine_bits, "bytes": done.rate.bytes,
-                    "pixels": done.rate.pixels, "bpp": done.rate.bpp, "psnr": done.psnr_after, "ssim": done.ssim_after,
-                    "psnr_float": done.psnr_before, "bpp_header": done.rate.part(done.rate.header_bytes),
-                    "bpp_shared": done.rate.part(done.rate.shared_bytes),
-                    "bpp_items": done.rate.part(sum(done.rate.item_bytes)), "params": result.metrics.params.total,
-                }
-                artifacts.write_json(path, point)
-                record(name, point)
+                for qat in ([0, qat_steps] if qat_steps else [0]):
+                    name = f"{variant}-b{b}" + (f"-qat{qat}" if qat else "")
+                    path = points_dir / f"{name}.json"
+                    if path.is_file():
+                        points[name] = artifacts.read_json(path)
+                        continue
+                    done = compress(result.run_dir, folder / "inrz" / f"{name}.inrz", bits=b, force=True, items=items,
+                                    qat_steps=qat, device=str(config.train.device))
+                    point = {
+                        "method": strategy[variant] + ("+qat" if qat else ""), "setting": f"w{width_of[variant]} b{b}",
+                        "width": width_of[variant], "bits": b, "fine_bits": done.fine_bits, "qat_steps": qat,
+                        "bytes": done.rate.bytes, "pixels": done.rate.pixels, "bpp": done.rate.bpp, "psnr": done.psnr_after,
+                        "ssim": done.ssim_after, "psnr_float": done.psnr_before,
+                        "bpp_header": done.rate.part(done.rate.header_bytes),
+                        "bpp_shared": done.rate.part(done.rate.shared_bytes),
+                        "bpp_items": done.rate.part(sum(done.rate.item_bytes)), "params": result.metrics.params.total,
+                    }
+                    artifacts.write_json(path, point)
+                    record(name, point)
 
         def write(_: Path, __: Collected) -> None:
             pass
@@ -177,7 +186,7 @@ def _summary(points: Mapping[str, Mapping[str, Any]], codecs: Sequence[str], sha
         by_method.setdefault(p["method"], []).append(p)
     anchor = by_method.get(ANCHOR, [])
     deltas = {}
-    for method in sharing:
+    for method in [m for s in sharing for m in (s, f"{s}+qat")]:
         if method in by_method and anchor:
             deltas[method] = {**bd_delta(anchor, by_method[method]), "matches_jpeg_at_bpp": matching_rate(anchor, by_method[method])}
     ordered = sorted(points.values(), key=lambda p: (p["method"], p["bpp"]))

@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"inrkit.points", "inrkit.artifacts", "inrkit.inrz"},  # targets and chunks; files; the compressed container
     {"inrkit.perf", "inrkit.distributed", "inrkit.batches", "inrkit.optim"},  # speed; processes; item mini-batches
     {"inrkit.train"},  # the loop, optimiser, callbacks
-    {"inrkit.factory", "inrkit.evaluate"},
+    {"inrkit.factory", "inrkit.evaluate", "inrkit.qat"},
     {"inrkit.plots"},
     {"inrkit.runs"},
     {"inrkit.pipeline", "inrkit.analysis", "inrkit.bench", "inrkit.diagnostics", "inrkit.doctor", "inrkit.compression"},

@@ -93,3 +93,17 @@ def test_rd_refuses_bad_requests_before_fitting(image_dir: Path, tmp_path: Path)
         result = CliRunner().invoke(main, base + extra)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "x" / "runs").exists()
+
+
+def test_rd_with_fine_tuning_adds_a_qat_curve(image_dir: Path, tmp_path: Path):
+    out = tmp_path / "rd"
+    result = CliRunner().invoke(main, ["rd", "--data", str(image_dir), "--sharing", "minr", "--width", "8,12", "--bits", "6",
+                                       "--qat-steps", "3", "--codecs", "jpeg", "--steps", "10", "--layers", "3", "--device", "cpu",
+                                       "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    methods = {p["method"] for p in summary["points"]}
+    assert methods == {"minr", "minr+qat", "jpeg"}
+    qat = [p for p in summary["points"] if p["method"] == "minr+qat"]
+    assert len(qat) == 2 and all(p["qat_steps"] == 3 for p in qat) and (out / "inrz" / "minr-w8-b6-qat3.inrz").is_file()
+    assert set(summary["deltas"]) == {"minr", "minr+qat"}
