@@ -44,12 +44,18 @@ class Rate:
     def bpp(self) -> float:
         return 8 * self.bytes / self.pixels
 
+    @property
+    def bpp_known_decoder(self) -> float:
+        """The rate when the decoder already holds the shared layers (items encoded against a
+        published shared model, ``inrkit encode``): header and items' sections only."""
+        return self.part(self.header_bytes + sum(self.item_bytes))
+
     def part(self, nbytes: int) -> float:
         return 8 * nbytes / self.pixels
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "bytes": self.bytes, "pixels": self.pixels, "bpp": self.bpp,
+            "bytes": self.bytes, "pixels": self.pixels, "bpp": self.bpp, "bpp_known_decoder": self.bpp_known_decoder,
             "bpp_header": self.part(self.header_bytes), "bpp_shared": self.part(self.shared_bytes),
             "bpp_items": self.part(sum(self.item_bytes)), "header_bytes": self.header_bytes,
             "shared_bytes": self.shared_bytes, "item_bytes": self.item_bytes,
@@ -68,6 +74,8 @@ class CompressResult:
     fine_bits: int | None = None
     #: Steps of quantisation-aware fine-tuning before the file was written (0: none).
     qat_steps: int = 0
+    #: The run whose frozen shared layers these items were encoded against (``inrkit encode``).
+    encoded_from: str | None = None
     #: Mean PSNR (dB) over the items of the run's model and of the file's; ``None`` when the run's
     #: data could not be loaded (then ``note`` says why).
     psnr_before: float | None = None
@@ -79,7 +87,7 @@ class CompressResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path), "bits": self.bits, "fine_bits": self.fine_bits, "per_channel": self.per_channel,
-            "qat_steps": self.qat_steps,
+            "qat_steps": self.qat_steps, "encoded_from": self.encoded_from,
             **self.rate.to_dict(),
             "psnr_before": self.psnr_before, "psnr_after": self.psnr_after, "ssim_after": self.ssim_after,
             "item_psnr_after": self.item_psnr_after, "note": self.note,
@@ -192,7 +200,8 @@ def compress(
         model.to("cpu")
     sizes = write(target, model.state_dict(), allocation, run.metadata, len(run.items), bits=bits, per_channel=per_channel,
                   steps=steps)
-    result = CompressResult(target, bits, per_channel, Rate.of(sizes, item_pixels(run)), fine_bits=fine, qat_steps=qat_steps)
+    result = CompressResult(target, bits, per_channel, Rate.of(sizes, item_pixels(run)), fine_bits=fine, qat_steps=qat_steps,
+                            encoded_from=run.metadata.get("encoded_from") if isinstance(run.metadata.get("encoded_from"), str) else None)
     if not measure:
         return result
     if items is None or before is None:
@@ -237,6 +246,11 @@ def summary(result: CompressResult) -> list[str]:
         f"({r.shared_bytes:,} B), items {r.part(sum(r.item_bytes)):.4f} bpp ({sum(r.item_bytes):,} B, "
         f"{sum(r.item_bytes) / max(len(r.item_bytes), 1):,.0f} B each)",
     ]
+    if r.shared_bytes:
+        known = (f"these items were encoded against the shared layers of {result.encoded_from}: "
+                 if result.encoded_from else "")
+        lines.append(f"  {known}{r.bpp_known_decoder:.4f} bpp per item with the shared layers as a known decoder, "
+                     f"{r.bpp:.4f} bpp with them in the file")
     if result.psnr_before is not None and result.psnr_after is not None:
         how = f" (after {result.qat_steps} steps of quantisation-aware fine-tuning)" if result.qat_steps else ""
         lines.append(f"  PSNR {result.psnr_before:.2f} dB before quantisation, {result.psnr_after:.2f} dB after{how} "

@@ -261,3 +261,14 @@ def test_fine_tuning_needs_the_runs_data(finished: Path, tmp_path: Path, image_d
         inrkit.compress(finished, tmp_path / "q.inrz", qat_steps=3)
     plain = inrkit.compress(finished, tmp_path / "p.inrz")
     assert plain.psnr_after is None and "quality not measured" in plain.note
+
+
+def test_items_encoded_against_a_run_report_both_rates(finished: Path, tmp_path: Path, image_dir: Path):
+    inrkit.encode(finished, [str(image_dir / "img0.png")], out=tmp_path / "enc", train={"steps": 5})
+    result = inrkit.compress(tmp_path / "enc", tmp_path / "e.inrz", measure=False)
+    d = result.to_dict()
+    assert d["encoded_from"] == str(finished)
+    assert d["bpp_known_decoder"] == pytest.approx(d["bpp_header"] + d["bpp_items"]) and d["bpp_known_decoder"] < d["bpp"]
+    from inrkit.compression import summary
+
+    assert any("known decoder" in line and str(finished) in line for line in summary(result))
