@@ -47,22 +47,40 @@ def pareto(points: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return front
 
 
+#: Bjøntegaard deltas are given only where the two curves overlap over at least this share of the
+#: shorter one's range (log-rate for BD-PSNR, PSNR for BD-rate); a delta over a sliver of
+#: overlap extrapolates instead of comparing.
+MIN_OVERLAP = 0.5
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """The overlap of the ranges of ``a`` and ``b`` as a share of the shorter range."""
+    lo, hi = max(min(a), min(b)), min(max(a), max(b))
+    shorter = min(max(a) - min(a), max(b) - min(b))
+    return max(0.0, hi - lo) / shorter if shorter > 0 else 0.0
+
+
 def bd_delta(anchor: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
     """Bjøntegaard deltas of ``test`` against ``anchor`` (PSNR in dB at equal rate, rate in % at
-    equal PSNR) over their Pareto fronts; ``None`` where the curves do not overlap or are too short."""
+    equal PSNR) over their Pareto fronts, with the overlaps they rest on; a delta is ``None``
+    where a front has fewer than two points or the curves overlap less than :data:`MIN_OVERLAP`."""
     import warnings
 
     import bjontegaard
 
     a, t = pareto(anchor), pareto(test)
-    out: dict[str, float | None] = {"bd_psnr": None, "bd_rate": None}
+    out: dict[str, float | None] = {"bd_psnr": None, "bd_rate": None, "rate_overlap": None, "psnr_overlap": None}
     if len(a) < 2 or len(t) < 2:
         return out
     args = ([p["bpp"] for p in a], [p["psnr"] for p in a], [p["bpp"] for p in t], [p["psnr"] for p in t])
-    for key, fn in (("bd_psnr", bjontegaard.bd_psnr), ("bd_rate", bjontegaard.bd_rate)):
+    out["rate_overlap"] = _overlap([math.log(r) for r in args[0]], [math.log(r) for r in args[2]])
+    out["psnr_overlap"] = _overlap(args[1], args[3])
+    for key, fn, overlap in (("bd_psnr", bjontegaard.bd_psnr, out["rate_overlap"]), ("bd_rate", bjontegaard.bd_rate, out["psnr_overlap"])):
+        if overlap is None or overlap < MIN_OVERLAP:
+            continue
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "curves overlap too little": reported as None below
+                warnings.simplefilter("ignore")  # the package's own overlap warning: checked above
                 value = float(fn(*args, method="pchip", require_matching_points=False, min_overlap=0.0))
             out[key] = value if math.isfinite(value) else None
         except (ValueError, ZeroDivisionError, IndexError):
@@ -209,6 +227,10 @@ def _fmt(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{min(value, 1.0):.0%}"
+
+
 def markdown(summary: Mapping[str, Any]) -> str:
     """Every point (method, setting, bpp, PSNR, SSIM), then each INR method's deltas against JPEG."""
     lines = ["| method | setting | bpp | PSNR (dB) | SSIM | on Pareto front |", "| --- | --- | --- | --- | --- | --- |"]
@@ -222,10 +244,13 @@ def markdown(summary: Mapping[str, Any]) -> str:
         lines.append(f"| {p['method']} | {p['setting']} | {p['bpp']:.4f} | {_fmt(p.get('psnr'), 2)} | {_fmt(p.get('ssim'), 3)} | {mark} |")
     if summary["deltas"]:
         lines += ["", f"Bjøntegaard deltas against {summary['anchor']} (Pareto fronts, pchip interpolation; "
-                  "BD-PSNR > 0 and BD-rate < 0 favour the method):", "",
-                  "| method | BD-PSNR (dB) | BD-rate (%) | matches JPEG's PSNR from (bpp) |", "| --- | --- | --- | --- |"]
+                  "BD-PSNR > 0 and BD-rate < 0 favour the method; – where the curves overlap over less than "
+                  f"{MIN_OVERLAP:.0%} of the shorter one's log-rate or PSNR range):", "",
+                  "| method | BD-PSNR (dB) | rate overlap | BD-rate (%) | PSNR overlap | matches JPEG's PSNR from (bpp) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for method, d in summary["deltas"].items():
-            lines.append(f"| {method} | {_fmt(d['bd_psnr'], 2)} | {_fmt(d['bd_rate'], 1)} | {_fmt(d['matches_jpeg_at_bpp'], 3)} |")
+            lines.append(f"| {method} | {_fmt(d['bd_psnr'], 2)} | {_pct(d.get('rate_overlap'))} | {_fmt(d['bd_rate'], 1)} | "
+                         f"{_pct(d.get('psnr_overlap'))} | {_fmt(d['matches_jpeg_at_bpp'], 3)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -49,7 +49,12 @@ def test_pareto_fronts_and_deltas():
     assert d["bd_psnr"] == pytest.approx(1.0, abs=0.05) and d["bd_rate"] < 0
     assert rate_distortion.matching_rate(anchor, better) == 0.5
     assert rate_distortion.matching_rate(anchor, [{"bpp": p["bpp"], "psnr": p["psnr"] - 1} for p in anchor]) is None
-    assert rate_distortion.bd_delta(anchor, better[:1]) == {"bd_psnr": None, "bd_rate": None}
+    short = rate_distortion.bd_delta(anchor, better[:1])
+    assert short["bd_psnr"] is None and short["bd_rate"] is None
+    assert d["rate_overlap"] == pytest.approx(1.0) and d["psnr_overlap"] > 0.8
+    sliver = [{"bpp": b, "psnr": 20 + 5 * np.log2(b) + 1} for b in (3.5, 4, 8, 16)]  # overlaps on 3.5..4 bpp only
+    far = rate_distortion.bd_delta(anchor, sliver)
+    assert far["bd_psnr"] is None and far["rate_overlap"] < rate_distortion.MIN_OVERLAP
 
 
 def test_rd_measures_every_point_once_and_resumes(image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
