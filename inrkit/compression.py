@@ -193,6 +193,14 @@ def compress(
         from inrkit.qat import LR_DIVISOR, finetune, fixed_steps
 
         assert items is not None
+        fitted = [name for name, p in model.items.named_parameters() if not p.requires_grad]
+        if fitted:
+            raise ConfigError(
+                f"quantisation-aware fine-tuning trains every per-item parameter with Adam, but sharing "
+                f"{run.config.sharing.name!r} fits items.{fitted[0]} itself; compress it without --qat-steps"
+            )
+        if run.metadata.get("encoded_from") is not None:
+            model.shared.requires_grad_(False)  # the shared layers are the decoder the items were encoded against
         steps = fixed_steps(model, allocation, per_channel)
         lr = qat_lr if qat_lr is not None else run.metrics.lr / LR_DIVISOR
         finetune(model, [resolved.signal.train_view(it) for it in items], allocation, steps, n_steps=qat_steps, lr=lr,

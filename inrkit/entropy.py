@@ -24,6 +24,9 @@ from inrkit.errors import CheckpointError
 CONSTANT, LAPLACE, GAUSSIAN, HISTOGRAM = 0, 1, 2, 3
 MODEL_NAMES = {CONSTANT: "constant", LAPLACE: "laplace", GAUSSIAN: "gaussian", HISTOGRAM: "histogram"}
 
+#: Codes are at most 16-bit (``--bits`` up to 16): a block's range lies within ``±MAX_CODE``.
+MAX_CODE = 2**15 - 1
+
 #: A histogram is tried only for blocks with at most this many distinct code values.
 MAX_HISTOGRAM_SYMBOLS = 1 << 17
 
@@ -102,27 +105,29 @@ def decode_block(data: bytes | memoryview, offset: int, count: int, where: str) 
         return chunk
 
     kind, lo, hi = _HEAD.unpack(take(_HEAD.size))
-    if kind not in MODEL_NAMES or hi < lo or hi - lo > 1 << 24:
+    if kind not in MODEL_NAMES or hi < lo or lo < -MAX_CODE or hi > MAX_CODE:
         raise CheckpointError(f"{where}: unknown entropy model {kind} or code range [{lo}, {hi}] (corrupted data)")
     if kind == CONSTANT:
         return np.full(count, lo, dtype=np.int32), offset
+    counts = mean = scale = None
     if kind == HISTOGRAM:
         counts = np.frombuffer(take(4 * (hi - lo + 1)), dtype="<u4").astype(np.float64)
         if not counts.any():
             raise CheckpointError(f"{where}: an empty histogram (corrupted data)")
-        model = _histogram(counts)
     else:
         mean, scale = _PAIR.unpack(take(_PAIR.size))
-        if not (np.isfinite(mean) and np.isfinite(scale) and scale > 0):
+        if not (np.isfinite(mean) and np.isfinite(scale) and 0 < scale < 1e9 and abs(mean) <= MAX_CODE):
             raise CheckpointError(f"{where}: invalid entropy model parameters (corrupted data)")
-        model = _parametric(kind, lo, hi, mean, scale)
     (n_words,) = _WORDS.unpack(take(_WORDS.size))
     words = np.frombuffer(take(4 * n_words), dtype="<u4").astype(np.uint32)
     try:
+        model = _histogram(counts) if counts is not None else _parametric(kind, lo, hi, float(mean), float(scale))  # type: ignore[arg-type]
         decoder = _coder().stream.queue.RangeDecoder(words)
         symbols = np.asarray(decoder.decode(model, count), dtype=np.int32)
-    except Exception as exc:  # noqa: BLE001 - the coder's own error on bad data
-        raise CheckpointError(f"{where}: the coded data cannot be decoded ({exc}); the file is corrupted") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the coder's own error on bad data; a Rust panic is a BaseException
+        raise CheckpointError(f"{where}: the coded data cannot be decoded ({str(exc)[:200]}); the file is corrupted") from None
     if kind == HISTOGRAM:
         symbols = symbols + lo
     return symbols, offset

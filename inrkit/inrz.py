@@ -25,7 +25,7 @@ import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pydantic
@@ -42,6 +42,11 @@ SUFFIX = ".inrz"
 _PREFIX = struct.Struct("<4sB3xII")
 #: Largest header accepted, compressed and inflated: a file's header is untrusted input.
 MAX_HEADER_BYTES = 256 << 20
+#: Most elements one tensor of a file may declare (checked before anything is decoded; a
+#: :class:`~inrkit.runs.CompressedRun` also checks every shape against its config's model).
+MAX_TENSOR_ELEMENTS = 1 << 28
+#: Longest section a header may declare (1 TiB).
+MAX_SECTION_BYTES = 1 << 40
 _DTYPES = {"float32": torch.float32, "complex64": torch.complex64, "int64": torch.int64, "float64": torch.float64,
            "int32": torch.int32, "bool": torch.bool}
 
@@ -75,7 +80,7 @@ class TensorLayout(pydantic.BaseModel):
     @pydantic.field_validator("shape")
     @classmethod
     def _shape(cls, value: list[int]) -> list[int]:
-        if any(s < 0 or s > 1 << 31 for s in value) or math.prod(value) > 1 << 31:
+        if any(s < 0 or s > MAX_TENSOR_ELEMENTS for s in value) or math.prod(value) > MAX_TENSOR_ELEMENTS:
             raise ValueError(f"implausible shape {value}")
         return value
 
@@ -92,7 +97,9 @@ class Header(pydantic.BaseModel):
     shared: list[TensorLayout]
     item: list[TensorLayout]
     #: [length, crc32] of the shared section, then of each item's.
-    sections: list[tuple[pydantic.NonNegativeInt, pydantic.NonNegativeInt]] = pydantic.Field(min_length=1)
+    sections: list[tuple[Annotated[int, pydantic.Field(ge=0, le=MAX_SECTION_BYTES)], Annotated[int, pydantic.Field(ge=0, le=2**32 - 1)]]] = (
+        pydantic.Field(min_length=1)
+    )
 
 
 @dataclasses.dataclass
@@ -146,7 +153,7 @@ def _decode_tensor(data: bytes, offset: int, layout: TensorLayout, where: str) -
     offset += 4 * n_steps
     is_complex = dtype.is_complex
     shape = [*layout.shape, 2] if is_complex else list(layout.shape)
-    channels = shape[-2] if is_complex else (shape[-1] if shape else 1)
+    channels = layout.shape[-1] if layout.shape else 1
     if n_steps != 1 and (len(layout.shape) < 2 or n_steps != channels):
         raise CheckpointError(f"{where}: {n_steps} step sizes do not fit a tensor of shape {tuple(layout.shape)}")
     if not (np.isfinite(steps).all() and (steps > 0).all()):
@@ -185,6 +192,7 @@ def write(
     shared, items = split_for_coding(model_state)
     if len(items) not in (0, n_items):
         raise ValueError(f"the state holds {len(items)} items, the metadata {n_items}")
+    items = items or [{} for _ in range(n_items)]  # a model without per-item tensors: one empty section per item
 
     def bits_of(key: str, tensor: torch.Tensor) -> int | None:
         return tensor_bits.get(key) if _quantisable(tensor) else None
@@ -252,8 +260,10 @@ class InrzFile:
             raise CheckpointError(f"{self.path}: not an inrkit compressed run (format {self.header.format[:40]!r})")
         self.metadata = self.header.metadata
         self._start = _PREFIX.size + length
-        self._offsets = np.concatenate([[0], np.cumsum([s[0] for s in self.header.sections])]).astype(np.int64)
-        expected = self._start + int(self._offsets[-1])
+        self._offsets = [0]
+        for length, _ in self.header.sections:
+            self._offsets.append(self._offsets[-1] + int(length))  # Python ints: no overflow
+        expected = self._start + self._offsets[-1]
         if size < expected:
             raise CheckpointError(f"{self.path} is truncated: {size:,} bytes, its header describes {expected:,}")
         if size > expected:

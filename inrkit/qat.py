@@ -66,9 +66,11 @@ def finetune(
     its float weights (quantise them with the same ``steps`` to store them)."""
     model.to(device)
     model.train()
-    params = [(name, p) for name, p in model.named_parameters() if name in bits and p.requires_grad]
+    # Every quantised parameter is rounded in the forward pass; only the trainable ones move (the
+    # shared layers of an encoded run stay the decoder they were encoded against).
+    params = [(name, p) for name, p in model.named_parameters() if name in bits]
     grids = [(p, _step_tensor(steps[name], p, name.startswith("items.")), levels(bits[name])) for name, p in params]
-    optimizer = torch.optim.Adam([p for _, p in params], lr=lr)
+    optimizer = torch.optim.Adam([p for _, p in params if p.requires_grad], lr=lr)
     points = PointSet.from_arrays(list(arrays)).to(device)
     chunks = Trainer(device=device).plan_chunks(points, model)
     step = ChunkedStep(model, points, chunks)

@@ -60,9 +60,9 @@ def best_step(values: np.ndarray, bits: int) -> float:
     top = float(np.max(np.abs(values))) if values.size else 0.0
     if not np.isfinite(top):
         raise ValueError("cannot quantise a tensor with non-finite values")
-    if top == 0.0:
-        return 1.0
     limit = levels(bits)
+    if top == 0.0 or top * CLIP_GRID[0] / limit < np.finfo(np.float32).tiny:
+        return 1.0  # zeros, or values so small that any step rounds them to zero (a float32 step must stay > 0)
     flat = values.reshape(-1).astype(np.float64)
     steps = CLIP_GRID * top / limit
     # (grid, values) at once would be large for big tensors: a loop over 96 candidates is fine.

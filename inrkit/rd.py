@@ -103,6 +103,32 @@ def matching_rate(anchor: Sequence[Mapping[str, Any]], test: Sequence[Mapping[st
     return None
 
 
+def images_fingerprint(images: Sequence[Any]) -> str:
+    """SHA-256 of the images' 8-bit pixels and shapes: which images a point was measured on."""
+    import hashlib
+
+    from inrkit.codecs import to_bytes
+
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(repr(tuple(image.shape)).encode())
+        digest.update(to_bytes(image).tobytes())
+    return digest.hexdigest()
+
+
+def _check_earlier_points(points_dir: Path, fingerprint: str) -> None:
+    """Refuse an ``--out`` whose points were measured on other images, before anything is written."""
+    if not points_dir.is_dir():
+        return
+    for path in sorted(points_dir.glob("*.json")):
+        earlier = artifacts.read_json(path)
+        if not isinstance(earlier, dict) or earlier.get("images_sha256") != fingerprint:
+            raise ConfigError(
+                f"{points_dir.parent} holds points measured on other images ({path.name}); "
+                "give a new --out, or the same data and signal settings to extend it"
+            )
+
+
 def rd(
     base: Mapping[str, Any],
     *,
@@ -140,6 +166,8 @@ def rd(
     items = resolved.signal.load(config.data)
     check_items(items, resolved.signal.name)
     images = [resolved.signal.eval_view(it) for it in items]
+    fingerprint = images_fingerprint(images)
+    _check_earlier_points(points_dir, fingerprint)
     points: dict[str, dict[str, Any]] = {}
 
     def record(name: str, point: dict[str, Any]) -> None:
@@ -156,7 +184,7 @@ def rd(
             if path.is_file():
                 points[name] = artifacts.read_json(path)
                 continue
-            point = codec_point(images, codec, quality)
+            point = {**codec_point(images, codec, quality), "images_sha256": fingerprint}
             artifacts.write_json(path, point)
             record(name, point)
     if sharing:
@@ -183,6 +211,7 @@ def rd(
                         "bpp_header": done.rate.part(done.rate.header_bytes),
                         "bpp_shared": done.rate.part(done.rate.shared_bytes),
                         "bpp_items": done.rate.part(sum(done.rate.item_bytes)), "params": result.metrics.params.total,
+                        "images_sha256": fingerprint,
                     }
                     artifacts.write_json(path, point)
                     record(name, point)

@@ -390,6 +390,23 @@ class CompressedRun(Run):
         if len(self.items) != self.file.n_items:
             raise CheckpointError(f"{self.path}: the header lists {len(self.items)} items but holds {self.file.n_items} sections")
         self._registry = registry
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """Every tensor the file declares is one the config's model has, with its shape (the model
+        built on the meta device): a file's shapes never size an allocation on their own."""
+        resolved = ResolvedRun(self.config, self._registry or get_registry())
+        spec = run_spec(self.config, resolved.signal.in_dim, [it["shape"] for it in self.items], int(self.items[0]["channels"]))
+        with torch.device("meta"):
+            expected = {k: list(v.shape) for k, v in build_model(resolved.activation, resolved.sharing, spec).state_dict().items()}
+        declared = {t.key: list(t.shape) for t in self.file.header.shared}
+        declared.update({f"items.{t.key}": [len(self.items), *t.shape] for t in self.file.header.item})
+        if declared != expected:
+            wrong = sorted(k for k in set(declared) | set(expected) if declared.get(k) != expected.get(k))
+            raise CheckpointError(
+                f"{self.path}: its tensors do not match the model its config builds ({', '.join(wrong[:4])}"
+                f"{' ...' if len(wrong) > 4 else ''}); the file is corrupted or was written by another version"
+            )
 
     @property
     def metrics(self) -> RunMetrics | None:

@@ -272,3 +272,50 @@ def test_items_encoded_against_a_run_report_both_rates(finished: Path, tmp_path:
     from inrkit.compression import summary
 
     assert any("known decoder" in line and str(finished) in line for line in summary(result))
+
+
+def test_hostile_files_fail_cleanly(finished: Path, tmp_path: Path):
+    """Review findings: shapes that disagree with the config's model, absurd section lengths, a
+    code range no 16-bit quantiser makes, values too small for a step."""
+    good = tmp_path / "r.inrz"
+    inrkit.compress(finished, good, bits=8, measure=False)
+    f = inrz.InrzFile(good)
+    header = f.header.model_dump()
+    header["item"][0]["shape"] = [4000, 4000]
+    packed = zlib.compress(json.dumps(header).encode())
+    body = good.read_bytes()[f.header_bytes:]
+    bad = tmp_path / "shape.inrz"
+    bad.write_bytes(struct.pack("<4sB3xII", b"INRZ", 1, len(packed), zlib.crc32(packed)) + packed + body)
+    with pytest.raises(CheckpointError, match="do not match the model its config builds"):
+        inrkit.load(bad)
+    header = f.header.model_dump()
+    header["sections"] = [[2**64, 0]] + header["sections"][1:]
+    packed = zlib.compress(json.dumps(header).encode())
+    bad.write_bytes(struct.pack("<4sB3xII", b"INRZ", 1, len(packed), zlib.crc32(packed)) + packed + body)
+    with pytest.raises(CheckpointError, match="unreadable header"):
+        inrz.InrzFile(bad)
+    huge_range = struct.pack("<Bii", 1, -(2**23), 2**23) + struct.pack("<ff", 0.0, 1.0) + struct.pack("<I", 1) + b"\0\0\0\0"
+    with pytest.raises(CheckpointError, match="code range"):
+        decode_block(huge_range, 0, 10, "f")
+    q = quantise(np.array([1e-42, -5e-43], dtype=np.float32), 16)
+    assert (q.steps > 0).all()
+
+
+def test_a_model_without_per_item_tensors_and_the_qat_refusals(image_dir: Path, tmp_path: Path):
+    inrkit.fit({**RUN, "sharing": {"name": "id"}}, data=[str(image_dir)], out=tmp_path / "id")
+    single = inrkit.compress(tmp_path / "id", tmp_path / "id.inrz", bits=8)
+    assert single.rate.item_bytes == [0, 0, 0, 0] and single.psnr_after is not None
+    assert inrkit.load(tmp_path / "id.inrz").decode(1).shape == (24, 24, 3)
+    inrkit.fit({**RUN, "sharing": {"name": "coinpp"}, "train": {**RUN["train"], "steps": 3}}, data=[str(image_dir)], out=tmp_path / "c")
+    with pytest.raises(ConfigError, match="fits items.latent.codes itself"):
+        inrkit.compress(tmp_path / "c", tmp_path / "c.inrz", qat_steps=2)
+
+
+def test_fine_tuning_an_encoded_run_keeps_its_shared_layers(finished: Path, tmp_path: Path, image_dir: Path):
+    inrkit.encode(finished, [str(image_dir / "img1.png")], out=tmp_path / "enc", train={"steps": 5})
+    plain = inrkit.compress(tmp_path / "enc", tmp_path / "p.inrz", measure=False)
+    tuned = inrkit.compress(tmp_path / "enc", tmp_path / "t.inrz", qat_steps=3, measure=False)
+    shared = lambda path: inrz.InrzFile(path).shared_state()  # noqa: E731
+    for key, value in shared(tmp_path / "p.inrz").items():
+        torch.testing.assert_close(shared(tmp_path / "t.inrz")[key], value, rtol=0, atol=0)
+    assert plain.rate.shared_bytes == tuned.rate.shared_bytes

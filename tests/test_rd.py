@@ -112,3 +112,13 @@ def test_rd_with_fine_tuning_adds_a_qat_curve(image_dir: Path, tmp_path: Path):
     qat = [p for p in summary["points"] if p["method"] == "minr+qat"]
     assert len(qat) == 2 and all(p["qat_steps"] == 3 for p in qat) and (out / "inrz" / "minr-w8-b6-qat3.inrz").is_file()
     assert set(summary["deltas"]) == {"minr", "minr+qat"}
+
+
+def test_rd_refuses_an_out_measured_on_other_images(image_dir: Path, tmp_path: Path):
+    out = tmp_path / "rd"
+    first = CliRunner().invoke(main, ["rd", "--data", str(image_dir), "--codecs", "jpeg", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    (image_dir / "img0.png").unlink()
+    again = CliRunner().invoke(main, ["rd", "--data", str(image_dir), "--codecs", "jpeg,webp", "--out", str(out)])
+    assert again.exit_code == 2 and "measured on other images" in again.output
+    assert not (out / "points" / "webp-q5.json").exists()
