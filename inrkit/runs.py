@@ -159,15 +159,19 @@ class Run:
         self.metadata = artifacts.read_metadata(self.checkpoint)
         #: The files whose SHA-256 was checked (empty for a run written before inrkit recorded them).
         self.verified = artifacts.verify_checksums(self.path, required=[artifacts.CHECKPOINT_FILE])
+        self._read_metadata("metadata")
+        artifacts.check_layout(self.checkpoint, len(self.items))
+        self._registry = registry
+
+    def _read_metadata(self, where: str) -> None:
+        """``config`` and ``items`` from ``self.metadata``, validated; errors name ``self.checkpoint``."""
         info = artifacts.validate_metadata(self.checkpoint, self.metadata)
         try:
             self.config = RunConfig.model_validate(info.config)
         except Exception as exc:  # noqa: BLE001 - pydantic's error, or a validator's
             reason = format_validation_error(exc) if hasattr(exc, "errors") else str(exc)
-            raise CheckpointError(f"{self.checkpoint}: invalid config in the metadata: {reason}") from None
+            raise CheckpointError(f"{self.checkpoint}: invalid config in the {where}: {reason}") from None
         self.items: list[dict[str, Any]] = [it.model_dump(exclude_none=True) for it in info.items]
-        artifacts.check_layout(self.checkpoint, len(self.items))
-        self._registry = registry
 
     @property
     def item_names(self) -> list[str]:
@@ -380,13 +384,7 @@ class CompressedRun(Run):
         self.checkpoint = self.path
         self.metadata = self.file.metadata
         self.verified = []
-        info = artifacts.validate_metadata(self.path, self.metadata)
-        try:
-            self.config = RunConfig.model_validate(info.config)
-        except Exception as exc:  # noqa: BLE001 - pydantic's error, or a validator's
-            reason = format_validation_error(exc) if hasattr(exc, "errors") else str(exc)
-            raise CheckpointError(f"{self.path}: invalid config in the header: {reason}") from None
-        self.items = [it.model_dump(exclude_none=True) for it in info.items]
+        self._read_metadata("header")
         if len(self.items) != self.file.n_items:
             raise CheckpointError(f"{self.path}: the header lists {len(self.items)} items but holds {self.file.n_items} sections")
         self._registry = registry
