@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from inrkit.errors import ConfigError
+from inrkit.images import to_pixels
 from inrkit.metrics import psnr, ssim
 
 #: Codec name -> (Pillow format, default qualities swept by ``inrkit rd``).
@@ -38,11 +39,6 @@ def check_codecs(names: Sequence[str]) -> list[str]:
             raise ConfigError(f"this Pillow cannot write {key.upper()} (Pillow {features.version('pil')}); upgrade Pillow or leave {key} out")
         out.append(key)
     return out
-
-
-def to_bytes(image: np.ndarray) -> np.ndarray:
-    """An item's values in [0, 1] as 8-bit pixels ``(H, W, C)`` (gray as one channel)."""
-    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def encode_decode(pixels: np.ndarray, codec: str, quality: int) -> tuple[int, np.ndarray]:
@@ -70,8 +66,9 @@ def codec_point(images: Sequence[np.ndarray], codec: str, quality: int) -> dict[
     for image in images:
         if image.ndim != 3 or image.shape[-1] not in (1, 3):
             raise ConfigError(f"codecs compare 2-D gray or RGB images; got an item of shape {image.shape}")
-        target = to_bytes(image).astype(np.float32) / 255.0
-        size, back = encode_decode(to_bytes(image), codec, quality)
+        pixels8 = to_pixels(image)
+        target = pixels8.astype(np.float32) / 255.0
+        size, back = encode_decode(pixels8, codec, quality)
         sizes.append(size)
         psnrs.append(psnr(back, target))
         ssims.append(ssim(back, target))

@@ -21,7 +21,7 @@ from inrkit.errors import ConfigError, InrkitError
 from inrkit.evaluate import evaluate
 from inrkit.inrz import SUFFIX, Sizes, write
 from inrkit.interfaces import INRModel, Item
-from inrkit.plugins import PluginRegistry
+from inrkit.limits import count_pixels
 from inrkit.quantize import MAX_BITS, MIN_BITS
 from inrkit.runs import CompressedRun, Run
 
@@ -96,14 +96,7 @@ class CompressResult:
 
 def item_pixels(run: Run) -> int:
     """Pixels (spatial points) of every item at its evaluation size."""
-    total = 0
-    for info in run.items:
-        shape = info.get("eval_shape", info["shape"])
-        count = 1
-        for s in shape:
-            count *= int(s)
-        total += count
-    return total
+    return sum(count_pixels(info.get("eval_shape", info["shape"])) for info in run.items)
 
 
 #: How many more bits the first layer and the biases get by default (see :func:`tensor_bits`).
@@ -179,7 +172,7 @@ def compress(
     if run.metrics is None:
         raise ConfigError(f"{run_dir} is not finished (no metrics.json); compress a finished run")
     model = run.model()
-    resolved = ResolvedRun(run.config, _registry())
+    resolved = ResolvedRun(run.config)
     note = None
     if (measure or qat_steps) and items is None:
         items, note = _run_items(run, resolved)
@@ -226,22 +219,15 @@ def compress(
 
 def _run_items(run: Run, resolved: ResolvedRun) -> tuple[list[Item] | None, str | None]:
     """The run's items loaded again from its config's data, or ``None`` and why not."""
+    from inrkit.pipeline import load_items
+
     try:
-        items = resolved.signal.load(run.config.data)
+        items = load_items(resolved)
     except InrkitError as exc:
         return None, f"the run's data could not be loaded ({exc})"
-    from inrkit.pipeline import check_items
-
-    check_items(items, resolved.signal.name)
     if [it.name for it in items] != run.item_names:
         return None, "the run's data no longer holds the items it was trained on"
     return items, None
-
-
-def _registry() -> PluginRegistry:
-    from inrkit.plugins import get_registry
-
-    return get_registry()
 
 
 def summary(result: CompressResult) -> list[str]:

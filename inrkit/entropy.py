@@ -14,6 +14,7 @@ then the number of 32-bit words ``u32`` and the words.
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any
 
@@ -109,19 +110,20 @@ def decode_block(data: bytes | memoryview, offset: int, count: int, where: str) 
         raise CheckpointError(f"{where}: unknown entropy model {kind} or code range [{lo}, {hi}] (corrupted data)")
     if kind == CONSTANT:
         return np.full(count, lo, dtype=np.int32), offset
-    counts = mean = scale = None
     if kind == HISTOGRAM:
         counts = np.frombuffer(take(4 * (hi - lo + 1)), dtype="<u4").astype(np.float64)
         if not counts.any():
             raise CheckpointError(f"{where}: an empty histogram (corrupted data)")
+        make_model = functools.partial(_histogram, counts)
     else:
         mean, scale = _PAIR.unpack(take(_PAIR.size))
         if not (np.isfinite(mean) and np.isfinite(scale) and 0 < scale < 1e9 and abs(mean) <= MAX_CODE):
             raise CheckpointError(f"{where}: invalid entropy model parameters (corrupted data)")
+        make_model = functools.partial(_parametric, kind, lo, hi, mean, scale)
     (n_words,) = _WORDS.unpack(take(_WORDS.size))
     words = np.frombuffer(take(4 * n_words), dtype="<u4").astype(np.uint32)
     try:
-        model = _histogram(counts) if counts is not None else _parametric(kind, lo, hi, float(mean), float(scale))  # type: ignore[arg-type]
+        model = make_model()  # inside the try: the coder may refuse (panic on) corrupted parameters
         decoder = _coder().stream.queue.RangeDecoder(words)
         symbols = np.asarray(decoder.decode(model, count), dtype=np.int32)
     except (KeyboardInterrupt, SystemExit):

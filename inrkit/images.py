@@ -313,11 +313,16 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
     return path
 
 
+def to_pixels(values: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Values in [0, 1] as 8-bit (``uint8``) or 16-bit (``uint16``) pixels, rounded to nearest."""
+    scale, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
+    return np.round(np.clip(values, 0.0, 1.0) * scale).astype(dtype)
+
+
 def write_image(path: str | Path, values: np.ndarray, bit_depth: int = 8) -> Path:
     """Write ``(H, W, C)`` values in [0, 1] to ``path`` (format from its suffix; 16-bit: PNG only)."""
     path = Path(path)
-    scale, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
-    pixels = np.round(np.clip(values, 0.0, 1.0) * scale).astype(dtype)
+    pixels = to_pixels(values, bit_depth)
     if bit_depth == 16:
         if path.suffix.lower() != ".png":
             raise ValueError("16-bit images are written as PNG")

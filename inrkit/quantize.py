@@ -70,11 +70,17 @@ def best_step(values: np.ndarray, bits: int) -> float:
     return float(np.float32(steps[int(np.argmin(errors))]))
 
 
+def _real_view(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """float32 values, complex ones as a trailing (real, imaginary) axis; and whether they were complex."""
+    if np.iscomplexobj(values):
+        return np.stack([values.real, values.imag], axis=-1).astype(np.float32), True
+    return np.asarray(values, np.float32), False
+
+
 def choose_steps(values: np.ndarray, bits: int, per_channel: bool = False) -> np.ndarray:
     """The error-minimising step(s) of ``values``: shape ``(1,)``, or ``(channels,)`` with
     ``per_channel`` (each index of the last axis; a vector keeps one step)."""
-    is_complex = np.iscomplexobj(values)
-    real = np.stack([values.real, values.imag], axis=-1).astype(np.float32) if is_complex else np.asarray(values, np.float32)
+    real, is_complex = _real_view(values)
     if per_channel and np.ndim(values) >= 2:
         moved = np.moveaxis(real, real.ndim - (2 if is_complex else 1), 0)
         return np.array([best_step(moved[c], bits) for c in range(moved.shape[0])], dtype=np.float32)
@@ -84,8 +90,7 @@ def choose_steps(values: np.ndarray, bits: int, per_channel: bool = False) -> np
 def quantise(values: np.ndarray, bits: int, per_channel: bool = False, steps: np.ndarray | None = None) -> Quantised:
     """``values`` (real or complex) as codes in ``[-L, L]`` and the error-minimising step(s)
     (:func:`choose_steps`), or the given ``steps`` (quantisation-aware training fixes them)."""
-    is_complex = np.iscomplexobj(values)
-    real = np.stack([values.real, values.imag], axis=-1).astype(np.float32) if is_complex else np.asarray(values, np.float32)
+    real, is_complex = _real_view(values)
     limit = levels(bits)
     steps = choose_steps(values, bits, per_channel) if steps is None else np.asarray(steps, np.float32).reshape(-1)
     codes = np.clip(np.rint(real / _broadcast(steps, real.ndim, is_complex)), -limit, limit).astype(np.int32)

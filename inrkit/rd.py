@@ -14,6 +14,7 @@ setting of the same method beats.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -25,8 +26,8 @@ from inrkit.codecs import CODECS, check_codecs, codec_point
 from inrkit.compression import compress
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError
-from inrkit.experiments import Collected, PointResult, Variant
-from inrkit.pipeline import check_items
+from inrkit.experiments import PointResult, Variant
+from inrkit.pipeline import load_items
 from inrkit.quantize import MAX_BITS, MIN_BITS
 
 RD_JSON, RD_MD, RD_PNG = "rd.json", "rd.md", "rd.png"
@@ -107,12 +108,12 @@ def images_fingerprint(images: Sequence[Any]) -> str:
     """SHA-256 of the images' 8-bit pixels and shapes: which images a point was measured on."""
     import hashlib
 
-    from inrkit.codecs import to_bytes
+    from inrkit.images import to_pixels
 
     digest = hashlib.sha256()
     for image in images:
         digest.update(repr(tuple(image.shape)).encode())
-        digest.update(to_bytes(image).tobytes())
+        digest.update(to_pixels(image).tobytes())
     return digest.hexdigest()
 
 
@@ -163,71 +164,64 @@ def rd(
     points_dir = folder / "points"
     config = api.as_config(dict(base))
     resolved = ResolvedRun(config)
-    items = resolved.signal.load(config.data)
-    check_items(items, resolved.signal.name)
+    items = load_items(resolved)
     images = [resolved.signal.eval_view(it) for it in items]
     fingerprint = images_fingerprint(images)
     _check_earlier_points(points_dir, fingerprint)
     points: dict[str, dict[str, Any]] = {}
 
-    def record(name: str, point: dict[str, Any]) -> None:
+    def measure(name: str, compute: Callable[[], dict[str, Any]]) -> None:
+        """The point ``name``: read back when an earlier run measured it, else measured and written."""
+        path = points_dir / f"{name}.json"
+        if path.is_file():
+            points[name] = artifacts.read_json(path)
+            return
+        point = {**compute(), "images_sha256": fingerprint}
+        artifacts.write_json(path, point)
         points[name] = point
-        _write(folder, points, codecs, sharing)
+        _write(folder, points, sharing)
         if on_point is not None:
             on_point(point)
 
     folder.mkdir(parents=True, exist_ok=True)
     for codec in codecs:
         for quality in (qualities or {}).get(codec, CODECS[codec][1]):
-            name = f"{codec}-q{quality}"
-            path = points_dir / f"{name}.json"
-            if path.is_file():
-                points[name] = artifacts.read_json(path)
-                continue
-            point = {**codec_point(images, codec, quality), "images_sha256": fingerprint}
-            artifacts.write_json(path, point)
-            record(name, point)
+            measure(f"{codec}-q{quality}", functools.partial(codec_point, images, codec, quality))
     if sharing:
         variants = setting_variants(sharing, widths)
-        strategy = {v.name: s for v, s in zip(variants, [s for s in sharing for _ in widths], strict=True)}
-        width_of = {v.name: w for v, w in zip(variants, [w for _ in sharing for w in widths], strict=True)}
+        setting = dict(zip((v.name for v in variants), itertools.product(sharing, widths), strict=True))
 
         def compressed(result: PointResult) -> None:
             variant = result.point.variant.name
+            strategy, width = setting[variant]
             for b in bits:
                 for qat in ([0, qat_steps] if qat_steps else [0]):
                     name = f"{variant}-b{b}" + (f"-qat{qat}" if qat else "")
-                    path = points_dir / f"{name}.json"
-                    if path.is_file():
-                        points[name] = artifacts.read_json(path)
-                        continue
-                    done = compress(result.run_dir, folder / "inrz" / f"{name}.inrz", bits=b, force=True, items=items,
-                                    qat_steps=qat, device=str(config.train.device))
-                    point = {
-                        "method": strategy[variant] + ("+qat" if qat else ""), "setting": f"w{width_of[variant]} b{b}",
-                        "width": width_of[variant], "bits": b, "fine_bits": done.fine_bits, "qat_steps": qat,
-                        "bytes": done.rate.bytes, "pixels": done.rate.pixels, "bpp": done.rate.bpp, "psnr": done.psnr_after,
-                        "ssim": done.ssim_after, "psnr_float": done.psnr_before,
-                        "bpp_header": done.rate.part(done.rate.header_bytes),
-                        "bpp_shared": done.rate.part(done.rate.shared_bytes),
-                        "bpp_items": done.rate.part(sum(done.rate.item_bytes)), "params": result.metrics.params.total,
-                        "images_sha256": fingerprint,
-                    }
-                    artifacts.write_json(path, point)
-                    record(name, point)
 
-        def write(_: Path, __: Collected) -> None:
-            pass
+                    def compute(name: str = name, b: int = b, qat: int = qat) -> dict[str, Any]:
+                        done = compress(result.run_dir, folder / "inrz" / f"{name}.inrz", bits=b, force=True, items=items,
+                                        qat_steps=qat, device=str(config.train.device))
+                        rate = done.rate.to_dict()
+                        return {
+                            "method": strategy + ("+qat" if qat else ""), "setting": f"w{width} b{b}", "width": width,
+                            "bits": b, "fine_bits": done.fine_bits, "qat_steps": qat,
+                            **{k: rate[k] for k in ("bytes", "pixels", "bpp")}, "psnr": done.psnr_after,
+                            "ssim": done.ssim_after, "psnr_float": done.psnr_before,
+                            **{k: rate[k] for k in ("bpp_header", "bpp_shared", "bpp_items")},
+                            "params": result.metrics.params.total,
+                        }
+
+                    measure(name, compute)
 
         experiments.run_collecting(
-            base, experiments.points(variants, None), folder / "runs", "rd", write, progress=progress, on_note=on_note,
-            on_point=compressed,
+            base, experiments.points(variants, None), folder / "runs", "rd", lambda folder, collected: None,
+            progress=progress, on_note=on_note, on_point=compressed,
         )
-    _write(folder, points, codecs, sharing)
-    return _summary(points, codecs, sharing)
+    _write(folder, points, sharing)
+    return _summary(points, sharing)
 
 
-def _summary(points: Mapping[str, Mapping[str, Any]], codecs: Sequence[str], sharing: Sequence[str]) -> dict[str, Any]:
+def _summary(points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) -> dict[str, Any]:
     by_method: dict[str, list[Mapping[str, Any]]] = {}
     for p in points.values():
         by_method.setdefault(p["method"], []).append(p)
@@ -240,8 +234,8 @@ def _summary(points: Mapping[str, Mapping[str, Any]], codecs: Sequence[str], sha
     return {"points": ordered, "anchor": ANCHOR if anchor else None, "deltas": deltas}
 
 
-def _write(folder: Path, points: Mapping[str, Mapping[str, Any]], codecs: Sequence[str], sharing: Sequence[str]) -> None:
-    summary = _summary(points, codecs, sharing)
+def _write(folder: Path, points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) -> None:
+    summary = _summary(points, sharing)
     artifacts.write_json(folder / RD_JSON, summary)
     artifacts.write_text(folder / RD_MD, markdown(summary))
     try:

@@ -218,13 +218,17 @@ class Run:
         """The shared tensors and item ``index``'s, as a one-item model's state dict."""
         return artifacts.read_item_state(self.checkpoint, index)
 
+    def _whole_model(self) -> INRModel:
+        """The run's model for every item as its config builds it, untrained (under
+        ``torch.device("meta")``: its layout only, nothing allocated)."""
+        resolved = ResolvedRun(self.config, self._registry or get_registry())
+        spec = run_spec(self.config, resolved.signal.in_dim, [it["shape"] for it in self.items], int(self.items[0]["channels"]))
+        return build_model(resolved.activation, resolved.sharing, spec)
+
     def model(self, device: str | torch.device = "cpu") -> INRModel:
         """The whole trained model, every item's tensors included (to evaluate or fine-tune it in
         one's own code; :meth:`model_for` reads one item only)."""
-        resolved = ResolvedRun(self.config, self._registry or get_registry())
-        info = self.items[0]
-        spec = run_spec(self.config, resolved.signal.in_dim, [it["shape"] for it in self.items], int(info["channels"]))
-        model = build_model(resolved.activation, resolved.sharing, spec)
+        model = self._whole_model()
         self._load(model, self._read_state())
         return model.to(resolve_device(device) if str(device) != "cpu" else torch.device("cpu"))
 
@@ -336,12 +340,8 @@ def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str
     device: nothing is allocated), and ``metrics.json`` if present. Returns what was checked;
     any problem is one :class:`~inrkit.errors.CheckpointError`."""
     run = Run(path, registry)
-    resolved = ResolvedRun(run.config, registry or get_registry())
-    spec = run_spec(
-        run.config, resolved.signal.in_dim, [it["shape"] for it in run.items], int(run.items[0]["channels"])
-    )
     with torch.device("meta"):
-        model = build_model(resolved.activation, resolved.sharing, spec)
+        model = run._whole_model()
     handle, _ = artifacts._open(run.checkpoint)
     shapes: dict[str, torch.Tensor] = {}
     rows: dict[str, list[int]] = {}
@@ -393,10 +393,8 @@ class CompressedRun(Run):
     def _check_layout(self) -> None:
         """Every tensor the file declares is one the config's model has, with its shape (the model
         built on the meta device): a file's shapes never size an allocation on their own."""
-        resolved = ResolvedRun(self.config, self._registry or get_registry())
-        spec = run_spec(self.config, resolved.signal.in_dim, [it["shape"] for it in self.items], int(self.items[0]["channels"]))
         with torch.device("meta"):
-            expected = {k: list(v.shape) for k, v in build_model(resolved.activation, resolved.sharing, spec).state_dict().items()}
+            expected = {k: list(v.shape) for k, v in self._whole_model().state_dict().items()}
         declared = {t.key: list(t.shape) for t in self.file.header.shared}
         declared.update({f"items.{t.key}": [len(self.items), *t.shape] for t in self.file.header.item})
         if declared != expected:

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from inrkit import rd as rate_distortion
 from inrkit.cli import main
-from inrkit.codecs import check_codecs, codec_point, encode_decode, to_bytes
+from inrkit.codecs import check_codecs, codec_point, encode_decode
+from inrkit.images import to_pixels as to_bytes
 from inrkit.errors import ConfigError
 
 

@@ -18,7 +18,15 @@ import pydantic
 
 import inrkit
 from inrkit.errors import DataError
-from inrkit.images import IMAGE_SUFFIXES, atomic_write, read_pixels, shrink_to_max_side, to_channels, write_png
+from inrkit.images import (
+    IMAGE_SUFFIXES,
+    atomic_write,
+    read_pixels,
+    shrink_to_max_side,
+    to_channels,
+    to_pixels,
+    write_png,
+)
 from inrkit.interfaces import Item, PluginOptions, Signal
 from inrkit.limits import available_memory, check_pixels, check_regular_file, format_bytes, memory_check_enabled
 
@@ -139,9 +147,7 @@ class VideoSignal(Signal):
 
 def frame_bytes(frame: np.ndarray) -> np.ndarray:
     """A frame in [0, 1] as 8-bit values (an 8-bit frame as it is)."""
-    if frame.dtype == np.uint8:
-        return frame
-    return np.round(np.clip(frame, 0.0, 1.0) * 255).astype(np.uint8)
+    return frame if frame.dtype == np.uint8 else to_pixels(frame)
 
 
 def write_video(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
