@@ -560,8 +560,8 @@ def decode(
 @click.option("--bits", type=click.IntRange(min=2, max=16), default=8, show_default=True, help="Bits per quantised value.")
 @click.option("--fine-bits", type=click.IntRange(min=2, max=16), help="Bits of the first layer and every bias [default: --bits + 4, at most 16].")
 @click.option("--per-channel", is_flag=True, help="One quantisation step per output channel of each weight (default: per tensor).")
-@click.option("--qat-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Steps of quantisation-aware fine-tuning on the run's data first (straight-through).")
-@click.option("--qat-lr", type=click.FloatRange(min=0, min_open=True), help="Its learning rate [default: the run's / 10].")
+@click.option("--qat-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Steps of quantisation-aware fine-tuning on the run's data first (additive noise, then straight-through; never kept if worse).")
+@click.option("--qat-lr", type=click.FloatRange(min=0, min_open=True), help="Its peak learning rate, decayed on a cosine [default: the run's].")
 @click.option("--device", default="cpu", show_default=True, help="Where the fine-tuning runs: cpu, auto, cuda or cuda:N.")
 @click.option("--measure/--no-measure", default=True, show_default=True, help="Score the run and the file on the run's data (PSNR before and after).")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
@@ -602,12 +602,13 @@ def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--width", "widths", callback=_int_list, metavar="W[,W...]", help="Widths to fit each method at, e.g. 24,32,48,64 [default: the config's].")
 @click.option("--bits", "bits", callback=_int_list, default="8", show_default=True, metavar="B[,B...]", help="Bit depths to compress each fit at.")
 @click.option("--qat-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Also compress each fit after this many steps of quantisation-aware fine-tuning (method '<name>+qat').")
+@click.option("--seeds", callback=_seeds, metavar="S[,S...]", help="Fit every INR setting once per seed; points are means over seeds, deltas come with intervals [default: once, at the config's seed].")
 @click.option("--codecs", "codec_names", callback=_name_list, default="jpeg,webp,avif", show_default=True, metavar="NAME[,NAME...]", help="Codecs measured on the same images (jpeg, webp, avif); empty for none.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for rd.json, rd.md, rd.png, the runs and every point; an earlier rd's folder resumes it.")
 @click.option("--json", "as_json", is_flag=True, help="Print rd.json instead of the table.")
 def rd(
     config_file: str | None, assignments: tuple[str, ...], progress: bool | None, sharing_names: list[str], widths: list[int],
-    bits: list[int], qat_steps: int, codec_names: list[str], out: str, as_json: bool, **flags: Any,
+    bits: list[int], qat_steps: int, seeds: list[int] | None, codec_names: list[str], out: str, as_json: bool, **flags: Any,
 ) -> None:
     """Rate-distortion curves: INR methods (widths x bits) against JPEG, WebP and AVIF on the same images."""
     from inrkit import rd as rate_distortion
@@ -621,10 +622,11 @@ def rd(
     def report(point: dict[str, Any]) -> None:
         if not as_json:
             psnr = "–" if point.get("psnr") is None else f"{point['psnr']:.2f} dB"
-            click.echo(f"{point['method']} {point['setting']}: {point['bpp']:.4f} bpp, {psnr}", err=True)
+            seed = "" if point.get("seed") is None else f" seed {point['seed']}"
+            click.echo(f"{point['method']} {point['setting']}{seed}: {point['bpp']:.4f} bpp, {psnr}", err=True)
 
     summary = rate_distortion.rd(base, sharing=sharing_names, widths=widths, bits=bits, codecs=codec_names, out=out,
-                                 qat_steps=qat_steps, progress=progress, on_note=_note, on_point=report)
+                                 qat_steps=qat_steps, seeds=seeds, progress=progress, on_note=_note, on_point=report)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

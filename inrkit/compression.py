@@ -74,6 +74,8 @@ class CompressResult:
     fine_bits: int | None = None
     #: Steps of quantisation-aware fine-tuning before the file was written (0: none).
     qat_steps: int = 0
+    #: The fine-tuning step whose weights were kept (0: the start, i.e. plain quantisation).
+    qat_kept_step: int | None = None
     #: The run whose frozen shared layers these items were encoded against (``inrkit encode``).
     encoded_from: str | None = None
     #: Mean PSNR (dB) over the items of the run's model and of the file's; ``None`` when the run's
@@ -87,7 +89,7 @@ class CompressResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path), "bits": self.bits, "fine_bits": self.fine_bits, "per_channel": self.per_channel,
-            "qat_steps": self.qat_steps, "encoded_from": self.encoded_from,
+            "qat_steps": self.qat_steps, "qat_kept_step": self.qat_kept_step, "encoded_from": self.encoded_from,
             **self.rate.to_dict(),
             "psnr_before": self.psnr_before, "psnr_after": self.psnr_after, "ssim_after": self.ssim_after,
             "item_psnr_after": self.item_psnr_after, "note": self.note,
@@ -149,7 +151,7 @@ def compress(
     and bias (SIREN's first layer sets every frequency, scaled by omega_0) and every bias
     (see :func:`tensor_bits`). ``qat_steps`` > 0 first fine-tunes the model through its own
     quantisation (:mod:`inrkit.qat`) on the run's data, at ``qat_lr`` (default: the run's learning
-    rate / 10) on ``device``. With ``measure``, the run's data is loaded (its config's ``data``)
+    rate) on ``device``; the weights whose rounding fits the data best are kept, the start included. With ``measure``, the run's data is loaded (its config's ``data``)
     and both models are scored on it: PSNR before (the run's float model) and after (the file's).
     ``items`` are the run's items, already loaded. An existing ``output`` is replaced only with
     ``force``.
@@ -180,7 +182,7 @@ def compress(
             raise ConfigError(f"quantisation-aware fine-tuning needs the run's data: {note}")
     before = evaluate(model, items, resolved.signal, torch.device("cpu")) if measure and items is not None else None
     allocation = tensor_bits(model, bits, fine)
-    steps = None
+    steps, tuning = None, None
     if qat_steps:
         from inrkit.devices import resolve_device
         from inrkit.qat import LR_DIVISOR, finetune, fixed_steps
@@ -196,12 +198,13 @@ def compress(
             model.shared.requires_grad_(False)  # the shared layers are the decoder the items were encoded against
         steps = fixed_steps(model, allocation, per_channel)
         lr = qat_lr if qat_lr is not None else run.metrics.lr / LR_DIVISOR
-        finetune(model, [resolved.signal.train_view(it) for it in items], allocation, steps, n_steps=qat_steps, lr=lr,
-                 device=resolve_device(device))
+        tuning = finetune(model, [resolved.signal.train_view(it) for it in items], allocation, steps, n_steps=qat_steps,
+                          lr=lr, device=resolve_device(device), seed=run.config.train.seed)
         model.to("cpu")
     sizes = write(target, model.state_dict(), allocation, run.metadata, len(run.items), bits=bits, per_channel=per_channel,
                   steps=steps)
     result = CompressResult(target, bits, per_channel, Rate.of(sizes, item_pixels(run)), fine_bits=fine, qat_steps=qat_steps,
+                            qat_kept_step=None if tuning is None else tuning.kept_step,
                             encoded_from=run.metadata.get("encoded_from") if isinstance(run.metadata.get("encoded_from"), str) else None)
     if not measure:
         return result
@@ -246,7 +249,8 @@ def summary(result: CompressResult) -> list[str]:
         lines.append(f"  {known}{r.bpp_known_decoder:.4f} bpp per item with the shared layers as a known decoder, "
                      f"{r.bpp:.4f} bpp with them in the file")
     if result.psnr_before is not None and result.psnr_after is not None:
-        how = f" (after {result.qat_steps} steps of quantisation-aware fine-tuning)" if result.qat_steps else ""
+        how = (f" (after {result.qat_steps} steps of quantisation-aware fine-tuning, the weights of step "
+               f"{result.qat_kept_step} kept)" if result.qat_steps else "")
         lines.append(f"  PSNR {result.psnr_before:.2f} dB before quantisation, {result.psnr_after:.2f} dB after{how} "
                      f"({result.psnr_after - result.psnr_before:+.2f} dB)")
     elif result.note:

@@ -9,7 +9,10 @@ method's Bjøntegaard deltas against JPEG, from the ``bjontegaard`` package) and
 (PSNR against bpp) are rewritten.
 
 A method's curve is the Pareto front of its settings (widths x bits): the points no cheaper
-setting of the same method beats.
+setting of the same method beats. With ``seeds``, every setting is fitted once per seed; a
+setting's point is then the mean over seeds (bpp and PSNR), with the t-interval of its PSNR, and
+each method's deltas come with the t-interval over seeds of the per-seed deltas (each seed's own
+front against JPEG, which has no seed).
 """
 
 from __future__ import annotations
@@ -140,13 +143,15 @@ def rd(
     out: str | Path,
     qualities: Mapping[str, Sequence[int]] | None = None,
     qat_steps: int = 0,
+    seeds: Sequence[int] | None = None,
     progress: bool = False,
     on_note: Callable[[str], None] | None = None,
     on_point: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Measure every point (see the module's docstring) and return ``rd.json``'s content. With
     ``qat_steps``, each fit is also compressed after that many steps of quantisation-aware
-    fine-tuning (the method ``<strategy>+qat``), on the device the fits use."""
+    fine-tuning (the method ``<strategy>+qat``), on the device the fits use. ``seeds``: fit every
+    setting once per seed (``train.seed``) instead of once at the config's seed."""
     if not sharing and not codecs:
         raise ConfigError("nothing to measure: give --sharing and/or --codecs")
     for b in bits:
@@ -192,11 +197,11 @@ def rd(
         setting = dict(zip((v.name for v in variants), itertools.product(sharing, widths), strict=True))
 
         def compressed(result: PointResult) -> None:
-            variant = result.point.variant.name
+            variant, seed = result.point.variant.name, result.point.seed
             strategy, width = setting[variant]
             for b in bits:
                 for qat in ([0, qat_steps] if qat_steps else [0]):
-                    name = f"{variant}-b{b}" + (f"-qat{qat}" if qat else "")
+                    name = variant + ("" if seed is None else f"-s{seed}") + f"-b{b}" + (f"-qat{qat}" if qat else "")
 
                     def compute(name: str = name, b: int = b, qat: int = qat) -> dict[str, Any]:
                         done = compress(result.run_dir, folder / "inrz" / f"{name}.inrz", bits=b, force=True, items=items,
@@ -204,7 +209,7 @@ def rd(
                         rate = done.rate.to_dict()
                         return {
                             "method": strategy + ("+qat" if qat else ""), "setting": f"w{width} b{b}", "width": width,
-                            "bits": b, "fine_bits": done.fine_bits, "qat_steps": qat,
+                            "bits": b, "fine_bits": done.fine_bits, "qat_steps": qat, "seed": seed,
                             **{k: rate[k] for k in ("bytes", "pixels", "bpp")}, "psnr": done.psnr_after,
                             "ssim": done.ssim_after, "psnr_float": done.psnr_before,
                             **{k: rate[k] for k in ("bpp_header", "bpp_shared", "bpp_items")},
@@ -214,24 +219,64 @@ def rd(
                     measure(name, compute)
 
         experiments.run_collecting(
-            base, experiments.points(variants, None), folder / "runs", "rd", lambda folder, collected: None,
+            base, experiments.points(variants, seeds), folder / "runs", "rd", lambda folder, collected: None,
             progress=progress, on_note=on_note, on_point=compressed,
         )
     _write(folder, points, sharing)
     return _summary(points, sharing)
 
 
+def settings(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One point per method and setting: the mean over its seeds of bpp, PSNR and SSIM, with the
+    PSNR's t-interval (``psnr_interval``, ``None`` for one seed) and the seed count."""
+    from inrkit.stats import t_interval
+
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for p in points:
+        groups.setdefault((p["method"], p["setting"]), []).append(p)
+    out = []
+    for (method, setting), group in groups.items():
+        mean = {"method": method, "setting": setting, "seeds": len(group), "bpp": math.fsum(p["bpp"] for p in group) / len(group)}
+        for key in ("psnr", "ssim"):
+            values = [p[key] for p in group if p.get(key) is not None]
+            found = t_interval(values) if len(values) == len(group) else None
+            mean[key] = None if found is None else found.mean
+            if key == "psnr":
+                mean["psnr_interval"] = None if found is None else found.half_width
+        out.append(mean)
+    return sorted(out, key=lambda p: (p["method"], p["bpp"]))
+
+
+def _seed_deltas(anchor: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each seed's BD-PSNR and BD-rate against the anchor, as a mean with its t-interval over the
+    seeds where the delta exists (``None`` with fewer than two seeds)."""
+    from inrkit.stats import t_interval
+
+    by_seed: dict[int, list[Mapping[str, Any]]] = {}
+    for p in test:
+        if p.get("seed") is not None:
+            by_seed.setdefault(p["seed"], []).append(p)
+    out: dict[str, Any] = {}
+    for key in ("bd_psnr", "bd_rate"):
+        values = [d for d in (bd_delta(anchor, own)[key] for own in by_seed.values()) if d is not None]
+        found = t_interval(values) if len(values) >= 2 else None
+        out[f"{key}_seeds"] = None if found is None else {"mean": found.mean, "half_width": found.half_width, "n": found.n}
+    return out
+
+
 def _summary(points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) -> dict[str, Any]:
+    ordered = sorted(points.values(), key=lambda p: (p["method"], p.get("seed") or 0, p["bpp"]))
+    means = settings(ordered)
     by_method: dict[str, list[Mapping[str, Any]]] = {}
-    for p in points.values():
+    for p in means:
         by_method.setdefault(p["method"], []).append(p)
     anchor = by_method.get(ANCHOR, [])
     deltas = {}
     for method in [m for s in sharing for m in (s, f"{s}+qat")]:
         if method in by_method and anchor:
-            deltas[method] = {**bd_delta(anchor, by_method[method]), "matches_jpeg_at_bpp": matching_rate(anchor, by_method[method])}
-    ordered = sorted(points.values(), key=lambda p: (p["method"], p["bpp"]))
-    return {"points": ordered, "anchor": ANCHOR if anchor else None, "deltas": deltas}
+            deltas[method] = {**bd_delta(anchor, by_method[method]), "matches_jpeg_at_bpp": matching_rate(anchor, by_method[method]),
+                              **_seed_deltas(anchor, [p for p in ordered if p["method"] == method])}
+    return {"points": ordered, "settings": means, "anchor": ANCHOR if anchor else None, "deltas": deltas}
 
 
 def _write(folder: Path, points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) -> None:
@@ -254,45 +299,58 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{min(value, 1.0):.0%}"
 
 
+def _with_interval(value: float | None, half: float | None, digits: int) -> str:
+    return _fmt(value, digits) + ("" if value is None or half is None else f" ± {half:.{digits}f}")
+
+
 def markdown(summary: Mapping[str, Any]) -> str:
-    """Every point (method, setting, bpp, PSNR, SSIM), then each INR method's deltas against JPEG."""
-    lines = ["| method | setting | bpp | PSNR (dB) | SSIM | on Pareto front |", "| --- | --- | --- | --- | --- | --- |"]
-    fronts: dict[str, set[int]] = {}
-    for p in summary["points"]:
-        fronts.setdefault(p["method"], set())
-    for method in fronts:
-        fronts[method] = {id(p) for p in pareto([q for q in summary["points"] if q["method"] == method])}
-    for p in summary["points"]:
+    """Every setting (method, setting, bpp, PSNR, SSIM; means over seeds), then each INR method's
+    deltas against JPEG."""
+    rows = summary["settings"]
+    lines = ["| method | setting | bpp | PSNR (dB) | SSIM | seeds | on Pareto front |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    fronts = {method: {id(p) for p in pareto([q for q in rows if q["method"] == method])} for method in {p["method"] for p in rows}}
+    for p in rows:
         mark = "yes" if id(p) in fronts[p["method"]] else ""
-        lines.append(f"| {p['method']} | {p['setting']} | {p['bpp']:.4f} | {_fmt(p.get('psnr'), 2)} | {_fmt(p.get('ssim'), 3)} | {mark} |")
+        lines.append(f"| {p['method']} | {p['setting']} | {p['bpp']:.4f} | {_with_interval(p.get('psnr'), p.get('psnr_interval'), 2)} | "
+                     f"{_fmt(p.get('ssim'), 3)} | {p['seeds']} | {mark} |")
     if summary["deltas"]:
-        lines += ["", f"Bjøntegaard deltas against {summary['anchor']} (Pareto fronts, pchip interpolation; "
-                  "BD-PSNR > 0 and BD-rate < 0 favour the method; – where the curves overlap over less than "
-                  f"{MIN_OVERLAP:.0%} of the shorter one's log-rate or PSNR range):", "",
-                  "| method | BD-PSNR (dB) | rate overlap | BD-rate (%) | PSNR overlap | matches JPEG's PSNR from (bpp) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", f"Bjøntegaard deltas against {summary['anchor']} (Pareto fronts of the mean points, pchip "
+                  "interpolation; BD-PSNR > 0 and BD-rate < 0 favour the method; – where the curves overlap over less than "
+                  f"{MIN_OVERLAP:.0%} of the shorter one's log-rate or PSNR range). With several seeds, \"over seeds\" is the "
+                  "mean and 95% t-interval of each seed's own delta:", "",
+                  "| method | BD-PSNR (dB) | over seeds | rate overlap | BD-rate (%) | over seeds | PSNR overlap "
+                  "| matches JPEG's PSNR from (bpp) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for method, d in summary["deltas"].items():
-            lines.append(f"| {method} | {_fmt(d['bd_psnr'], 2)} | {_pct(d.get('rate_overlap'))} | {_fmt(d['bd_rate'], 1)} | "
-                         f"{_pct(d.get('psnr_overlap'))} | {_fmt(d['matches_jpeg_at_bpp'], 3)} |")
+            spread = {key: _seed_text(d.get(f"{key}_seeds"), digits) for key, digits in (("bd_psnr", 2), ("bd_rate", 1))}
+            lines.append(f"| {method} | {_fmt(d['bd_psnr'], 2)} | {spread['bd_psnr']} | {_pct(d.get('rate_overlap'))} | "
+                         f"{_fmt(d['bd_rate'], 1)} | {spread['bd_rate']} | {_pct(d.get('psnr_overlap'))} | "
+                         f"{_fmt(d['matches_jpeg_at_bpp'], 3)} |")
     return "\n".join(lines) + "\n"
 
 
+def _seed_text(found: Mapping[str, Any] | None, digits: int) -> str:
+    return "–" if found is None else f"{found['mean']:.{digits}f} ± {found['half_width']:.{digits}f} ({found['n']} seeds)"
+
+
 def plot(summary: Mapping[str, Any], path: Path) -> Path:
-    """PSNR against bpp: each method's Pareto front as a line, its other settings as dots."""
+    """PSNR against bpp: each method's Pareto front as a line (means over seeds, with the PSNR's
+    interval), its other settings as dots."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    methods = list(dict.fromkeys(p["method"] for p in summary["points"]))
+    methods = list(dict.fromkeys(p["method"] for p in summary["settings"]))
     for i, method in enumerate(methods):
-        own = [p for p in summary["points"] if p["method"] == method and p.get("psnr") is not None]
+        own = [p for p in summary["settings"] if p["method"] == method and p.get("psnr") is not None]
         front = pareto(own)
         color = f"C{i % 10}"
         dashed = method in CODECS
-        ax.plot([p["bpp"] for p in front], [p["psnr"] for p in front], "--" if dashed else "-", marker="o", ms=3,
-                color=color, label=method)
+        ax.errorbar([p["bpp"] for p in front], [p["psnr"] for p in front], yerr=[p.get("psnr_interval") or 0.0 for p in front],
+                    fmt="--" if dashed else "-", marker="o", ms=3, capsize=2, color=color, label=method)
         others = [p for p in own if p not in front]
         ax.scatter([p["bpp"] for p in others], [p["psnr"] for p in others], s=8, color=color, alpha=0.35)
     ax.set_xlabel("bits per pixel")

@@ -248,10 +248,42 @@ def test_quantisation_aware_fine_tuning_recovers_what_rounding_lost(finished: Pa
     assert qat.qat_steps == 40 and qat.psnr_before == pytest.approx(ptq.psnr_before)
     assert qat.psnr_after > ptq.psnr_after + 0.5
     assert qat.rate.bytes < 1.3 * ptq.rate.bytes  # the same grid: about the same rate
+    assert 0 < qat.qat_kept_step <= 40 and qat.to_dict()["qat_kept_step"] == qat.qat_kept_step
     report = CliRunner().invoke(main, ["compress", str(finished), "-o", str(tmp_path / "c.inrz"), "--bits", "4", "--qat-steps", "5"])
-    assert report.exit_code == 0 and "after 5 steps of quantisation-aware fine-tuning" in report.output
+    assert report.exit_code == 0 and "after 5 steps of quantisation-aware fine-tuning, the weights of step" in report.output
     with pytest.raises(ConfigError, match="qat_steps"):
         inrkit.compress(finished, tmp_path / "z.inrz", qat_steps=-1)
+
+
+def test_fine_tuning_keeps_plain_quantisation_when_every_step_is_worse(finished: Path, tmp_path: Path):
+    """A learning rate that wrecks the weights: the start (post-training quantisation) is kept,
+    and the file decodes to exactly the plain file's model."""
+    ptq = inrkit.compress(finished, tmp_path / "p.inrz", bits=4)
+    wrecked = inrkit.compress(finished, tmp_path / "w.inrz", bits=4, qat_steps=4, qat_lr=50.0)
+    assert wrecked.qat_kept_step == 0
+    assert wrecked.psnr_after == pytest.approx(ptq.psnr_after, abs=1e-6)
+    plain, tuned = inrkit.load(tmp_path / "p.inrz").model().state_dict(), inrkit.load(tmp_path / "w.inrz").model().state_dict()
+    for key, value in plain.items():
+        torch.testing.assert_close(tuned[key], value, rtol=0, atol=0)
+
+
+def test_fine_tuning_phases_and_schedule(finished: Path):
+    """The noise phase's steps are not measured; every straight-through step is, and the loss kept
+    is the least of them and of the start."""
+    from inrkit import qat
+    from inrkit.compression import tensor_bits
+    from inrkit.config import ResolvedRun
+    from inrkit.pipeline import load_items
+
+    run = inrkit.load(finished)
+    model, resolved = run.model(), ResolvedRun(run.config)
+
+    arrays = [resolved.signal.train_view(it) for it in load_items(resolved)]
+    bits = tensor_bits(model, 4, 8)
+    tuning = qat.finetune(model, arrays, bits, qat.fixed_steps(model, bits, False), n_steps=10, lr=1e-4, device=torch.device("cpu"))
+    assert len(tuning.losses) == 10 - int(qat.NOISE_FRACTION * 10) + 1
+    assert tuning.kept_loss == min([tuning.start_loss, *tuning.losses])
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_fine_tuning_needs_the_runs_data(finished: Path, tmp_path: Path, image_dir: Path):

@@ -123,3 +123,41 @@ def test_rd_refuses_an_out_measured_on_other_images(image_dir: Path, tmp_path: P
     again = CliRunner().invoke(main, ["rd", "--data", str(image_dir), "--codecs", "jpeg,webp", "--out", str(out)])
     assert again.exit_code == 2 and "measured on other images" in again.output
     assert not (out / "points" / "webp-q5.json").exists()
+
+
+def test_settings_are_means_over_seeds_and_deltas_come_per_seed():
+    anchor = [{"method": "jpeg", "setting": f"q{q}", "bpp": b, "psnr": 20 + 5 * np.log2(b)} for q, b in [(1, 0.5), (2, 1), (3, 2), (4, 4)]]
+    shifts = {0: 0.5, 1: 1.5}  # each seed's curve: the anchor's, shifted up by this many dB
+    test = [{"method": "m", "setting": f"s{i}", "seed": seed, "bpp": p["bpp"] * (1 + seed / 100), "psnr": p["psnr"] + shift, "ssim": 0.5}
+            for seed, shift in shifts.items() for i, p in enumerate(anchor)]
+    means = rate_distortion.settings(test)
+    assert len(means) == 4 and all(p["seeds"] == 2 for p in means)
+    first = next(p for p in means if p["setting"] == "s0")
+    assert first["bpp"] == pytest.approx(0.5 * 1.005) and first["psnr"] == pytest.approx(anchor[0]["psnr"] + 1.0)
+    assert first["psnr_interval"] == pytest.approx(12.706 * 0.5, rel=1e-3)  # t(0.975, 1) x stdev / sqrt(2)
+    assert first["ssim"] == pytest.approx(0.5)
+    summary = rate_distortion._summary({f"{p['setting']}-{p.get('seed')}-{p['method']}": p for p in anchor + test}, ["m"])
+    spread = summary["deltas"]["m"]["bd_psnr_seeds"]
+    assert spread["n"] == 2 and spread["mean"] == pytest.approx(1.0, abs=0.1) and spread["half_width"] > 1.0
+    assert summary["deltas"]["m"]["bd_psnr"] == pytest.approx(1.0, abs=0.1)  # the mean curve's own delta
+    unseeded = rate_distortion._summary({p["setting"]: p for p in anchor}, [])
+    assert [p["seeds"] for p in unseeded["settings"]] == [1, 1, 1, 1] and unseeded["settings"][0]["psnr_interval"] is None
+
+
+def test_rd_with_seeds_fits_each_setting_per_seed(image_dir: Path, tmp_path: Path):
+    out = tmp_path / "rd"
+    result = CliRunner().invoke(main, ["rd", "--data", str(image_dir), "--sharing", "minr", "--width", "8,12", "--bits", "6",
+                                       "--seeds", "0,1", "--codecs", "jpeg", "--steps", "10", "--layers", "3", "--device", "cpu",
+                                       "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    minr = [p for p in summary["points"] if p["method"] == "minr"]
+    assert sorted((p["width"], p["seed"]) for p in minr) == [(8, 0), (8, 1), (12, 0), (12, 1)]
+    assert (out / "inrz" / "minr-w12-s1-b6.inrz").is_file() and (out / "runs" / "minr-w12" / "seed-1").is_dir()
+    assert len({p["psnr"] for p in minr}) == 4  # the seeds differ
+    means = [p for p in summary["settings"] if p["method"] == "minr"]
+    assert all(p["seeds"] == 2 and p["psnr_interval"] is not None for p in means)
+    table = (out / "rd.md").read_text()
+    assert "| minr | w8 b6 |" in table and " ± " in table and "| 2 |" in table and "over seeds" in table
+    bad = CliRunner().invoke(main, ["rd", "--data", str(image_dir), "--sharing", "minr", "--seeds", "1,1", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "listed twice" in bad.output
