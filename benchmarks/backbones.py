@@ -32,11 +32,11 @@ VARIANTS = {
 }
 
 
-def data_set(name: str) -> list[str]:
+def data_set(name: str, root: Path = DATA) -> list[str]:
     if name == "kodak":
-        return [str(DATA / "kodak" / f"kodim0{i}.png") for i in range(1, 5)]
+        return [str(root / "kodak" / f"kodim0{i}.png") for i in range(1, 5)]
     if name == "imagenet40":
-        return [str(p) for p in sorted((DATA / "imagenet100").glob("*.JPEG"))[:40]]
+        return [str(p) for p in sorted((root / "imagenet100").glob("*.JPEG"))[:40]]
     raise SystemExit(f"unknown data set {name!r}: kodak or imagenet40")
 
 
@@ -51,7 +51,7 @@ def fit_one(job: dict[str, Any]) -> dict[str, Any]:
         "sharing": VARIANTS[job["variant"]],
         "signal": {"name": "image", "max_side": job["max_side"]},
         "model": {"width": job["width"], "layers": 5},
-        "train": {"steps": job["steps"], "seed": job["seed"], "device": "cpu"},
+        "train": {"steps": job["steps"], "seed": job["seed"], "device": job.get("device", "cpu")},
     }
     started = time.perf_counter()
     metrics = inrkit.fit(config, data=job["data"], save=False).metrics
@@ -131,15 +131,17 @@ def main() -> None:
     parser.add_argument("--activations", default="siren,gauss,wire,finer,pemlp")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (then use --jobs 1 or a few processes sharing the card)")
+    parser.add_argument("--data-root", type=Path, default=DATA, help="folder holding kodak/ and imagenet100/ [default: ../shared/data]")
     parser.add_argument("--out", type=Path, required=True, help="JSON of every fit (resumed if it exists); the table goes beside it as .md")
     args = parser.parse_args()
 
-    data = data_set(args.set)
+    data = data_set(args.set, args.data_root)
     done: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.is_file() else []
     have = {key(r) for r in done}
     jobs = [
         {"activation": a, "variant": v, "width": int(w), "seed": int(s), "steps": args.steps, "max_side": args.max_side,
-         "set": args.set, "data": data}
+         "set": args.set, "device": args.device, "data": data}
         for a in args.activations.split(",") for w in args.widths.split(",") for v in args.variants.split(",")
         for s in args.seeds.split(",")
     ]
@@ -158,7 +160,7 @@ def main() -> None:
         f"{args.set}: {len(data)} images, longer side {args.max_side} px, 5 layers, {args.steps} steps, each backbone's "
         f"default lr and options; seeds {args.seeds}; mean over seeds of the mean PSNR over items, ± the 95% t-interval; "
         f"paired: MINR minus separate with the same seed. {datetime.date.today()}, torch {torch.__version__}, "
-        f"{platform.machine()}, one thread per fit"
+        f"{platform.machine()}, {args.device}, one thread per fit"
     )
     md = table([r for r in done if key(r) in {key(j) for j in jobs}], header)
     args.out.with_suffix(".md").write_text(md)
