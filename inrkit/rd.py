@@ -209,7 +209,7 @@ def rd(
                         rate = done.rate.to_dict()
                         return {
                             "method": strategy + ("+qat" if qat else ""), "setting": f"w{width} b{b}", "width": width,
-                            "bits": b, "fine_bits": done.fine_bits, "qat_steps": qat, "seed": seed,
+                            "bits": b, "fine_bits": done.fine_bits, "qat_steps": qat, "qat_kept_step": done.qat_kept_step, "seed": seed,
                             **{k: rate[k] for k in ("bytes", "pixels", "bpp")}, "psnr": done.psnr_after,
                             "ssim": done.ssim_after, "psnr_float": done.psnr_before,
                             **{k: rate[k] for k in ("bpp_header", "bpp_shared", "bpp_items")},

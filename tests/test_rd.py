@@ -112,6 +112,7 @@ def test_rd_with_fine_tuning_adds_a_qat_curve(image_dir: Path, tmp_path: Path):
     assert methods == {"minr", "minr+qat", "jpeg"}
     qat = [p for p in summary["points"] if p["method"] == "minr+qat"]
     assert len(qat) == 2 and all(p["qat_steps"] == 3 for p in qat) and (out / "inrz" / "minr-w8-b6-qat3.inrz").is_file()
+    assert all(0 <= p["qat_kept_step"] <= 3 for p in qat)
     assert set(summary["deltas"]) == {"minr", "minr+qat"}
 
 
