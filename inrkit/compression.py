@@ -151,8 +151,9 @@ def compress(
     and bias (SIREN's first layer sets every frequency, scaled by omega_0) and every bias
     (see :func:`tensor_bits`). ``qat_steps`` > 0 first fine-tunes the model through its own
     quantisation (:mod:`inrkit.qat`) on the run's data, at ``qat_lr`` (default: the run's learning
-    rate) on ``device``; the weights whose rounding fits the data best are kept, the start included. With ``measure``, the run's data is loaded (its config's ``data``)
-    and both models are scored on it: PSNR before (the run's float model) and after (the file's).
+    rate) on ``device``, and keeps the weights whose rounding fits the data best, the start
+    included. With ``measure``, the run's data is loaded (its config's ``data``) and both models
+    are scored on it: PSNR before (the run's float model) and after (the file's).
     ``items`` are the run's items, already loaded. An existing ``output`` is replaced only with
     ``force``.
     """

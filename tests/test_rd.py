@@ -141,6 +141,8 @@ def test_settings_are_means_over_seeds_and_deltas_come_per_seed():
     spread = summary["deltas"]["m"]["bd_psnr_seeds"]
     assert spread["n"] == 2 and spread["mean"] == pytest.approx(1.0, abs=0.1) and spread["half_width"] > 1.0
     assert summary["deltas"]["m"]["bd_psnr"] == pytest.approx(1.0, abs=0.1)  # the mean curve's own delta
+    perfect = rate_distortion.settings([{"method": "png", "setting": "lossless", "bpp": 9.0, "psnr": float("inf")}])
+    assert perfect[0]["psnr"] == float("inf") and perfect[0]["psnr_interval"] is None
     unseeded = rate_distortion._summary({p["setting"]: p for p in anchor}, [])
     assert [p["seeds"] for p in unseeded["settings"]] == [1, 1, 1, 1] and unseeded["settings"][0]["psnr_interval"] is None
 
