@@ -101,13 +101,18 @@ def test_rd_refuses_bad_requests_before_fitting(image_dir: Path, tmp_path: Path)
     assert not (tmp_path / "x" / "runs").exists()
 
 
-def test_rd_with_fine_tuning_adds_a_qat_curve(image_dir: Path, tmp_path: Path):
-    out = tmp_path / "rd"
+def _tiny_minr_rd(image_dir: Path, out: Path, *extra: str) -> dict:
+    """``rd`` of MINR at widths 8 and 12, 6 bits, against JPEG, on the tiny images."""
     result = CliRunner().invoke(main, ["rd", "--data", str(image_dir), "--sharing", "minr", "--width", "8,12", "--bits", "6",
-                                       "--qat-steps", "3", "--codecs", "jpeg", "--steps", "10", "--layers", "3", "--device", "cpu",
+                                       *extra, "--codecs", "jpeg", "--steps", "10", "--layers", "3", "--device", "cpu",
                                        "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    return json.loads(result.output)
+
+
+def test_rd_with_fine_tuning_adds_a_qat_curve(image_dir: Path, tmp_path: Path):
+    out = tmp_path / "rd"
+    summary = _tiny_minr_rd(image_dir, out, "--qat-steps", "3")
     methods = {p["method"] for p in summary["points"]}
     assert methods == {"minr", "minr+qat", "jpeg"}
     qat = [p for p in summary["points"] if p["method"] == "minr+qat"]
@@ -149,11 +154,7 @@ def test_settings_are_means_over_seeds_and_deltas_come_per_seed():
 
 def test_rd_with_seeds_fits_each_setting_per_seed(image_dir: Path, tmp_path: Path):
     out = tmp_path / "rd"
-    result = CliRunner().invoke(main, ["rd", "--data", str(image_dir), "--sharing", "minr", "--width", "8,12", "--bits", "6",
-                                       "--seeds", "0,1", "--codecs", "jpeg", "--steps", "10", "--layers", "3", "--device", "cpu",
-                                       "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = _tiny_minr_rd(image_dir, out, "--seeds", "0,1")
     minr = [p for p in summary["points"] if p["method"] == "minr"]
     assert sorted((p["width"], p["seed"]) for p in minr) == [(8, 0), (8, 1), (12, 0), (12, 1)]
     assert (out / "inrz" / "minr-w12-s1-b6.inrz").is_file() and (out / "runs" / "minr-w12" / "seed-1").is_dir()
