@@ -176,6 +176,7 @@ def compress(
         raise ConfigError(f"{run_dir} is not finished (no metrics.json); compress a finished run")
     model = run.model()
     resolved = ResolvedRun(run.config)
+    encoded_from = run.metadata.get("encoded_from")
     note = None
     if (measure or qat_steps) and items is None:
         items, note = _run_items(run, resolved)
@@ -195,7 +196,7 @@ def compress(
                 f"quantisation-aware fine-tuning trains every per-item parameter with Adam, but sharing "
                 f"{run.config.sharing.name!r} fits items.{fitted[0]} itself; compress it without --qat-steps"
             )
-        if run.metadata.get("encoded_from") is not None:
+        if encoded_from is not None:
             model.shared.requires_grad_(False)  # the shared layers are the decoder the items were encoded against
         steps = fixed_steps(model, allocation, per_channel)
         lr = qat_lr if qat_lr is not None else run.metrics.lr / LR_DIVISOR
@@ -206,7 +207,7 @@ def compress(
                   steps=steps)
     result = CompressResult(target, bits, per_channel, Rate.of(sizes, item_pixels(run)), fine_bits=fine, qat_steps=qat_steps,
                             qat_kept_step=None if tuning is None else tuning.kept_step,
-                            encoded_from=run.metadata.get("encoded_from") if isinstance(run.metadata.get("encoded_from"), str) else None)
+                            encoded_from=encoded_from if isinstance(encoded_from, str) else None)
     if not measure:
         return result
     if items is None or before is None:

@@ -119,7 +119,7 @@ def finetune(
     step = ChunkedStep(model, points, chunks)
     generator = torch.Generator(device=device).manual_seed(seed)
     noisy_steps = int(NOISE_FRACTION * n_steps)
-    start_loss, kept, kept_step, kept_loss = math.inf, [p.detach().clone() for p, _, _ in grids], 0, math.inf
+    start_loss, kept, kept_step, kept_loss = math.inf, [], 0, math.inf
     losses: list[float] = []
     # Step k's forward pass sees the weights after k updates; the last pass (k == n_steps) only
     # measures the final weights' rounding.
@@ -139,7 +139,7 @@ def finetune(
                 start_loss = loss
             else:
                 losses.append(loss)
-            if loss < kept_loss:
+            if k == 0 or loss < kept_loss:  # the start is always a candidate
                 kept, kept_step, kept_loss = floats, k, loss
         if k == n_steps:
             break

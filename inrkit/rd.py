@@ -30,6 +30,7 @@ from inrkit.compression import compress
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError
 from inrkit.experiments import PointResult, Variant
+from inrkit.images import to_pixels
 from inrkit.pipeline import load_items
 from inrkit.quantize import MAX_BITS, MIN_BITS
 
@@ -110,8 +111,6 @@ def matching_rate(anchor: Sequence[Mapping[str, Any]], test: Sequence[Mapping[st
 def images_fingerprint(images: Sequence[Any]) -> str:
     """SHA-256 of the images' 8-bit pixels and shapes: which images a point was measured on."""
     import hashlib
-
-    from inrkit.images import to_pixels
 
     digest = hashlib.sha256()
     for image in images:
@@ -222,8 +221,7 @@ def rd(
             base, experiments.points(variants, seeds), folder / "runs", "rd", lambda folder, collected: None,
             progress=progress, on_note=on_note, on_point=compressed,
         )
-    _write(folder, points, sharing)
-    return _summary(points, sharing)
+    return _write(folder, points, sharing)
 
 
 def settings(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -281,7 +279,8 @@ def _summary(points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) ->
     return {"points": ordered, "settings": means, "anchor": ANCHOR if anchor else None, "deltas": deltas}
 
 
-def _write(folder: Path, points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) -> None:
+def _write(folder: Path, points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) -> dict[str, Any]:
+    """Rewrite ``rd.json``, ``rd.md`` and ``rd.png`` from the points so far; returns the summary."""
     summary = _summary(points, sharing)
     artifacts.write_json(folder / RD_JSON, summary)
     artifacts.write_text(folder / RD_MD, markdown(summary))
@@ -291,6 +290,7 @@ def _write(folder: Path, points: Mapping[str, Mapping[str, Any]], sharing: Seque
         import warnings
 
         warnings.warn(f"could not draw {RD_PNG}: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+    return summary
 
 
 def _fmt(value: float | None, digits: int) -> str:
