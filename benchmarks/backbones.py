@@ -4,7 +4,8 @@ For each activation, each sharing variant (``separate``, ``minr``, ``minr`` with
 layers) and each seed, one fit of the same images with the same budget; reports the mean PSNR over
 seeds with a 95% t-interval, and the paired difference to ``separate`` (same seed, same items)
 with its interval. Fits run in parallel processes (one thread each), and every finished fit is
-kept in ``--out``'s JSON, so an interrupted table resumes where it stopped. Separate fits at a
+kept in ``--out``'s JSON, so an interrupted table resumes where it stopped; the table is made from
+every fit in the JSON with the same set, size and steps, so it may be run in pieces. Separate fits at a
 narrower width in the same JSON (``--variants separate --widths 48``) add a second table: MINR
 against the separate fit of about the same parameter count (quality per parameter).
 
@@ -156,13 +157,16 @@ def main() -> None:
                   f"{result['psnr_mean']:.2f} dB ({result['seconds']:.0f} s)", flush=True)
     import torch
 
+    # Every fit in the JSON with this invocation's set, size and budget, not only this invocation's
+    # jobs: a table run in pieces (other widths, seeds or backbones first) comes out whole.
+    same = [r for r in done if (r["set"], r["max_side"], r["steps"]) == (args.set, args.max_side, args.steps)]
     header = (
         f"{args.set}: {len(data)} images, longer side {args.max_side} px, 5 layers, {args.steps} steps, each backbone's "
-        f"default lr and options; seeds {args.seeds}; mean over seeds of the mean PSNR over items, ± the 95% t-interval; "
+        f"default lr and options; seeds {','.join(sorted({str(r['seed']) for r in same}))}; mean over seeds of the mean PSNR over items, ± the 95% t-interval; "
         f"paired: MINR minus separate with the same seed. {datetime.date.today()}, torch {torch.__version__}, "
         f"{platform.machine()}, {args.device}, one thread per fit"
     )
-    md = table([r for r in done if key(r) in {key(j) for j in jobs}], header)
+    md = table(same, header)
     args.out.with_suffix(".md").write_text(md)
     print("\n" + md)
 
