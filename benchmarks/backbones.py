@@ -5,7 +5,8 @@ layers) and each seed, one fit of the same images with the same budget; reports 
 seeds with a 95% t-interval, and the paired difference to ``separate`` (same seed, same items)
 with its interval. Fits run in parallel processes (one thread each), and every finished fit is
 kept in ``--out``'s JSON, so an interrupted table resumes where it stopped; the table is made from
-every fit in the JSON with the same set, size and steps, so it may be run in pieces. Separate fits at a
+every fit in the JSON with the same set, item count, size and steps, so it may be run in pieces
+(keep one JSON per setting: a fit is resumed by backbone, method, width and seed). Separate fits at a
 narrower width in the same JSON (``--variants separate --widths 48``) add a second table: MINR
 against the separate fit of about the same parameter count (quality per parameter).
 
@@ -126,6 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", default="kodak", help="kodak (kodim01-04) or imagenet40 (the first 40 samples)")
     parser.add_argument("--max-side", type=int, default=96)
+    parser.add_argument("--items", type=int, default=None, help="use only the first N images of the set [default: all]")
     parser.add_argument("--widths", default="64")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", default="0,1,2")
@@ -137,12 +139,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON of every fit (resumed if it exists); the table goes beside it as .md")
     args = parser.parse_args()
 
-    data = data_set(args.set, args.data_root)
+    full = data_set(args.set, args.data_root)
+    if args.items is not None and not 1 <= args.items <= len(full):
+        raise SystemExit(f"--items must be between 1 and {len(full)} for {args.set}")
+    data = full[: args.items]
     done: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.is_file() else []
     have = {key(r) for r in done}
     jobs = [
         {"activation": a, "variant": v, "width": int(w), "seed": int(s), "steps": args.steps, "max_side": args.max_side,
-         "set": args.set, "device": args.device, "data": data}
+         "set": args.set, "items": len(data), "device": args.device, "data": data}
         for a in args.activations.split(",") for w in args.widths.split(",") for v in args.variants.split(",")
         for s in args.seeds.split(",")
     ]
@@ -159,7 +164,8 @@ def main() -> None:
 
     # Every fit in the JSON with this invocation's set, size and budget, not only this invocation's
     # jobs: a table run in pieces (other widths, seeds or backbones first) comes out whole.
-    same = [r for r in done if (r["set"], r["max_side"], r["steps"]) == (args.set, args.max_side, args.steps)]
+    setting = (args.set, len(data), args.max_side, args.steps)
+    same = [r for r in done if (r["set"], r.get("items", len(full)), r["max_side"], r["steps"]) == setting]
     header = (
         f"{args.set}: {len(data)} images, longer side {args.max_side} px, 5 layers, {args.steps} steps, each backbone's "
         f"default lr and options; seeds {','.join(sorted({str(r['seed']) for r in same}))}; mean over seeds of the mean PSNR over items, ± the 95% t-interval; "
