@@ -6,7 +6,7 @@ seeds with a 95% t-interval, and the paired difference to ``separate`` (same see
 with its interval. Fits run in parallel processes (one thread each), and every finished fit is
 kept in ``--out``'s JSON, so an interrupted table resumes where it stopped; the table is made from
 every fit in the JSON with the same set, item count, size and steps, so it may be run in pieces
-(keep one JSON per setting: a fit is resumed by backbone, method, width and seed). Separate fits at a
+and one JSON may hold several settings. Separate fits at a
 narrower width in the same JSON (``--variants separate --widths 48``) add a second table: MINR
 against the separate fit of about the same parameter count (quality per parameter).
 
@@ -79,6 +79,11 @@ def key(r: dict[str, Any]) -> tuple:
     return (r["activation"], r["variant"], r["width"], r["seed"])
 
 
+def setting(r: dict[str, Any]) -> tuple:
+    """What a fit was measured on: the set, its first ``items`` images (``None``: all), size and steps."""
+    return (r["set"], r.get("items"), r["max_side"], r["steps"])
+
+
 def table(results: list[dict[str, Any]], header: str) -> str:
     lines = [header, "", "| backbone | width | method | params | PSNR (dB) | vs separate (paired) | seeds |", "| --- | --- | --- | --- | --- | --- | --- |"]
     by_key = {key(r): r for r in results}
@@ -139,19 +144,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON of every fit (resumed if it exists); the table goes beside it as .md")
     args = parser.parse_args()
 
-    full = data_set(args.set, args.data_root)
-    if args.items is not None and not 1 <= args.items <= len(full):
-        raise SystemExit(f"--items must be between 1 and {len(full)} for {args.set}")
-    data = full[: args.items]
+    data = data_set(args.set, args.data_root)
+    if args.items is not None and not 1 <= args.items <= len(data):
+        raise SystemExit(f"--items must be between 1 and {len(data)} for {args.set}")
+    data = data[: args.items]
     done: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.is_file() else []
-    have = {key(r) for r in done}
+    have = {(setting(r), key(r)) for r in done}
     jobs = [
         {"activation": a, "variant": v, "width": int(w), "seed": int(s), "steps": args.steps, "max_side": args.max_side,
-         "set": args.set, "items": len(data), "device": args.device, "data": data}
+         "set": args.set, "items": args.items, "device": args.device, "data": data}
         for a in args.activations.split(",") for w in args.widths.split(",") for v in args.variants.split(",")
         for s in args.seeds.split(",")
     ]
-    todo = [j for j in jobs if key(j) not in have]
+    todo = [j for j in jobs if (setting(j), key(j)) not in have]
     print(f"{len(jobs) - len(todo)} of {len(jobs)} fits already done; {len(todo)} to go on {args.jobs} processes", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
@@ -162,13 +167,12 @@ def main() -> None:
                   f"{result['psnr_mean']:.2f} dB ({result['seconds']:.0f} s)", flush=True)
     import torch
 
-    # Every fit in the JSON with this invocation's set, size and budget, not only this invocation's
-    # jobs: a table run in pieces (other widths, seeds or backbones first) comes out whole.
-    setting = (args.set, len(data), args.max_side, args.steps)
-    same = [r for r in done if (r["set"], r.get("items", len(full)), r["max_side"], r["steps"]) == setting]
+    # Every fit in the JSON with this invocation's setting, not only this invocation's jobs: a table
+    # run in pieces (other widths, seeds or backbones first) comes out whole.
+    same = [r for r in done if setting(r) == setting(jobs[0])]
     header = (
         f"{args.set}: {len(data)} images, longer side {args.max_side} px, 5 layers, {args.steps} steps, each backbone's "
-        f"default lr and options; seeds {','.join(sorted({str(r['seed']) for r in same}))}; mean over seeds of the mean PSNR over items, ± the 95% t-interval; "
+        f"default lr and options; seeds {','.join(map(str, sorted({r['seed'] for r in same})))}; mean over seeds of the mean PSNR over items, ± the 95% t-interval; "
         f"paired: MINR minus separate with the same seed. {datetime.date.today()}, torch {torch.__version__}, "
         f"{platform.machine()}, {args.device}, one thread per fit"
     )
