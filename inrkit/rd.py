@@ -237,9 +237,10 @@ def settings(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         mean = {"method": method, "setting": setting, "seeds": len(group), "bpp": math.fsum(p["bpp"] for p in group) / len(group)}
         for key in ("psnr", "ssim"):
             values = [p[key] for p in group if p.get(key) is not None]
-            mean[key] = math.fsum(values) / len(values) if len(values) == len(group) else None
+            complete = len(values) == len(group)
+            mean[key] = math.fsum(values) / len(values) if complete else None
             if key == "psnr":  # a perfect reconstruction scores inf dB: its mean is inf, with no interval
-                finite = len(values) == len(group) and all(math.isfinite(v) for v in values)
+                finite = complete and all(math.isfinite(v) for v in values)
                 mean["psnr_interval"] = t_interval(values).half_width if finite else None
         out.append(mean)
     return sorted(out, key=lambda p: (p["method"], p["bpp"]))
