@@ -68,8 +68,8 @@ def fit_one(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (0 for a single value): :mod:`inrkit.stats`."""
-    from inrkit.stats import t_interval
+    """Mean and the half-width of its 95% t-interval (0 for a single value): :mod:`inrkit.experiments.stats`."""
+    from inrkit.experiments.stats import t_interval
 
     found = t_interval(values)
     return found.mean, found.half_width or 0.0

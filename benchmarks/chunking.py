@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import inrkit
-from inrkit.points import CPU_CHUNK_ROWS, PointSet
+from inrkit.training.points import CPU_CHUNK_ROWS, PointSet
 
 
 def step_seconds(model: inrkit.INRModel, points: PointSet, chunk: int, repeats: int) -> float:

@@ -15,13 +15,13 @@ from inrkit.plugins.hookspecs import hookimpl
 if TYPE_CHECKING:
     from inrkit import coords
     from inrkit.api import as_config, decode, encode, fit, memory_estimate, parameter_counts
-    from inrkit.compression import compress
     from inrkit.factory import create_model
     from inrkit.interfaces import Callback, INRModel
-    from inrkit.pipeline import FitResult
     from inrkit.results import RunMetrics
-    from inrkit.runs import Run, load
-    from inrkit.train import Trainer
+    from inrkit.runs.compress import compress
+    from inrkit.runs.fit import FitResult
+    from inrkit.runs.folder import Run, load
+    from inrkit.training.trainer import Trainer
 
 #: Public name -> module that defines it (imported on first access).
 _LAZY = {
@@ -31,12 +31,12 @@ _LAZY = {
     "parameter_counts": "inrkit.api",
     "memory_estimate": "inrkit.api",
     "as_config": "inrkit.api",
-    "compress": "inrkit.compression",
-    "load": "inrkit.runs",
-    "Run": "inrkit.runs",
-    "FitResult": "inrkit.pipeline",
+    "compress": "inrkit.runs.compress",
+    "load": "inrkit.runs.folder",
+    "Run": "inrkit.runs.folder",
+    "FitResult": "inrkit.runs.fit",
     "create_model": "inrkit.factory",
-    "Trainer": "inrkit.train",
+    "Trainer": "inrkit.training.trainer",
     "RunMetrics": "inrkit.results",
     "Callback": "inrkit.interfaces",
     "INRModel": "inrkit.interfaces",

@@ -23,7 +23,6 @@ import numpy as np
 import pydantic
 import torch
 
-from inrkit import artifacts
 from inrkit.config import ResolvedRun, RunConfig, merge, validate_run_config
 from inrkit.devices import resolve_device, usable_here
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, format_validation_error
@@ -32,12 +31,13 @@ from inrkit.images import loading_progress
 from inrkit.interfaces import Callback
 from inrkit.limits import process_rss
 from inrkit.nn import count_parameters
-from inrkit.pipeline import FitResult, check_untrusted_callbacks, fit_run, load_items, memory_parts, prepare
 from inrkit.plugins import PluginRegistry, get_registry
 from inrkit.results import ParamCounts
-from inrkit.runs import Run, load
-from inrkit.runs import verify as verify_run
-from inrkit.train import Trainer
+from inrkit.runs import checkpoint as artifacts
+from inrkit.runs.fit import FitResult, check_untrusted_callbacks, fit_run, load_items, memory_parts, prepare
+from inrkit.runs.folder import Run, load
+from inrkit.runs.folder import verify as verify_run
+from inrkit.training.trainer import Trainer
 
 #: Steps of the no-data demo (four built-in samples) unless the user sets ``train.steps``:
 #: keeps ``inrkit run`` with no arguments under two minutes on a 2-core CPU.
@@ -100,7 +100,7 @@ def parameter_counts(
 class MemoryEstimate:
     """What :func:`memory_estimate` found: bytes by part, their total, and the items it counted."""
 
-    #: Bytes by part: ``baseline``, ``items``, then :func:`~inrkit.train.fit_memory`'s parts.
+    #: Bytes by part: ``baseline``, ``items``, then :func:`~inrkit.training.trainer.fit_memory`'s parts.
     parts: dict[str, int]
     #: Each item's training shape (spatial axes), and their channel count.
     item_shapes: list[tuple[int, ...]]
@@ -125,7 +125,7 @@ def memory_estimate(
     are ``item_shapes`` of ``channels`` channels. The parts are this process's resident memory
     before the items are loaded (``baseline``: Python, PyTorch and inrkit, after one small
     training step has started PyTorch's CPU runtime), the loaded items, and
-    :func:`~inrkit.train.fit_memory`'s parts (the model's tensors, gradients and Adam state, the
+    :func:`~inrkit.training.trainer.fit_memory`'s parts (the model's tensors, gradients and Adam state, the
     training targets, one chunk's activations, the evaluation's renders), the model built on
     PyTorch's meta device (nothing allocated). On the CPU the total estimates the fit's peak
     resident memory; on a GPU the model's parts live on the card instead.
@@ -341,7 +341,7 @@ def decode(
 
 def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str, Any]:
     """Check a run folder (checksums, metadata, config, tensor shapes) without decoding it; see
-    :func:`inrkit.runs.verify`. Raises :class:`inrkit.errors.CheckpointError` on any problem."""
+    :func:`inrkit.runs.folder.verify`. Raises :class:`inrkit.errors.CheckpointError` on any problem."""
     return verify_run(path, registry)
 
 

@@ -128,7 +128,7 @@ class Evaluation:
     items: list[ItemMetrics]
     #: Each item's reconstruction, ``(*spatial, channels)`` in [0, 1], at its evaluation size. A
     #: sequence rendered on demand a block of items at a time
-    #: (:class:`~inrkit.evaluate.Reconstructions`), so it is never all in memory unless copied;
+    #: (:class:`~inrkit.training.evaluate.Reconstructions`), so it is never all in memory unless copied;
     #: during training it can be read only inside ``on_evaluate`` (see :meth:`close`).
     reconstructions: Sequence[np.ndarray]
     #: True for the evaluation after the last step (the one ``metrics.json`` reports).

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from test_distributed import _setup
 
-from inrkit import distributed
+from inrkit.training import distributed
 
 
 def main(out: str, items_per_step: int | None = None) -> None:

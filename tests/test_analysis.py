@@ -9,7 +9,7 @@ import imageio.v3 as iio
 from click.testing import CliRunner
 
 import inrkit
-from inrkit.analysis import analyze_weights
+from inrkit.tools.analysis import analyze_weights
 from inrkit.cli import main
 
 
@@ -61,7 +61,7 @@ def test_superres_plots_include_detail_crops(image_dir: Path, tmp_path: Path):
 def test_detail_boxes_find_the_textured_region():
     import numpy as np
 
-    from inrkit.plots import detail_boxes
+    from inrkit.runs.plots import detail_boxes
 
     image = np.zeros((60, 60, 3))
     image[40:50, 5:15] = np.indices((10, 10)).sum(0)[..., None] % 2  # a checkerboard patch

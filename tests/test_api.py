@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import inrkit
-from inrkit import artifacts
+from inrkit.runs import checkpoint as artifacts
 from inrkit.errors import CheckpointError, DataError
 
 CONFIG = {"model": {"width": 32, "layers": 4}, "train": {"steps": 20, "lr": 1e-3}}

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import inrkit
 from inrkit import api
 from inrkit.cli import main
-from inrkit.compare import parse_variant, variant_config
+from inrkit.experiments.compare import parse_variant, variant_config
 from inrkit.config import ResolvedRun
 from inrkit.coords import grid
 from inrkit.errors import ConfigError
@@ -83,8 +83,8 @@ def test_coinpp_meta_learns_and_stores_per_item_latents(image_dir: Path, tmp_pat
 
 
 def test_coinpp_inner_loop_reaches_the_base_network():
-    from inrkit.points import PointSet
-    from inrkit.train import ChunkedStep
+    from inrkit.training.points import PointSet
+    from inrkit.training.trainer import ChunkedStep
 
     rng = np.random.default_rng(0)
     points = PointSet.from_arrays([rng.random((5, 5, 3), dtype=np.float32) for _ in range(2)])

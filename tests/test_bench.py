@@ -8,7 +8,7 @@ import json
 import torch
 from click.testing import CliRunner
 
-from inrkit.bench import ensemble_step, naive_siren, step_work
+from inrkit.tools.bench import ensemble_step, naive_siren, step_work
 from inrkit.cli import main
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import make_image
 
 import inrkit
-from inrkit import artifacts
+from inrkit.runs import checkpoint as artifacts
 from inrkit.cli import main
 from inrkit.plugins import get_registry
 

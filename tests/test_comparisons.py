@@ -10,9 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 import inrkit
-from inrkit import experiments, front, stats, sweep
+from inrkit.experiments import runner as experiments
+from inrkit.experiments import front
+from inrkit.experiments import stats
+from inrkit.experiments import sweep
 from inrkit.cli import main
-from inrkit.compare import compare, sharing_variants
+from inrkit.experiments.compare import compare, sharing_variants
 from inrkit.errors import ConfigError
 
 TINY = ["--width", "8", "--layers", "3", "--steps", "6", "--set", "train.lr=1e-3", "--no-progress"]

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import inrkit
-from inrkit import inrz
+from inrkit.codec import inrz
 from inrkit.cli import main
-from inrkit.compression import Rate
-from inrkit.entropy import decode_block, encode_block
+from inrkit.runs.compress import Rate
+from inrkit.codec.entropy import decode_block, encode_block
 from inrkit.errors import CheckpointError, ConfigError
-from inrkit.quantize import best_step, levels, quantise
+from inrkit.codec.quantize import best_step, levels, quantise
 
 RUN = {"model": {"width": 16, "layers": 4}, "train": {"steps": 30, "device": "cpu"}}
 
@@ -122,7 +122,7 @@ def test_compress_writes_the_real_file_size_and_decodes_from_the_file_alone(fini
     moved.write_bytes(out.read_bytes())
     finished.rename(tmp_path / "gone")  # the run folder is not needed to decode
     run = inrkit.load(moved)
-    assert isinstance(run, inrkit.runs.CompressedRun) and run.item_names == [f"img{i}" for i in range(4)]
+    assert isinstance(run, inrkit.runs.folder.CompressedRun) and run.item_names == [f"img{i}" for i in range(4)]
     image = run.decode("img2")
     assert image.shape == (24, 24, 3) and 0 <= image.min() and image.max() <= 1
     full = run.model()
@@ -209,7 +209,7 @@ def test_compress_cli_reports_rate_and_refuses_bad_requests(finished: Path, tmp_
 
 
 def test_the_first_layer_and_biases_get_the_fine_bits(finished: Path, tmp_path: Path):
-    from inrkit.compression import tensor_bits
+    from inrkit.runs.compress import tensor_bits
 
     model = inrkit.load(finished).model()
     allocation = tensor_bits(model, 6, 10)
@@ -270,10 +270,10 @@ def test_fine_tuning_keeps_plain_quantisation_when_every_step_is_worse(finished:
 def test_fine_tuning_phases_and_schedule(finished: Path):
     """The noise phase's steps are not measured; every straight-through step is, and the loss kept
     is the least of them and of the start."""
-    from inrkit import qat
-    from inrkit.compression import tensor_bits
+    from inrkit.codec import qat
+    from inrkit.runs.compress import tensor_bits
     from inrkit.config import ResolvedRun
-    from inrkit.pipeline import load_items
+    from inrkit.runs.fit import load_items
 
     run = inrkit.load(finished)
     model, resolved = run.model(), ResolvedRun(run.config)
@@ -301,7 +301,7 @@ def test_items_encoded_against_a_run_report_both_rates(finished: Path, tmp_path:
     d = result.to_dict()
     assert d["encoded_from"] == str(finished)
     assert d["bpp_known_decoder"] == pytest.approx(d["bpp_header"] + d["bpp_items"]) and d["bpp_known_decoder"] < d["bpp"]
-    from inrkit.compression import summary
+    from inrkit.runs.compress import summary
 
     assert any("known decoder" in line and str(finished) in line for line in summary(result))
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import inrkit
-from inrkit import distributed
+from inrkit.training import distributed
 from inrkit.errors import ConfigError
-from inrkit.points import PointSet, activation_bytes_per_row
-from inrkit.train import ChunkedStep, Trainer
+from inrkit.training.points import PointSet, activation_bytes_per_row
+from inrkit.training.trainer import ChunkedStep, Trainer
 
 TWO_GPUS = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 
@@ -79,7 +79,7 @@ def test_a_broadcast_failure_reaches_every_rank_whatever_the_error(monkeypatch: 
 def test_an_error_on_rank_0_ends_every_process_promptly(tmp_path: Path):
     worker = tmp_path / "worker.py"
     worker.write_text(
-        "import torch\nfrom inrkit import distributed\n"
+        "import torch\nfrom inrkit.training import distributed\n"
         "group, _ = distributed.join(torch.device('cpu'))\n"
         "group.on_main(lambda: (_ for _ in ()).throw(OSError('disk full')))\n"
     )
@@ -95,7 +95,7 @@ def test_an_error_on_rank_0_ends_every_process_promptly(tmp_path: Path):
 
 # -- bug 2: TF32 set so that every flag can be read -------------------------------------------------
 def test_tf32_block_keeps_every_flag_readable_and_restores_it():
-    from inrkit.perf import matmul_precision, tf32_enabled
+    from inrkit.training.perf import matmul_precision, tf32_enabled
 
     matmul = torch.backends.cuda.matmul
     matmul.fp32_precision = "ieee"  # a user who set only the newer API before
@@ -112,7 +112,7 @@ def test_tf32_block_keeps_every_flag_readable_and_restores_it():
 
 # -- 4: evaluation keeps the targets where they are --------------------------------------------------
 def test_rendering_on_another_device_moves_chunks_not_the_targets():
-    from inrkit.points import render_points
+    from inrkit.training.points import render_points
 
     rng = np.random.default_rng(0)
     points = PointSet.from_arrays([rng.random((20, 12, 3), dtype=np.float32) for _ in range(3)])
@@ -133,7 +133,7 @@ def test_rendering_on_another_device_moves_chunks_not_the_targets():
 
 
 def test_evaluate_passes_cpu_targets_and_the_model_device(monkeypatch: pytest.MonkeyPatch):
-    from inrkit import evaluate as evaluation
+    from inrkit.training import evaluate as evaluation
     from inrkit.plugins import get_registry
 
     calls = []
@@ -197,7 +197,7 @@ def test_the_cpu_chunks_over_item_blocks_once_items_are_many():
     """200 items of 8x8: a chunk of the usual kind would hold 40 points of each (fewer than
     MIN_CPU_CHUNK_POINTS), so every chunk would read every item's weights; blocks of whole items
     read each item's weights once per step."""
-    from inrkit.train import MIN_CPU_CHUNK_POINTS
+    from inrkit.training.trainer import MIN_CPU_CHUNK_POINTS
 
     points = PointSet.from_arrays([np.full((8, 8, 3), i / 255, dtype=np.float32) for i in range(200)])
     model = inrkit.create_model(n_items=200, width=16, layers=3, seed=0)
@@ -233,7 +233,7 @@ def test_compile_is_skipped_for_complex_networks_with_a_warning():
 def test_resume_and_encode_of_a_run_from_a_missing_device_use_this_machine(image_dir: Path, tmp_path: Path):
     from safetensors.torch import load_file, save_file
 
-    from inrkit import artifacts
+    from inrkit.runs import checkpoint as artifacts
 
     config = {"model": {"width": 8, "layers": 3}, "train": {"steps": 4, "checkpoint_every": 2, "device": "cpu"}}
     run = tmp_path / "r"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import inrkit
 from inrkit.cli import main
-from inrkit.diagnostics import layer_statistics, sample_coords
+from inrkit.tools.diagnostics import layer_statistics, sample_coords
 
 SMALL = {"model": {"width": 16, "layers": 4}, "train": {"steps": 6, "device": "cpu"}}
 

@@ -17,11 +17,11 @@ import torch
 from safetensors.torch import load_file
 
 import inrkit
-from inrkit import distributed
-from inrkit.batches import ItemBatches
+from inrkit.training import distributed
+from inrkit.training.batches import ItemBatches
 from inrkit.errors import ConfigError
 from inrkit.interfaces import INRModel
-from inrkit.train import Trainer
+from inrkit.training.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed")
 

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from conftest import entry_point
 
-from inrkit import doctor
+from inrkit.tools import doctor
 from inrkit.cli import main
 
 SECTIONS = {

@@ -50,7 +50,7 @@ def test_create_model_works_for_every_activation_and_strategy(activation: str, s
 
 
 def test_create_model_builds_the_model_inrkit_run_builds(image_dir: Path):
-    from inrkit.pipeline import prepare
+    from inrkit.runs.fit import prepare
     from inrkit.plugins import get_registry
 
     config = inrkit.as_config({"data": [str(image_dir)], "activation": {"name": "finer", "omega": 20},

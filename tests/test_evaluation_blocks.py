@@ -12,12 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import inrkit
-from inrkit import evaluate as evaluation
+from inrkit.training import evaluate as evaluation
 from inrkit.interfaces import Callback, FitContext, Item
-from inrkit.plots import shown_items
+from inrkit.runs.plots import shown_items
 from inrkit.plugins import get_registry
 from inrkit.results import Evaluation
-from inrkit.train import eval_block_points
+from inrkit.training.trainer import eval_block_points
 
 SMALL = {"model": {"width": 16, "layers": 3}, "train": {"steps": 4, "device": "cpu"}}
 

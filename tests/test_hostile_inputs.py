@@ -31,7 +31,8 @@ from conftest import entry_point, make_image
 from safetensors.torch import load_file, save_file
 
 import inrkit
-from inrkit import artifacts, limits
+from inrkit import limits
+from inrkit.runs import checkpoint as artifacts
 from inrkit import images as image_io
 from inrkit.cli import main
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, StorageError, TrainingInterrupted
@@ -205,7 +206,7 @@ def test_resume_refuses_callback_paths_outside_the_run(tmp_path: Path):
 
 
 def test_compare_variant_names_stay_inside():
-    from inrkit.compare import Variant
+    from inrkit.experiments.compare import Variant
 
     for name in ("..", ".", "../x", ".hidden", "a/b"):
         slug = Variant(name, ("train.steps=1",)).folder_name
@@ -253,7 +254,9 @@ def test_the_pixel_limit_is_documented_and_can_be_raised(tiny_run: Path, tmp_pat
 def test_decode_streams_into_the_output(tiny_run: Path, monkeypatch):
     """No full coordinate grid and no second copy: the model sees chunks, and the result equals
     the whole-grid render bit for bit (decoding does not change at the default sizes)."""
-    from inrkit import coords, points, runs
+    from inrkit import coords
+    from inrkit.training import points
+    from inrkit.runs import folder as runs
 
     run = inrkit.load(tiny_run)
     model = run.model_for(1)
@@ -423,7 +426,7 @@ def test_a_full_disk_at_the_checkpoint_keeps_the_trained_model(images: Path, tmp
 
 
 def test_the_free_space_is_checked_before_training(images: Path, tmp_path: Path, monkeypatch):
-    from inrkit import pipeline
+    from inrkit.runs import fit as pipeline
 
     trained: list[int] = []
     monkeypatch.setattr(pipeline, "free_disk", lambda path: 10_000)
@@ -528,7 +531,7 @@ def test_sigterm_saves_a_snapshot_and_exits_143(images: Path, tmp_path: Path, mo
 
 @pytest.mark.parametrize("where", ["load", "model", "evaluate"])
 def test_ctrl_c_outside_the_loop_exits_130_and_a_rerun_works(images: Path, tmp_path: Path, monkeypatch, where: str):
-    from inrkit import pipeline
+    from inrkit.runs import fit as pipeline
 
     if where == "load":
         monkeypatch.setattr(pipeline, "check_items", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -759,7 +762,7 @@ def test_absurd_sizes_are_refused_before_building(images: Path, tmp_path: Path, 
 
 
 def test_the_memory_estimate_names_its_parts_and_can_be_switched_off(images: Path, tmp_path: Path, monkeypatch):
-    from inrkit import pipeline
+    from inrkit.runs import fit as pipeline
 
     monkeypatch.setattr(pipeline, "available_memory", lambda: 1000)
     result = cli("run", "--data", images, "--width", "8", "--steps", "1", "--out", tmp_path / "o", "--no-progress")

@@ -19,27 +19,28 @@ PLUGIN_PACKAGES = {p.name for p in (ROOT / "plugins").iterdir() if (p / "__init_
 #: Lowest first. A module may import from its own layer (without cycles) and from lower ones.
 LAYERS: list[set[str]] = [
     {"inrkit._version", "inrkit.errors", "inrkit.inits", "inrkit.coords", "inrkit.metrics", "inrkit.plugins.hookspecs",
-     "inrkit.limits", "inrkit.names"},  # size limits and resources; safe file names
-    {"inrkit.images", "inrkit.devices", "inrkit.results", "inrkit.stats", "inrkit.quantize", "inrkit.entropy",
-     "inrkit.codecs"},
+     "inrkit.limits", "inrkit.names",  # limits, names; the subpackages' docstrings
+     "inrkit.training", "inrkit.codec", "inrkit.runs", "inrkit.experiments", "inrkit.tools"},
+    {"inrkit.images", "inrkit.devices", "inrkit.results", "inrkit.experiments.stats", "inrkit.codec.quantize", "inrkit.codec.entropy",
+     "inrkit.experiments.baselines"},
     {"inrkit.interfaces"},  # the plugin interfaces and the INRModel protocol
     {"inrkit.plugins.manager", "inrkit.plugins", "inrkit.sources"},
     {"inrkit.config"},
     {"inrkit.nn"},  # modules: a forward pass and a parameter layout
-    {"inrkit.points", "inrkit.artifacts", "inrkit.inrz"},  # targets and chunks; files; the compressed container
-    {"inrkit.perf", "inrkit.distributed", "inrkit.batches", "inrkit.optim"},  # speed; processes; item mini-batches
-    {"inrkit.train"},  # the loop, optimiser, callbacks
-    {"inrkit.factory", "inrkit.evaluate", "inrkit.qat"},
-    {"inrkit.plots"},
-    {"inrkit.runs"},
-    {"inrkit.pipeline", "inrkit.analysis", "inrkit.bench", "inrkit.diagnostics", "inrkit.doctor", "inrkit.compression"},
+    {"inrkit.training.points", "inrkit.runs.checkpoint", "inrkit.codec.inrz"},  # targets and chunks; files; the compressed container
+    {"inrkit.training.perf", "inrkit.training.distributed", "inrkit.training.batches", "inrkit.training.optim"},  # speed; processes; item mini-batches
+    {"inrkit.training.trainer"},  # the loop, optimiser, callbacks
+    {"inrkit.factory", "inrkit.training.evaluate", "inrkit.codec.qat"},
+    {"inrkit.runs.plots"},
+    {"inrkit.runs.folder"},
+    {"inrkit.runs.fit", "inrkit.tools.analysis", "inrkit.tools.bench", "inrkit.tools.diagnostics", "inrkit.tools.doctor", "inrkit.runs.compress"},
     {"inrkit.api"},  # the facade
-    {"inrkit.experiments"},  # many fits of one base config, resumable
-    {"inrkit.compare", "inrkit.rd"},
-    {"inrkit.sweep", "inrkit.front"},
-    {"inrkit.cli", "inrkit.testing", "inrkit.testing._common", "inrkit.testing.activation",
+    {"inrkit.experiments.runner"},  # many fits of one base config, resumable
+    {"inrkit.experiments.compare", "inrkit.experiments.rd"},
+    {"inrkit.experiments.sweep", "inrkit.experiments.front"},
+    {"inrkit.cli", "inrkit.cli.app", "inrkit.testing", "inrkit.testing._common", "inrkit.testing.activation",
      "inrkit.testing.sharing", "inrkit.testing.signal"},
-    {"inrkit.__main__", "inrkit"},
+    {"inrkit.__main__", "inrkit.cli.__main__", "inrkit"},
 ]
 LAYER_OF = {module: index for index, layer in enumerate(LAYERS) for module in layer}
 
@@ -111,14 +112,14 @@ def test_the_core_never_imports_a_plugin_package(module: str):
 
 
 def test_the_model_knows_nothing_of_the_trainer():
-    below_train = {"inrkit.nn", "inrkit.interfaces", "inrkit.points"}
+    below_train = {"inrkit.nn", "inrkit.interfaces", "inrkit.training.points"}
     for module in below_train:
-        assert not GRAPH[module] & {"inrkit.train", "inrkit.api", "inrkit.pipeline", "inrkit.runs"}, module
+        assert not GRAPH[module] & {"inrkit.training.trainer", "inrkit.api", "inrkit.runs.fit", "inrkit.runs.folder"}, module
 
 
 def test_the_layering_test_sees_real_imports():
     """Guard against a scanner that finds nothing (the other tests would pass vacuously)."""
-    assert "inrkit.points" in GRAPH["inrkit.train"]
+    assert "inrkit.training.points" in GRAPH["inrkit.training.trainer"]
     assert "inrkit.interfaces" in GRAPH["inrkit.nn"]
-    assert "inrkit.plots" in GRAPH["inrkit.runs"]  # imported inside a function
-    assert "inrkit.pipeline" in GRAPH["inrkit.cli"]  # imported under TYPE_CHECKING
+    assert "inrkit.runs.plots" in GRAPH["inrkit.runs.folder"]  # imported inside a function
+    assert "inrkit.runs.fit" in GRAPH["inrkit.cli.app"]  # imported under TYPE_CHECKING

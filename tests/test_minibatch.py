@@ -10,10 +10,10 @@ import torch
 
 import inrkit
 from conftest import make_image
-from inrkit.batches import ItemBatches
+from inrkit.training.batches import ItemBatches
 from inrkit.errors import ConfigError
-from inrkit.optim import LazyItemAdam
-from inrkit.train import Trainer
+from inrkit.training.optim import LazyItemAdam
+from inrkit.training.trainer import Trainer
 
 SHAPES = [(12, 12), (10, 14), (12, 12), (9, 8), (12, 12), (11, 11)]
 

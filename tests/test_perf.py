@@ -10,9 +10,9 @@ import inrkit
 from inrkit.config import TrainConfig
 from inrkit.errors import ConfigError, TrainingError
 from inrkit.interfaces import INRModel
-from inrkit.points import PointSet
+from inrkit.training.points import PointSet
 from inrkit.results import TrainResult
-from inrkit.train import ChunkedStep, Trainer
+from inrkit.training.trainer import ChunkedStep, Trainer
 
 SHAPES = [(12, 12), (12, 12), (8, 10)]
 
@@ -85,13 +85,13 @@ def test_a_compile_failure_is_one_training_error(monkeypatch: pytest.MonkeyPatch
 
         return forward
 
-    monkeypatch.setattr("inrkit.train.compile_forward", broken_compile)
+    monkeypatch.setattr("inrkit.training.trainer.compile_forward", broken_compile)
     with pytest.raises(TrainingError, match=r"torch.compile failed \(TorchRuntimeError: no C\+\+ compiler found\); run without train.compile"):
         _fit(compile=True)
 
 
 def test_precision_and_compile_are_cli_flags_and_config_keys():
-    from inrkit.cli import build_config_dict
+    from inrkit.cli.app import build_config_dict
 
     data = build_config_dict(None, {"precision": "bf16", "compile": True}, ["train.tf32=false"])
     config = inrkit.as_config(data)
@@ -102,7 +102,7 @@ def test_precision_and_compile_are_cli_flags_and_config_keys():
 
 @pytest.mark.cuda
 def test_tf32_setting_is_applied_in_the_block_and_restored_after():
-    from inrkit.perf import matmul_precision
+    from inrkit.training.perf import matmul_precision
 
     before = torch.backends.cuda.matmul.allow_tf32
     with matmul_precision(torch.device("cuda"), tf32=True):

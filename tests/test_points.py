@@ -11,8 +11,8 @@ from conftest import make_image
 import inrkit
 from inrkit.coords import grid
 from inrkit.nn import BatchedLinear
-from inrkit.points import PointSet
-from inrkit.train import ChunkedStep
+from inrkit.training.points import PointSet
+from inrkit.training.trainer import ChunkedStep
 
 
 def test_mixed_sizes_weigh_items_equally(tmp_path: Path):

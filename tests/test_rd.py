@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from inrkit import rd as rate_distortion
+from inrkit.experiments import rd as rate_distortion
 from inrkit.cli import main
-from inrkit.codecs import check_codecs, codec_point, encode_decode
+from inrkit.experiments.baselines import check_codecs, codec_point, encode_decode
 from inrkit.images import to_pixels as to_bytes
 from inrkit.errors import ConfigError
 
@@ -77,7 +77,8 @@ def test_rd_measures_every_point_once_and_resumes(image_dir: Path, tmp_path: Pat
     assert "| minr | w16 b8 |" in table and "Bjøntegaard deltas against jpeg" in table
     assert (out / "rd.png").stat().st_size > 1000
     # the same command again measures nothing: every point is read back
-    from inrkit import codecs, compression
+    from inrkit.experiments import baselines as codecs
+    from inrkit.runs import compress as compression
 
     monkeypatch.setattr(codecs, "codec_point", lambda *a, **k: pytest.fail("a codec point was measured again"))
     monkeypatch.setattr(rate_distortion, "codec_point", lambda *a, **k: pytest.fail("a codec point was measured again"))

@@ -31,14 +31,14 @@ import numpy as np
 import pytest
 import torch
 
-from inrkit import artifacts
 from inrkit.factory import build_model
 from inrkit.interfaces import INRModel, ModelCapabilities, ModelSpec, SharingStrategy, inr_model_gaps
 from inrkit.nn import count_parameters, validate_model
 from inrkit.plugins import PluginRegistry
-from inrkit.points import PointSet
+from inrkit.runs import checkpoint as artifacts
 from inrkit.testing._common import PluginContract, write_test_images
-from inrkit.train import ChunkedStep
+from inrkit.training.points import PointSet
+from inrkit.training.trainer import ChunkedStep
 
 #: PSNR gain (dB) over the untrained network that a 100-step fit must reach.
 MIN_FIT_GAIN_DB = 3.0

@@ -1,7 +1,7 @@
 """Layer statistics during training: pre-activations, living units and gradients, as JSON lines.
 
 Every ``every`` steps (default: ten times over the fit, and before the first step) the model is
-measured with :func:`inrkit.diagnostics.layer_statistics` on ``points`` coordinates per item
+measured with :func:`inrkit.tools.diagnostics.layer_statistics` on ``points`` coordinates per item
 (the same ones each time), after the step's backward pass so that each layer's gradient norm is
 included, and one JSON line per measurement goes to ``activations.jsonl`` in the run folder::
 
@@ -25,10 +25,10 @@ import pydantic
 import torch
 
 import inrkit
-from inrkit.diagnostics import layer_statistics, sample_coords
 from inrkit.errors import ConfigError
 from inrkit.interfaces import Callback, FitContext, PluginOptions
 from inrkit.results import StepLog, TrainResult
+from inrkit.tools.diagnostics import layer_statistics, sample_coords
 
 
 def _clean(value: Any) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from inrkit import artifacts
+from inrkit.runs import checkpoint as artifacts
 from inrkit.results import RunMetrics
 
 #: At most this many items appear in the contact sheet and the crop figure.

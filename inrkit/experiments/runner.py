@@ -23,11 +23,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import api, artifacts, distributed
+from inrkit import api
 from inrkit.config import DEFAULT_SHARING, ResolvedRun, apply_overrides
 from inrkit.devices import resolve_device
 from inrkit.errors import ConfigError, DataError, TrainingError, TrainingInterrupted
 from inrkit.results import RunMetrics
+from inrkit.runs import checkpoint as artifacts
+from inrkit.training import distributed
 
 EXPERIMENT_FILE = "experiment.json"
 EXPERIMENT_FORMAT = "inrkit.experiment"

@@ -21,8 +21,8 @@ from inrkit.errors import InrkitError, Terminated, TrainingInterrupted, one_line
 from inrkit.limits import MAX_BENCH_SIDE, MAX_LAYERS, MAX_WIDTH
 
 if TYPE_CHECKING:
-    from inrkit.pipeline import FitResult
     from inrkit.results import RunMetrics
+    from inrkit.runs.fit import FitResult
 
 KINDS = ("activation", "sharing", "signal")
 
@@ -66,8 +66,8 @@ class InrkitGroup(click.Group):
 
 def _mark_group_failed() -> None:
     # A process of a torchrun group that stops on an error must not wait for its peers at exit.
-    # The group exists only if inrkit.distributed was imported.
-    group_module = sys.modules.get("inrkit.distributed")
+    # The group exists only if inrkit.training.distributed was imported.
+    group_module = sys.modules.get("inrkit.training.distributed")
     if group_module is not None:
         group_module.mark_failed()
 
@@ -104,7 +104,7 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     """``--version``: as ``click.version_option`` (eager, then exit), also naming torch and the device."""
     if not value or ctx.resilient_parsing:
         return
-    from inrkit.doctor import version_line
+    from inrkit.tools.doctor import version_line
 
     click.echo(version_line(), color=ctx.color)
     ctx.exit()
@@ -254,7 +254,7 @@ def common_run_options(sharing: bool = True, width: bool = True) -> Callable[[Ca
 
 
 def _note(note: str) -> None:
-    from inrkit.distributed import is_main_process
+    from inrkit.training.distributed import is_main_process
 
     if is_main_process():  # one note per run, not one per torchrun process
         click.echo(f"Note: {note}", err=True)
@@ -326,7 +326,7 @@ def _failed(failure: Any) -> None:
 
 
 def _methods(sharing_names: list[str], variant_texts: tuple[str, ...]) -> list[Any]:
-    from inrkit import compare as comparison
+    from inrkit.experiments import compare as comparison
 
     return comparison.sharing_variants(sharing_names) + [comparison.parse_variant(t) for t in variant_texts]
 
@@ -358,7 +358,7 @@ def compare(
     With --seeds, each method is fitted once per seed and compared with the reference method
     on the same items and seeds (mean difference and its 95% t-interval over seeds).
     """
-    from inrkit import compare as comparison
+    from inrkit.experiments import compare as comparison
 
     base = build_config_dict(config_file, flags, assignments)
     if progress is None:
@@ -372,7 +372,7 @@ def compare(
         base, _methods(sharing_names, variant_texts), out or None, seeds=seeds, reference=reference,
         progress=progress, on_note=_note, on_row=report, on_failed=_failed, retry_failed=retry_failed,
     )
-    from inrkit.distributed import is_main_process
+    from inrkit.training.distributed import is_main_process
 
     if not is_main_process():
         return  # another rank of a distributed run: rank 0 reports
@@ -405,7 +405,7 @@ def sweep(
     Each setting is compared with the best one on the same seeds and items (paired). Given the
     same --out again, finished points are read back instead of refitted.
     """
-    from inrkit import sweep as sweeping
+    from inrkit.experiments import sweep as sweeping
 
     base = build_config_dict(config_file, flags, assignments)
     axes = [sweeping.parse_axis(t) for t in grid_texts]
@@ -416,7 +416,7 @@ def sweep(
         on_point=None if as_json else lambda r: click.echo(_point_line(r), err=True),
         on_failed=_failed, retry_failed=retry_failed,
     )
-    from inrkit.distributed import is_main_process
+    from inrkit.training.distributed import is_main_process
 
     if not is_main_process():
         return
@@ -446,8 +446,8 @@ def front(
     For each method and budget the widest network with at most that many parameters (for these
     items) is chosen and printed, then fitted at every seed.
     """
-    from inrkit import front as fronts
     from inrkit.errors import ConfigError
+    from inrkit.experiments import front as fronts
 
     if flags.get("width") is not None:
         raise ConfigError("front chooses each method's width from --params; drop --width")
@@ -468,7 +468,7 @@ def front(
         on_note=_note, on_match=matched, on_point=None if as_json else lambda r: click.echo(_point_line(r), err=True),
         on_failed=_failed, retry_failed=retry_failed, plots=plots,
     )
-    from inrkit.distributed import is_main_process
+    from inrkit.training.distributed import is_main_process
 
     if not is_main_process():
         return
@@ -571,8 +571,8 @@ def compress(
     device: str, measure: bool, force: bool, as_json: bool,
 ) -> None:
     """Quantise and entropy-code a finished run into one .inrz file; print its bits per pixel."""
-    from inrkit.compression import compress as compress_run
-    from inrkit.compression import summary
+    from inrkit.runs.compress import compress as compress_run
+    from inrkit.runs.compress import summary
 
     result = compress_run(run_dir, output, bits=bits, fine_bits=fine_bits, per_channel=per_channel, qat_steps=qat_steps,
                           qat_lr=qat_lr, device=device, measure=measure, force=force, on_note=None if as_json else _note)
@@ -611,7 +611,7 @@ def rd(
     bits: list[int], qat_steps: int, seeds: list[int] | None, codec_names: list[str], out: str, as_json: bool, **flags: Any,
 ) -> None:
     """Rate-distortion curves: INR methods (widths x bits) against JPEG, WebP and AVIF on the same images."""
-    from inrkit import rd as rate_distortion
+    from inrkit.experiments import rd as rate_distortion
 
     base = build_config_dict(config_file, flags, assignments)
     if not widths:
@@ -683,7 +683,7 @@ def bench(
     compile_: bool, precision: str, tf32: bool, chunk_points: int | None, profile: bool, as_json: bool,
 ) -> None:
     """Time a training step against a naive per-image loop, a torch.func ensemble and the roofline."""
-    from inrkit.bench import run_bench
+    from inrkit.tools.bench import run_bench
 
     r = run_bench(
         items=items, size=size, width=width, layers=layers, sharing=sharing, repeats=repeats, device=device,
@@ -722,8 +722,8 @@ def analyze_weights(runs: tuple[str, ...], output: str, force: bool) -> None:
     """Per-layer weight histograms across items (the paper's Figure 2) and their similarity."""
     from pathlib import Path
 
-    from inrkit import analysis
     from inrkit.errors import ConfigError
+    from inrkit.tools import analysis
 
     figure = Path(output)
     if figure.suffix.lower() != ".png":
@@ -756,8 +756,9 @@ def analyze_activations(run_dir: str, points: int, no_gradients: bool, output: s
     """Per-layer pre-activations, living units and gradient norms, at initialisation and trained."""
     from pathlib import Path
 
-    from inrkit import api, artifacts
-    from inrkit.diagnostics import activation_report, format_table
+    from inrkit import api
+    from inrkit.runs import checkpoint as artifacts
+    from inrkit.tools.diagnostics import activation_report, format_table
 
     report = activation_report(api.load(run_dir), points=points, gradients=not no_gradients)
     if output:
@@ -839,7 +840,7 @@ def doctor(as_json: bool, runs_dir: str, compile_probe: bool, compile_timeout: f
 
     Never fails on a broken environment: each check reports its own error.
     """
-    from inrkit.doctor import format_report, gather
+    from inrkit.tools.doctor import format_report, gather
 
     report = gather(runs=runs_dir, compile_probe=compile_probe, compile_timeout=compile_timeout)
     if as_json:

@@ -10,7 +10,7 @@ Each step sees every point of every item once, in chunks (same point range of ev
 time) whose gradients accumulate into exactly the full-batch gradient. The loss is each item's
 mean squared error, averaged over items, so items of different sizes weigh the same. With
 ``train.items_per_step`` a step sees every point of a mini-batch of items instead
-(:mod:`inrkit.batches`), and :class:`~inrkit.optim.LazyItemAdam` moves only their rows.
+(:mod:`inrkit.training.batches`), and :class:`~inrkit.training.optim.LazyItemAdam` moves only their rows.
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ import numpy as np
 import pydantic
 import torch
 
-from inrkit.artifacts import check_state, state_bytes, trainable_bytes
-from inrkit.batches import ItemBatches
 from inrkit.config import TrainConfig
 from inrkit.devices import resolve_device
-from inrkit.distributed import ProcessGroup, join, partition
 from inrkit.errors import (
     CheckpointError,
     ConfigError,
@@ -43,9 +40,13 @@ from inrkit.errors import (
 )
 from inrkit.interfaces import Callback, FitContext, Forward, INRModel
 from inrkit.metrics import psnr_from_mse
-from inrkit.optim import LazyItemAdam
-from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
-from inrkit.points import (
+from inrkit.results import Evaluation, StepLog, TrainResult
+from inrkit.runs.checkpoint import check_state, state_bytes, trainable_bytes
+from inrkit.training.batches import ItemBatches
+from inrkit.training.distributed import ProcessGroup, join, partition
+from inrkit.training.optim import LazyItemAdam
+from inrkit.training.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
+from inrkit.training.points import (
     CPU_CHUNK_ROWS,
     EVAL_BLOCK_POINTS,
     Chunk,
@@ -54,7 +55,6 @@ from inrkit.points import (
     auto_chunk_points,
     auto_chunk_rows,
 )
-from inrkit.results import Evaluation, StepLog, TrainResult
 
 #: On the CPU, fewer points of each item than this per chunk switch to chunks over item blocks.
 MIN_CPU_CHUNK_POINTS = 64
@@ -65,7 +65,7 @@ SnapshotWriter = Callable[[dict[str, Any]], "Path | None"]
 
 
 class ChunkedStep:
-    """One training step over a :class:`~inrkit.points.PointSet`, chunk by chunk.
+    """One training step over a :class:`~inrkit.training.points.PointSet`, chunk by chunk.
 
     Implements :class:`~inrkit.interfaces.TrainingStep`: the view of the data a model's
     ``training_step`` hook gets. Consecutive chunks with the same items share one
@@ -195,10 +195,10 @@ class Trainer:
         """How a step walks through the points.
 
         ``train.chunk_points`` given: that many points of every item per chunk. ``auto`` on the
-        CPU: cache-sized chunks over all items (:data:`~inrkit.points.CPU_CHUNK_ROWS` rows), or
+        CPU: cache-sized chunks over all items (:data:`~inrkit.training.points.CPU_CHUNK_ROWS` rows), or
         over blocks of items when that would leave fewer than :data:`MIN_CPU_CHUNK_POINTS` points
         of each item per chunk (thousands of small items). On a
-        GPU: chunks over blocks of items (:meth:`~inrkit.points.PointSet.item_block_chunks`), as
+        GPU: chunks over blocks of items (:meth:`~inrkit.training.points.PointSet.item_block_chunks`), as
         large as half the free memory allows for the model's activations, so each item's
         weights are read about once per step however many items there are.
         """
@@ -240,7 +240,7 @@ class Trainer:
         return ItemBatches(blocks, [len(b) for b in partition(k, group.world_size)], self.config.seed, group.rank)
 
     def optimizer(self, model: INRModel, params: list[torch.nn.Parameter], lr: float, lazy: bool) -> torch.optim.Optimizer:
-        """Adam over ``params``; with item mini-batches (``lazy``) :class:`~inrkit.optim.LazyItemAdam`,
+        """Adam over ``params``; with item mini-batches (``lazy``) :class:`~inrkit.training.optim.LazyItemAdam`,
         whose per-item group moves only the drawn items' rows."""
         shared = [p for p in model.shared.parameters() if p.requires_grad]
         if lazy:
@@ -279,7 +279,7 @@ class Trainer:
         """Train ``model`` on ``data`` and return the steps, time, loss history and evaluation.
 
         ``data`` is one array per item, ``(*spatial, channels)`` in [0, 1] (or a prepared
-        :class:`~inrkit.points.PointSet`). ``evaluator`` renders and scores the model after the
+        :class:`~inrkit.training.points.PointSet`). ``evaluator`` renders and scores the model after the
         last step (and every ``train.eval_every`` steps). ``on_snapshot`` persists a resumable
         snapshot every ``train.checkpoint_every`` steps and on Ctrl-C (which then raises
         :class:`~inrkit.errors.TrainingInterrupted`); ``resume_state`` is such a snapshot to
@@ -561,11 +561,11 @@ def fit_memory(
 ) -> dict[str, int]:
     """About how many bytes a fit of ``model`` needs, by part: its tensors, their gradients and
     Adam's two moments and its scratch for one tensor's update, the padded targets (``target_bytes`` per value: 1 for 8-bit images
-    stored as codes, see :func:`~inrkit.points.integer_codes`), one chunk's activations, and the
+    stored as codes, see :func:`~inrkit.training.points.integer_codes`), one chunk's activations, and the
     evaluation's renders.
 
     ``model`` may live on the meta device (nothing allocated), which is how
-    :func:`inrkit.pipeline.prepare` asks before building the real one.
+    :func:`inrkit.runs.fit.prepare` asks before building the real one.
     """
     trainable = trainable_bytes(model)
     n_items = len(train_shapes)
@@ -593,13 +593,13 @@ def fit_memory(
         "optimiser step": int(scratch),
         "targets": n_items * points * channels * target_bytes,
         "activations": rows * per_row,
-        # one block of items rendered (see inrkit.evaluate), its padded outputs and float copies for scoring
+        # one block of items rendered (see inrkit.training.evaluate), its padded outputs and float copies for scoring
         "evaluation": 3 * eval_block_points(eval_shapes) * channels * 4,
     }
 
 
 def eval_block_points(eval_shapes: Sequence[Sequence[int]]) -> int:
     """Points of the largest block of items an evaluation renders at once (at most about
-    :data:`~inrkit.points.EVAL_BLOCK_POINTS`, or one item where an item is larger)."""
+    :data:`~inrkit.training.points.EVAL_BLOCK_POINTS`, or one item where an item is larger)."""
     sizes = [math.prod(s) for s in eval_shapes]
     return min(sum(sizes), max([EVAL_BLOCK_POINTS, *sizes]))

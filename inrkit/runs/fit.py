@@ -1,7 +1,7 @@
 """A run from configuration to run folder: load the items, build the model, train, evaluate, write.
 
 :func:`prepare` turns a config into plugins, items and a freshly seeded model; :func:`fit_run`
-trains it with :class:`~inrkit.train.Trainer` and writes a :class:`~inrkit.runs.RunFolder`.
+trains it with :class:`~inrkit.training.trainer.Trainer` and writes a :class:`~inrkit.runs.folder.RunFolder`.
 :mod:`inrkit.api` (``fit``, ``encode``) is the public face of these two. Distributed runs take
 the same path: the process group decides who trains which items and who writes.
 """
@@ -19,23 +19,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from inrkit import artifacts
+from inrkit.runs import checkpoint as artifacts
 from inrkit._version import __version__
 from inrkit.config import ResolvedRun, RunConfig
 from inrkit.devices import resolve_device
-from inrkit.distributed import join
+from inrkit.training.distributed import join
 from inrkit.errors import ConfigError, DataError, StorageError, TrainingError, TrainingInterrupted, signal_number
-from inrkit.evaluate import evaluate
+from inrkit.training.evaluate import evaluate
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import Callback, INRModel, Item
 from inrkit.limits import available_memory, format_bytes, free_disk, memory_check_enabled
 from inrkit.names import unique_safe_names
 from inrkit.nn import count_parameters
 from inrkit.plugins import PluginRegistry
-from inrkit.points import CODE_DTYPES, integer_codes
+from inrkit.training.points import CODE_DTYPES, integer_codes
 from inrkit.results import Evaluation, RunMetrics, TrainResult
-from inrkit.runs import RunFolder
-from inrkit.train import Trainer, fit_memory
+from inrkit.runs.folder import RunFolder
+from inrkit.training.trainer import Trainer, fit_memory
 
 
 @dataclasses.dataclass
@@ -48,7 +48,7 @@ class FitResult:
     model: INRModel
     items: list[Item]
     #: Each item's reconstruction in [0, 1], rendered on demand a block of items at a time (see
-    #: :class:`~inrkit.evaluate.Reconstructions`); ``list(...)`` holds them all.
+    #: :class:`~inrkit.training.evaluate.Reconstructions`); ``list(...)`` holds them all.
     reconstructions: Sequence[np.ndarray]
     run_dir: Path | None
     #: False on the other ranks of a distributed run.
@@ -82,7 +82,7 @@ def prepare(cfg: RunConfig, registry: PluginRegistry, channels: int | None = Non
 
 def check_memory(resolved: ResolvedRun, spec: Any, items: Sequence[Item], device: torch.device) -> None:
     """Refuse a fit that cannot fit in memory, before the model is built: the model is built on
-    the meta device (nothing allocated) and :func:`~inrkit.train.fit_memory` estimates the rest.
+    the meta device (nothing allocated) and :func:`~inrkit.training.trainer.fit_memory` estimates the rest.
     ``INRKIT_MEMORY_CHECK=0`` turns the refusal off."""
     if not memory_check_enabled():
         return
@@ -111,7 +111,7 @@ def memory_parts(
     resolved: ResolvedRun, spec: Any, eval_shapes: Sequence[Sequence[int]], device: torch.device,
     train_arrays: Sequence[np.ndarray] | None = None,
 ) -> dict[str, int] | None:
-    """:func:`~inrkit.train.fit_memory` of this run's model, built on the meta device (nothing is
+    """:func:`~inrkit.training.trainer.fit_memory` of this run's model, built on the meta device (nothing is
     allocated); ``None`` for a strategy that cannot be built there. ``train_arrays`` tell how
     compactly the targets are stored (float32 when not given)."""
     try:

@@ -5,9 +5,9 @@ run configuration, e.g. ``w/o projection:sharing.projection=false``. ``--sharing
 shorthand for variants ``a:sharing.name=a`` and ``b:sharing.name=b``. With ``seeds`` every
 variant is fitted once per seed (``OUT/<variant>/seed-<n>/``); the table then gives each method's
 mean ± std over seeds and its paired difference to a reference method (same items, same seed)
-with a 95% interval (:mod:`inrkit.stats`). ``table.md`` (the layout of the paper's Table I) and
+with a 95% interval (:mod:`inrkit.experiments.stats`). ``table.md`` (the layout of the paper's Table I) and
 ``table.json`` are rewritten after each fit, and the same ``--out`` resumes an interrupted
-comparison (:mod:`inrkit.experiments`).
+comparison (:mod:`inrkit.experiments.runner`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import artifacts, experiments, stats
 from inrkit.errors import ConfigError
-from inrkit.experiments import PointResult, Variant
+from inrkit.experiments import runner as experiments
+from inrkit.experiments import stats
+from inrkit.experiments.runner import PointResult, Variant
+from inrkit.runs import checkpoint as artifacts
 
 __all__ = ["Variant", "compare", "markdown_table", "parse_variant", "sharing_variants", "summarise", "variant_config"]
 
@@ -49,7 +51,7 @@ def sharing_variants(names: Sequence[str]) -> list[Variant]:
 
 
 def variant_config(base: Mapping[str, Any], variant: Variant) -> dict[str, Any]:
-    """The base config with the variant's assignments (see :func:`inrkit.experiments.config_for`)."""
+    """The base config with the variant's assignments (see :func:`inrkit.experiments.runner.config_for`)."""
     return experiments.config_for(base, variant.assignments)
 
 
@@ -177,7 +179,7 @@ def compare(
     the rows. ``reference`` (a variant name; with seeds, the first variant by default) adds each
     method's paired difference to it. An ``out`` written by an earlier, interrupted ``compare``
     with the same base config is resumed; a fit that fails (diverges) is listed under the table and
-    the others go on (see :func:`inrkit.experiments.run`)."""
+    the others go on (see :func:`inrkit.experiments.runner.run`)."""
     if not variants:
         raise ConfigError("nothing to compare: give --sharing NAME[,NAME...] and/or --variant NAME:KEY=VALUE")
     names = [v.name for v in variants]

@@ -3,7 +3,7 @@
 ``--grid train.lr=2e-4,5e-4 --grid width=32,64`` makes every combination (the run flags' short
 names ``width``, ``layers``, ``steps``, ``lr``, ``activation``, ``sharing`` and ``signal`` stand
 for their config keys). Each setting is fitted at every seed into ``OUT/<setting>/seed-<n>/``,
-resumable point by point (:mod:`inrkit.experiments`). ``sweep.md`` ranks the settings by the
+resumable point by point (:mod:`inrkit.experiments.runner`). ``sweep.md`` ranks the settings by the
 metric's mean over seeds with its 95% t-interval and gives each setting's paired difference to the
 best one (same seeds, same items): a setting whose interval includes zero is not resolved from
 the best by this many seeds.
@@ -17,10 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import artifacts, experiments, stats
-from inrkit.compare import summarise
 from inrkit.errors import ConfigError
-from inrkit.experiments import PointResult, Variant
+from inrkit.experiments import runner as experiments
+from inrkit.experiments import stats
+from inrkit.experiments.compare import summarise
+from inrkit.experiments.runner import PointResult, Variant
+from inrkit.runs import checkpoint as artifacts
 
 SWEEP_JSON = "sweep.json"
 SWEEP_MD = "sweep.md"

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from inrkit import artifacts
 from inrkit.errors import CheckpointError, StorageError
+from inrkit.runs import checkpoint as artifacts
 
 
 def _weights_by_layer(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:

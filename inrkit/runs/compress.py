@@ -18,12 +18,12 @@ import torch
 
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError, InrkitError
-from inrkit.evaluate import evaluate
-from inrkit.inrz import SUFFIX, Sizes, write
+from inrkit.training.evaluate import evaluate
+from inrkit.codec.inrz import SUFFIX, Sizes, write
 from inrkit.interfaces import INRModel, Item
 from inrkit.limits import count_pixels
-from inrkit.quantize import MAX_BITS, MIN_BITS
-from inrkit.runs import CompressedRun, Run
+from inrkit.codec.quantize import MAX_BITS, MIN_BITS
+from inrkit.runs.folder import CompressedRun, Run
 
 
 @dataclasses.dataclass
@@ -150,7 +150,7 @@ def compress(
     ``bits + 4``, at most 16) are the bits of the few, sensitive tensors: the first layer's weight
     and bias (SIREN's first layer sets every frequency, scaled by omega_0) and every bias
     (see :func:`tensor_bits`). ``qat_steps`` > 0 first fine-tunes the model through its own
-    quantisation (:mod:`inrkit.qat`) on the run's data, at ``qat_lr`` (default: the run's learning
+    quantisation (:mod:`inrkit.codec.qat`) on the run's data, at ``qat_lr`` (default: the run's learning
     rate) on ``device``, and keeps the weights whose rounding fits the data best, the start
     included. With ``measure``, the run's data is loaded (its config's ``data``) and both models
     are scored on it: PSNR before (the run's float model) and after (the file's).
@@ -187,7 +187,7 @@ def compress(
     steps, tuning = None, None
     if qat_steps:
         from inrkit.devices import resolve_device
-        from inrkit.qat import LR_DIVISOR, finetune, fixed_steps
+        from inrkit.codec.qat import LR_DIVISOR, finetune, fixed_steps
 
         assert items is not None
         fitted = [name for name, p in model.items.named_parameters() if not p.requires_grad]
@@ -224,7 +224,7 @@ def compress(
 
 def _run_items(run: Run, resolved: ResolvedRun) -> tuple[list[Item] | None, str | None]:
     """The run's items loaded again from its config's data, or ``None`` and why not."""
-    from inrkit.pipeline import load_items
+    from inrkit.runs.fit import load_items
 
     try:
         items = load_items(resolved)

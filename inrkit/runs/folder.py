@@ -1,7 +1,7 @@
 """A run folder, written (:class:`RunFolder`) and read back (:class:`Run`).
 
 The folder holds ``config.json`` (the run's full configuration), ``checkpoint.safetensors``
-(weights and metadata, see :mod:`inrkit.artifacts`), ``metrics.json``
+(weights and metadata, see :mod:`inrkit.runs.checkpoint`), ``metrics.json``
 (:class:`~inrkit.results.RunMetrics`), ``recon/`` (each item's reconstruction), ``plots/``, ``SHA256SUMS`` (the checkpoint's SHA-256)
 and, while a run is unfinished, ``resume.pt``. Writes are atomic and never overwrite a finished
 run; the checkpoint and metrics are written before anything that may fail on a full disk or a bad
@@ -25,16 +25,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from inrkit import artifacts
+from inrkit.runs import checkpoint as artifacts
 from inrkit.config import ResolvedRun, RunConfig
 from inrkit.devices import resolve_device
 from inrkit.errors import CheckpointError, ConfigError, DataError, StorageError, format_validation_error
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import INRModel, Item, Signal
 from inrkit.limits import PIXELS_ENV, check_pixels, count_pixels, pixel_limit
-from inrkit.perf import matmul_precision
+from inrkit.training.perf import matmul_precision
 from inrkit.plugins import PluginRegistry, get_registry
-from inrkit.points import auto_chunk_rows, render_into
+from inrkit.training.points import auto_chunk_rows, render_into
 from inrkit.results import RunMetrics
 
 
@@ -98,8 +98,8 @@ class RunFolder:
         (self.path / artifacts.RESUME_FILE).unlink(missing_ok=True)  # finished: the snapshot is obsolete
         if plots:
             try:
-                from inrkit.evaluate import select
-                from inrkit.plots import shown_items, write_run_plots
+                from inrkit.training.evaluate import select
+                from inrkit.runs.plots import shown_items, write_run_plots
 
                 shown = shown_items(len(items))  # a sample of a large collection, rendered alone
                 write_run_plots(
@@ -144,7 +144,7 @@ class Run:
     """A finished run folder: its config, metrics and checkpoint, decoded one item at a time.
 
     Opening one checks what it reads: the checkpoint's SHA-256 against ``SHA256SUMS`` (when the
-    run recorded one), its metadata against :class:`~inrkit.artifacts.CheckpointInfo`, its config
+    run recorded one), its metadata against :class:`~inrkit.runs.checkpoint.CheckpointInfo`, its config
     against :class:`~inrkit.config.RunConfig` and its tensor keys against their grammar. Any
     mismatch is one :class:`~inrkit.errors.CheckpointError` naming the file.
     """
@@ -377,7 +377,7 @@ class CompressedRun(Run):
     checked as it is read (decoding one item reads the shared section and that item's only)."""
 
     def __init__(self, path: str | Path, registry: PluginRegistry | None = None) -> None:
-        from inrkit.inrz import InrzFile
+        from inrkit.codec.inrz import InrzFile
 
         self.path = Path(path)
         self.file = InrzFile(self.path)
@@ -418,7 +418,7 @@ class CompressedRun(Run):
 def load(path: str | Path, registry: PluginRegistry | None = None) -> Run:
     """Open a run folder written by :func:`inrkit.fit`, or an ``.inrz`` file written by
     :func:`inrkit.compress` (a :class:`CompressedRun`)."""
-    from inrkit.inrz import SUFFIX, is_inrz
+    from inrkit.codec.inrz import SUFFIX, is_inrz
 
     if is_inrz(path) or (Path(path).is_file() and Path(path).suffix.lower() == SUFFIX):
         return CompressedRun(path, registry)

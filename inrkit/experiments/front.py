@@ -16,11 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import api, artifacts, experiments, stats
-from inrkit.compare import summarise
+from inrkit import api
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError
-from inrkit.experiments import PointResult, Variant
+from inrkit.experiments import runner as experiments
+from inrkit.experiments import stats
+from inrkit.experiments.compare import summarise
+from inrkit.experiments.runner import PointResult, Variant
+from inrkit.runs import checkpoint as artifacts
 
 FRONT_JSON = "front.json"
 FRONT_MD = "front.md"
@@ -64,7 +67,7 @@ class ParameterCounter:
     number and shapes."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        from inrkit.pipeline import load_items
+        from inrkit.runs.fit import load_items
 
         resolved = ResolvedRun(api.as_config(config))
         resolved.config = resolved.normalized_config()
@@ -166,7 +169,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], reference: str) -> str:
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """PSNR against parameters (log axis), one line per method, 95% intervals as error bars."""
-    from inrkit.plots import _plt, _save
+    from inrkit.runs.plots import _plt, _save
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

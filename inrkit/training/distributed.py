@@ -35,7 +35,7 @@ from torch import distributed as dist
 
 from inrkit.errors import ConfigError, InrkitError
 from inrkit.interfaces import INRModel
-from inrkit.points import PointSet
+from inrkit.training.points import PointSet
 
 T = TypeVar("T")
 

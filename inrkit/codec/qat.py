@@ -33,10 +33,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from inrkit.codec.quantize import choose_steps, levels
 from inrkit.interfaces import INRModel
-from inrkit.points import PointSet
-from inrkit.quantize import choose_steps, levels
-from inrkit.train import ChunkedStep, Trainer
+from inrkit.training.points import PointSet
+from inrkit.training.trainer import ChunkedStep, Trainer
 
 #: The fine-tuning learning rate is the run's divided by this, unless given: the cosine decay and
 #: the noise phase make the run's own rate safe (a tenth of it learned too little in 100 steps).

@@ -22,8 +22,8 @@ import torch
 
 from inrkit.interfaces import INRModel, Item, Signal
 from inrkit.metrics import psnr, ssim
-from inrkit.points import EVAL_BLOCK_POINTS, PointSet, auto_chunk_rows, render_points
 from inrkit.results import Evaluation, item_metrics
+from inrkit.training.points import EVAL_BLOCK_POINTS, PointSet, auto_chunk_rows, render_points
 
 
 def item_blocks(sizes: Sequence[int], budget: int = EVAL_BLOCK_POINTS) -> list[range]:

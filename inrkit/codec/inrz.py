@@ -10,7 +10,7 @@ The header holds the run's checkpoint metadata (config, plugin names and version
 their shapes), the quantisation settings, the tensor layout (each tensor's name, shape, dtype and
 whether it is quantised), and each section's length and CRC-32. A section is its tensors in the
 layout's order: a quantised tensor is its steps (``u16`` count, then ``f32`` each) and its codes
-as one :mod:`~inrkit.entropy` block; a tensor kept exactly (buffers: item ids, coordinate maps)
+as one :mod:`~inrkit.codec.entropy` block; a tensor kept exactly (buffers: item ids, coordinate maps)
 is its raw bytes. Decoding one item reads the header, the shared section and that item's section
 only. There is no pickle; a truncated, corrupted or newer file is one
 :class:`~inrkit.errors.CheckpointError` that says which.
@@ -31,10 +31,10 @@ import numpy as np
 import pydantic
 import torch
 
-from inrkit import artifacts
-from inrkit.entropy import decode_block, encode_block
+from inrkit.codec.entropy import decode_block, encode_block
+from inrkit.codec.quantize import Quantised, quantise
 from inrkit.errors import CheckpointError, format_validation_error
-from inrkit.quantize import Quantised, quantise
+from inrkit.runs import checkpoint as artifacts
 
 MAGIC = b"INRZ"
 VERSION = 1
@@ -43,7 +43,7 @@ _PREFIX = struct.Struct("<4sB3xII")
 #: Largest header accepted, compressed and inflated: a file's header is untrusted input.
 MAX_HEADER_BYTES = 256 << 20
 #: Most elements one tensor of a file may declare (checked before anything is decoded; a
-#: :class:`~inrkit.runs.CompressedRun` also checks every shape against its config's model).
+#: :class:`~inrkit.runs.folder.CompressedRun` also checks every shape against its config's model).
 MAX_TENSOR_ELEMENTS = 1 << 28
 #: Longest section a header may declare (1 TiB).
 MAX_SECTION_BYTES = 1 << 40

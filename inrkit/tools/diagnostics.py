@@ -19,7 +19,7 @@ import torch
 from inrkit.interfaces import INRModel
 
 if TYPE_CHECKING:
-    from inrkit.runs import Run
+    from inrkit.runs.folder import Run
 
 #: An activation value at or below this magnitude counts as dead (no signal, no gradient through
 #: a Gaussian or Gabor envelope; a ReLU's zero).
@@ -178,8 +178,8 @@ def activation_report(run: Run, points: int = 2048, gradients: bool = True) -> d
     from inrkit.config import ResolvedRun
     from inrkit.errors import InrkitError
     from inrkit.factory import build_model, run_spec
-    from inrkit.points import PointSet
-    from inrkit.train import ChunkedStep
+    from inrkit.training.points import PointSet
+    from inrkit.training.trainer import ChunkedStep
 
     resolved = ResolvedRun(run.config)
     shapes = [tuple(int(n) for n in it["shape"]) for it in run.items]

@@ -3,7 +3,7 @@
 Every process shuffles its own items once per epoch (seeded by the run's seed, the process's
 rank and the epoch) and walks through that order ``K`` items at a time, so every item is drawn
 exactly once per epoch; an epoch's last batch holds the remainder. Under torchrun the batch
-size ``K`` is split across processes like the items are (:func:`~inrkit.distributed.partition`),
+size ``K`` is split across processes like the items are (:func:`~inrkit.training.distributed.partition`),
 and each process draws from its own items.
 
 The draw of step ``s`` is a pure function of the seed, the step and the sizes, so a resumed
@@ -22,7 +22,7 @@ class ItemBatches:
     """The items each process draws at each step.
 
     ``blocks`` are every process's items (contiguous model indices, as
-    :func:`~inrkit.distributed.partition` splits them) and ``batches`` each process's share of the
+    :func:`~inrkit.training.distributed.partition` splits them) and ``batches`` each process's share of the
     batch; ``rank`` is this process.
     """
 

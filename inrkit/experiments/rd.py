@@ -24,15 +24,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import api, artifacts, experiments
-from inrkit.codecs import CODECS, check_codecs, codec_point
-from inrkit.compression import compress
+from inrkit import api
+from inrkit.codec.quantize import MAX_BITS, MIN_BITS
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError
-from inrkit.experiments import PointResult, Variant
+from inrkit.experiments import runner as experiments
+from inrkit.experiments.baselines import CODECS, check_codecs, codec_point
+from inrkit.experiments.runner import PointResult, Variant
 from inrkit.images import to_pixels
-from inrkit.pipeline import load_items
-from inrkit.quantize import MAX_BITS, MIN_BITS
+from inrkit.runs import checkpoint as artifacts
+from inrkit.runs.compress import compress
+from inrkit.runs.fit import load_items
 
 RD_JSON, RD_MD, RD_PNG = "rd.json", "rd.md", "rd.png"
 ANCHOR = "jpeg"
@@ -227,7 +229,7 @@ def rd(
 def settings(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One point per method and setting: the mean over its seeds of bpp, PSNR and SSIM, with the
     PSNR's t-interval (``psnr_interval``, ``None`` for one seed) and the seed count."""
-    from inrkit.stats import t_interval
+    from inrkit.experiments.stats import t_interval
 
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for p in points:
@@ -249,7 +251,7 @@ def settings(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def _seed_deltas(anchor: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Each seed's BD-PSNR and BD-rate against the anchor, as a mean with its t-interval over the
     seeds where the delta exists (``None`` with fewer than two seeds)."""
-    from inrkit.stats import t_interval
+    from inrkit.experiments.stats import t_interval
 
     by_seed: dict[int, list[Mapping[str, Any]]] = {}
     for p in test:

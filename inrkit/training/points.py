@@ -34,7 +34,7 @@ Chunk = tuple[slice, "torch.Tensor | None"]
 
 
 #: Points of evaluation views rendered at once (12 MiB of RGB float32 outputs; see
-#: :mod:`inrkit.evaluate`). Small runs fit in one block and are rendered once; larger ones hold one
+#: :mod:`inrkit.training.evaluate`). Small runs fit in one block and are rendered once; larger ones hold one
 #: block of reconstructions at a time.
 EVAL_BLOCK_POINTS = 1 << 20
 

@@ -32,9 +32,9 @@ from inrkit.errors import ConfigError
 from inrkit.factory import create_model
 from inrkit.interfaces import INRModel
 from inrkit.limits import MAX_BENCH_SIDE, available_memory, format_bytes, memory_check_enabled
-from inrkit.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
-from inrkit.points import CPU_CHUNK_ROWS, GPU_CHUNK_ROWS, PointSet, activation_bytes_per_row
-from inrkit.train import ChunkedStep, Trainer
+from inrkit.training.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
+from inrkit.training.points import CPU_CHUNK_ROWS, GPU_CHUNK_ROWS, PointSet, activation_bytes_per_row
+from inrkit.training.trainer import ChunkedStep, Trainer
 
 
 def _sync(device: torch.device) -> None:
@@ -150,7 +150,7 @@ def machine_rates(width: int, device: torch.device, repeats: int = 5, precision:
     """(GEMM FLOP/s, sine evaluations/s) measured on shapes like a training step's.
 
     On the CPU, medians of single calls on 16,384 rows. On a GPU, the GPU's chunk size
-    (:data:`~inrkit.points.GPU_CHUNK_ROWS` rows) timed with CUDA events over 50 calls; with
+    (:data:`~inrkit.training.points.GPU_CHUNK_ROWS` rows) timed with CUDA events over 50 calls; with
     ``precision="bf16"`` the GEMM rate is bf16's (the hidden layers' products then run in bf16).
     """
     cuda = device.type == "cuda"

@@ -1,0 +1,1 @@
+"""The codec: quantisation, entropy coding, the ``.inrz`` container, quantisation-aware training."""

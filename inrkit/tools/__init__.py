@@ -1,0 +1,1 @@
+"""Tools: the environment report, the step benchmark, layer diagnostics, weight analysis."""

@@ -1,0 +1,1 @@
+"""Training: the generic trainer, points and chunks, processes, evaluation, the optimiser."""
