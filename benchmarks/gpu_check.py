@@ -29,7 +29,7 @@ covers (issue 17's items, by number):
 - ``torchrun``: two processes with nccl when two GPUs are visible (1, 3); skipped otherwise.
 
 Exit status 0 when no check failed. ``--smoke`` shrinks every size (a few minutes on a CPU; CI runs
-it through ``tests/test_gpu_check.py``, so the script cannot rot); the full check is sized to
+it through ``tests/tools/test_gpu_check.py``, so the script cannot rot); the full check is sized to
 finish in under 8 minutes on one H100. Checks run most valuable first; ``--budget SECONDS`` skips
 the ones that would start after the budget is spent, so a short lease still brings a report back.
 """

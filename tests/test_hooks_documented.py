@@ -28,7 +28,7 @@ def test_every_hook_is_documented(hook: str):
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_exercised_by_a_test(hook: str):
     me = Path(__file__).name
-    tests = [p for p in (ROOT / "tests").glob("test_*.py") if p.name != me]
+    tests = [p for p in (ROOT / "tests").rglob("test_*.py") if p.name != me]
     assert any(hook in p.read_text() for p in tests), f"no test implements {hook}"
 
 

@@ -1,4 +1,4 @@
-"""Train an inrkit model in your own loop, on your own data (run by tests/test_embedding.py)."""
+"""Train an inrkit model in your own loop, on your own data (run by tests/core/test_embedding.py)."""
 
 import skimage.data
 import torch

@@ -1,4 +1,4 @@
-"""inrkit's own trainer on a model you built or changed, with a callback (run by tests/test_embedding.py)."""
+"""inrkit's own trainer on a model you built or changed, with a callback (run by tests/core/test_embedding.py)."""
 
 import skimage.data
 

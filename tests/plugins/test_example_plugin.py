@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from inrkit.cli import main
 from inrkit.plugins import get_registry, reset_registry
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @dataclasses.dataclass(frozen=True)

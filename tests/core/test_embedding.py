@@ -16,9 +16,9 @@ from inrkit.interfaces import inr_model_gaps
 from inrkit.nn import count_parameters, validate_model
 from inrkit.plugins import get_registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SNIPPETS = ROOT / "docs" / "snippets"
-OLD_RUN = Path(__file__).parent / "data" / "run-0.1.0"
+OLD_RUN = Path(__file__).parents[1] / "data" / "run-0.1.0"
 
 
 def test_the_docs_own_loop_snippet_runs_and_fits(capsys: pytest.CaptureFixture[str]):

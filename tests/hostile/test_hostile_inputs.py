@@ -942,7 +942,7 @@ def test_verify_a_good_and_an_old_run(tiny_run: Path):
     assert result.exit_code == 0 and "ok:" in result.output and "checkpoint.safetensors match" in result.output
     report = json.loads(cli("verify", tiny_run, "--json").output)
     assert report["checksums"] == ["checkpoint.safetensors"] and report["items"] == 2 and report["finished"]
-    old = Path(__file__).parent / "data" / "run-0.1.0"
+    old = Path(__file__).parents[1] / "data" / "run-0.1.0"
     result = cli("verify", old)
     assert result.exit_code == 0 and "no SHA-256" in result.output, result.output
 
