@@ -23,6 +23,7 @@ import numpy as np
 import pydantic
 import torch
 
+from inrkit import files
 from inrkit.config import ResolvedRun, RunConfig, merge, validate_run_config
 from inrkit.devices import resolve_device, usable_here
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, format_validation_error
@@ -30,10 +31,10 @@ from inrkit.factory import create_model, run_spec
 from inrkit.images import loading_progress
 from inrkit.interfaces import Callback
 from inrkit.limits import process_rss
-from inrkit.nn import count_parameters
+from inrkit.nn import check_state, count_parameters
 from inrkit.plugins import PluginRegistry, get_registry
 from inrkit.results import ParamCounts
-from inrkit.runs import checkpoint as artifacts
+from inrkit.runs import checkpoint, layout
 from inrkit.runs.fit import FitResult, check_untrusted_callbacks, fit_run, load_items, memory_parts, prepare
 from inrkit.runs.folder import Run, load
 from inrkit.runs.folder import verify as verify_run
@@ -220,19 +221,19 @@ def fit(
         resume_dir = out = Path(resume)
         if config is not None or data is not None:
             raise ConfigError("--resume continues a run with its own config: give no other configuration")
-        if (resume_dir / artifacts.METRICS_FILE).exists():
+        if (resume_dir / layout.METRICS_FILE).exists():
             raise ConfigError(f"{resume_dir} has finished (metrics.json exists); there is nothing to resume")
-        if artifacts.is_failed_run(resume_dir) and not (resume_dir / artifacts.RESUME_FILE).is_file():
-            failure = artifacts.read_json(resume_dir / artifacts.FAILED_FILE)
+        if layout.is_failed_run(resume_dir) and not (resume_dir / layout.RESUME_FILE).is_file():
+            failure = files.read_json(resume_dir / layout.FAILED_FILE)
             reason = failure.get("error") if isinstance(failure, dict) else None
             raise CheckpointError(
                 f"nothing to resume: {resume_dir} is a failed run ({str(reason)[:200]}) without a snapshot; "
                 f"a new run with --out {resume_dir} replaces it"
             )
-        resume_state = artifacts.load_resume(resume_dir / artifacts.RESUME_FILE)
-        config_file = resume_dir / artifacts.CONFIG_FILE
+        resume_state = checkpoint.load_resume(resume_dir / layout.RESUME_FILE)
+        config_file = resume_dir / layout.CONFIG_FILE
         try:
-            config = RunConfig.model_validate(artifacts.read_json(config_file))
+            config = RunConfig.model_validate(files.read_json(config_file))
         except pydantic.ValidationError as exc:
             raise CheckpointError(f"{config_file}: invalid config: {format_validation_error(exc)}") from None
         check_untrusted_callbacks(config, str(config_file))
@@ -310,13 +311,13 @@ def encode(
             f"sharing {prepared.resolved.sharing.name!r} has no per-item parameters, so there is nothing to fit "
             "for a new item; encoding needs a strategy with per-item layers (minr, separate, coinpp)"
         )
-    shared = artifacts.read_shared_state(run.checkpoint)
+    shared = checkpoint.read_shared_state(run.checkpoint)
     expected = {key: value for key, value in model.state_dict().items() if not key.startswith("items.")}
-    artifacts.check_state(expected, shared, str(run.checkpoint))
+    check_state(expected, shared, str(run.checkpoint))
     model.load_state_dict(shared, strict=False)
     model.shared.requires_grad_(False)
     if init == "mean" and shared:
-        means = artifacts.read_item_means(run.checkpoint, len(run.items))
+        means = checkpoint.read_item_means(run.checkpoint, len(run.items))
         with torch.no_grad():
             for key, param in model.items.named_parameters():
                 if f"items.{key}" in means:

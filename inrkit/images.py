@@ -1,8 +1,9 @@
 """Image helpers every image-like signal plugin shares: reading, converting, resizing, writing.
 
 Pillow (imageio's default for PNG) reads 16-bit colour PNGs as 8-bit and cannot write them, so
-16-bit PNGs go through pypng; everything else goes through imageio. Writes are atomic (temporary
-file, then rename), so an interrupted write never leaves half an image behind.
+16-bit PNGs go through pypng; everything else goes through imageio. Writes are atomic
+(:func:`inrkit.files.atomic_write`, also importable from here for signal plugins), so an
+interrupted write never leaves half an image behind.
 
 Reading is defensive, since image files are untrusted: only regular files are opened; every
 reader's pixel count is checked against one limit (:func:`inrkit.limits.pixel_limit`) from the
@@ -23,7 +24,6 @@ import contextlib
 import contextvars
 import io
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +32,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from inrkit.errors import DataError, InrkitError, StorageError, one_line
+from inrkit.errors import DataError, InrkitError, one_line
+from inrkit.files import atomic_write as atomic_write  # re-exported: signal plugins write through it
 from inrkit.limits import check_pixels, check_regular_file, pixel_limit
 
 T = TypeVar("T")
@@ -286,31 +287,6 @@ def read_pixels(source: str | Path, max_pixels: int | None = None) -> np.ndarray
                 RuntimeWarning, stacklevel=2,
             )
     return arr
-
-
-def atomic_write(path: Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then rename it into
-    place. A failure leaves no partial file; one of the file system's (a full disk, a read-only
-    folder) is a :class:`~inrkit.errors.StorageError` naming ``path``."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def to_pixels(values: np.ndarray, bit_depth: int = 8) -> np.ndarray:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import cast
 
 import torch
 from torch import nn
 
-from inrkit.errors import PluginError
+from inrkit.errors import CheckpointError, PluginError
 from inrkit.interfaces import Activation, INRModel, LayerDef, ModelCapabilities, ModelSpec, TrainingStep, inr_model_gaps
 from inrkit.results import ParamCounts
 
@@ -308,3 +308,43 @@ def validate_model(model: object, strategy: str, spec: ModelSpec) -> INRModel:
                 f"dimension must be the number of items ({spec.n_items})"
             )
     return model
+
+
+# -- a model's tensors: their size, and whether others fit them -------------------------------------
+def state_bytes(model: INRModel) -> int:
+    """Bytes of a model's tensors (works on the meta device, where nothing is allocated)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def trainable_bytes(model: INRModel) -> int:
+    """Bytes of a model's trainable parameters: each has a gradient and two Adam moments of this size."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    return "complex" if tensor.is_complex() else "float" if tensor.is_floating_point() else "other"
+
+
+def check_state(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], source: str, hint: str = "") -> None:
+    """Refuse tensors that do not fit a model: missing or unexpected keys, other shapes, real for
+    complex. One line naming ``source``, the first mismatch and how many there are."""
+    problems: list[str] = []
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    if missing:
+        problems.append(f"missing tensor(s) {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+    if unexpected:
+        problems.append(f"unexpected tensor(s) {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""))
+    for key, want in expected.items():
+        got = found.get(key)
+        if got is None:
+            continue
+        if not isinstance(got, torch.Tensor):
+            problems.append(f"{key} is not a tensor")
+        elif tuple(got.shape) != tuple(want.shape):
+            problems.append(f"{key} has shape {tuple(got.shape)}, the run's config builds {tuple(want.shape)}")
+        elif _kind(got) != _kind(want):
+            problems.append(f"{key} has dtype {got.dtype}, the run's config builds {want.dtype}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CheckpointError(f"{source} does not match the model its config builds: {problems[0]}{more}{hint}")

@@ -21,13 +21,13 @@ LAYERS: list[set[str]] = [
     {"inrkit._version", "inrkit.errors", "inrkit.inits", "inrkit.coords", "inrkit.metrics", "inrkit.plugins.hookspecs",
      "inrkit.limits", "inrkit.names",  # limits, names; the subpackages' docstrings
      "inrkit.training", "inrkit.codec", "inrkit.runs", "inrkit.experiments", "inrkit.tools"},
-    {"inrkit.images", "inrkit.devices", "inrkit.results", "inrkit.experiments.stats", "inrkit.codec.quantize", "inrkit.codec.entropy",
+    {"inrkit.files", "inrkit.images", "inrkit.devices", "inrkit.results", "inrkit.experiments.stats", "inrkit.codec.quantize", "inrkit.codec.entropy",
      "inrkit.experiments.baselines"},
     {"inrkit.interfaces"},  # the plugin interfaces and the INRModel protocol
     {"inrkit.plugins.manager", "inrkit.plugins", "inrkit.sources"},
     {"inrkit.config"},
     {"inrkit.nn"},  # modules: a forward pass and a parameter layout
-    {"inrkit.training.points", "inrkit.runs.checkpoint", "inrkit.codec.inrz"},  # targets and chunks; files; the compressed container
+    {"inrkit.training.points", "inrkit.runs.checkpoint", "inrkit.runs.layout", "inrkit.codec.inrz"},  # targets and chunks; files; the compressed container
     {"inrkit.training.perf", "inrkit.training.distributed", "inrkit.training.batches", "inrkit.training.optim"},  # speed; processes; item mini-batches
     {"inrkit.training.trainer"},  # the loop, optimiser, callbacks
     {"inrkit.factory", "inrkit.training.evaluate", "inrkit.codec.qat"},

@@ -756,13 +756,12 @@ def analyze_activations(run_dir: str, points: int, no_gradients: bool, output: s
     """Per-layer pre-activations, living units and gradient norms, at initialisation and trained."""
     from pathlib import Path
 
-    from inrkit import api
-    from inrkit.runs import checkpoint as artifacts
+    from inrkit import api, files
     from inrkit.tools.diagnostics import activation_report, format_table
 
     report = activation_report(api.load(run_dir), points=points, gradients=not no_gradients)
     if output:
-        artifacts.write_json(Path(output), report)
+        files.write_json(Path(output), report)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

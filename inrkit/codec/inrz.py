@@ -31,10 +31,10 @@ import numpy as np
 import pydantic
 import torch
 
+from inrkit import files
 from inrkit.codec.entropy import decode_block, encode_block
 from inrkit.codec.quantize import Quantised, quantise
 from inrkit.errors import CheckpointError, format_validation_error
-from inrkit.runs import checkpoint as artifacts
 
 MAGIC = b"INRZ"
 VERSION = 1
@@ -221,7 +221,7 @@ def write(
             for section in sections:
                 fh.write(section)
 
-    artifacts.write_file(path, dump)
+    files.atomic_write(path, dump)
     return Sizes(header=len(prefix) + len(packed), shared=len(sections[0]), items=[len(s) for s in sections[1:]])
 
 

@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from inrkit import files
 from inrkit.errors import ConfigError
 from inrkit.experiments import runner as experiments
 from inrkit.experiments import stats
 from inrkit.experiments.runner import PointResult, Variant
-from inrkit.runs import checkpoint as artifacts
 
 __all__ = ["Variant", "compare", "markdown_table", "parse_variant", "sharing_variants", "summarise", "variant_config"]
 
@@ -196,8 +196,8 @@ def compare(
         rows[:] = [summarise(v, by_variant[v.name], ref, reference) for v in variants if v.name in by_variant]
         for row in rows:
             row["failed_seeds"] = [f.point.seed for f in done.failures if f.point.variant.name == row["method"]]
-        artifacts.write_json(folder / TABLE_JSON, rows)
-        artifacts.write_text(folder / TABLE_MD, markdown_table(rows, done.failures))
+        files.write_json(folder / TABLE_JSON, rows)
+        files.write_text(folder / TABLE_MD, markdown_table(rows, done.failures))
 
     def finished(result: PointResult) -> None:
         row = next(r for r in rows if r["method"] == result.point.variant.name)

@@ -16,14 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import api
+from inrkit import api, files
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError
 from inrkit.experiments import runner as experiments
 from inrkit.experiments import stats
 from inrkit.experiments.compare import summarise
 from inrkit.experiments.runner import PointResult, Variant
-from inrkit.runs import checkpoint as artifacts
 
 FRONT_JSON = "front.json"
 FRONT_MD = "front.md"
@@ -169,9 +168,9 @@ def markdown(rows: Sequence[Mapping[str, Any]], reference: str) -> str:
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """PSNR against parameters (log axis), one line per method, 95% intervals as error bars."""
-    from inrkit.runs.plots import _plt, _save
+    from inrkit.runs.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = sorted((r for r in rows if r["method"] == method and r["psnr_mean"] is not None), key=lambda r: r["params"])
@@ -185,7 +184,7 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def front(
@@ -226,8 +225,8 @@ def front(
             "reference": names[0], "seeds": list(seeds) if seeds is not None else None,
             "matches": [dataclasses.asdict(m) for m in found], "rows": rows, "failed": done.failure_records(),
         }
-        artifacts.write_json(folder / FRONT_JSON, summary)
-        artifacts.write_text(folder / FRONT_MD, markdown(rows, names[0]) + experiments.failure_lines(done.failures))
+        files.write_json(folder / FRONT_JSON, summary)
+        files.write_text(folder / FRONT_MD, markdown(rows, names[0]) + experiments.failure_lines(done.failures))
 
     folder, collected = experiments.run_collecting(
         base, experiments.points(variants, seeds), out, "front", write, progress=progress, on_note=on_note,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import api
+from inrkit import api, files
 from inrkit.codec.quantize import MAX_BITS, MIN_BITS
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError
@@ -32,7 +32,6 @@ from inrkit.experiments import runner as experiments
 from inrkit.experiments.baselines import CODECS, check_codecs, codec_point
 from inrkit.experiments.runner import PointResult, Variant
 from inrkit.images import to_pixels
-from inrkit.runs import checkpoint as artifacts
 from inrkit.runs.compress import compress
 from inrkit.runs.fit import load_items
 
@@ -126,7 +125,7 @@ def _check_earlier_points(points_dir: Path, fingerprint: str) -> None:
     if not points_dir.is_dir():
         return
     for path in sorted(points_dir.glob("*.json")):
-        earlier = artifacts.read_json(path)
+        earlier = files.read_json(path)
         if not isinstance(earlier, dict) or earlier.get("images_sha256") != fingerprint:
             raise ConfigError(
                 f"{points_dir.parent} holds points measured on other images ({path.name}); "
@@ -180,10 +179,10 @@ def rd(
         """The point ``name``: read back when an earlier run measured it, else measured and written."""
         path = points_dir / f"{name}.json"
         if path.is_file():
-            points[name] = artifacts.read_json(path)
+            points[name] = files.read_json(path)
             return
         point = {**compute(), "images_sha256": fingerprint}
-        artifacts.write_json(path, point)
+        files.write_json(path, point)
         points[name] = point
         _write(folder, points, sharing)
         if on_point is not None:
@@ -283,8 +282,8 @@ def _summary(points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) ->
 def _write(folder: Path, points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) -> dict[str, Any]:
     """Rewrite ``rd.json``, ``rd.md`` and ``rd.png`` from the points so far; returns the summary."""
     summary = _summary(points, sharing)
-    artifacts.write_json(folder / RD_JSON, summary)
-    artifacts.write_text(folder / RD_MD, markdown(summary))
+    files.write_json(folder / RD_JSON, summary)
+    files.write_text(folder / RD_MD, markdown(summary))
     try:
         plot(summary, folder / RD_PNG)
     except Exception as exc:  # noqa: BLE001 - a figure must never cost the measurements
@@ -340,12 +339,9 @@ def _seed_text(found: Mapping[str, Any] | None, digits: int) -> str:
 def plot(summary: Mapping[str, Any], path: Path) -> Path:
     """PSNR against bpp: each method's Pareto front as a line (means over seeds, with the PSNR's
     interval), its other settings as dots."""
-    import matplotlib
+    from inrkit.runs.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
     methods = list(dict.fromkeys(p["method"] for p in summary["settings"]))
     for i, method in enumerate(methods):
         own = [p for p in summary["settings"] if p["method"] == method and p.get("psnr") is not None]
@@ -361,6 +357,4 @@ def plot(summary: Mapping[str, Any], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    artifacts.write_file(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

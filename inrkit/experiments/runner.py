@@ -23,12 +23,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from inrkit import api
+from inrkit import api, files
 from inrkit.config import DEFAULT_SHARING, ResolvedRun, apply_overrides
 from inrkit.devices import resolve_device
 from inrkit.errors import ConfigError, DataError, TrainingError, TrainingInterrupted
 from inrkit.results import RunMetrics
-from inrkit.runs import checkpoint as artifacts
+from inrkit.runs import layout
 from inrkit.training import distributed
 
 EXPERIMENT_FILE = "experiment.json"
@@ -153,7 +153,7 @@ def _nested(a: str, b: str) -> bool:
 
 
 def _read_manifest(path: Path, kind: str, recipe: Any) -> dict[str, Any]:
-    manifest = artifacts.read_json(path)
+    manifest = files.read_json(path)
     folder = path.parent
     if not isinstance(manifest, dict) or manifest.get("format") != EXPERIMENT_FORMAT:
         raise ConfigError(f"{path} is not an inrkit experiment file; choose a new --out")
@@ -202,13 +202,13 @@ def _open(out: str | Path | None, kind: str, base: Mapping[str, Any], planned: S
         _lock(folder)
         manifest["points"] = {**known, **recipe}
     else:
-        folder = artifacts.new_run_folder(out, kind)
+        folder = layout.new_run_folder(out, kind)
         _lock(folder)
         manifest = {
             "format": EXPERIMENT_FORMAT, "version": EXPERIMENT_VERSION, "kind": kind,
             "base": base_recipe, "points": recipe,
         }
-    artifacts.write_json(folder / EXPERIMENT_FILE, manifest)
+    files.write_json(folder / EXPERIMENT_FILE, manifest)
     return folder
 
 
@@ -253,14 +253,14 @@ def _alive(pid: int) -> bool:
 
 def _unfinished_single_run(run_dir: Path) -> bool:
     """A run folder this experiment started and never finished: a config, no metrics anywhere."""
-    return (run_dir / artifacts.CONFIG_FILE).is_file() and not any(run_dir.rglob(artifacts.METRICS_FILE))
+    return (run_dir / layout.CONFIG_FILE).is_file() and not any(run_dir.rglob(layout.METRICS_FILE))
 
 
 def _finished(run_dir: Path) -> RunMetrics | None:
-    path = run_dir / artifacts.METRICS_FILE
+    path = run_dir / layout.METRICS_FILE
     if not path.is_file():
         return None
-    return RunMetrics.from_dict(artifacts.read_json(path), str(path))
+    return RunMetrics.from_dict(files.read_json(path), str(path))
 
 
 def run(
@@ -309,10 +309,10 @@ def run(
                     on_failed(folder, FailedPoint(point, f"{failed} (failed before; --retry-failed fits it again)", run_dir))
                 continue
             try:
-                if (run_dir / artifacts.RESUME_FILE).is_file():
+                if (run_dir / layout.RESUME_FILE).is_file():
                     fitted = api.fit(resume=run_dir, progress=progress, on_note=on_note)
                 else:
-                    if run_dir.is_dir() and any(run_dir.iterdir()) and not artifacts.is_failed_run(run_dir):
+                    if run_dir.is_dir() and any(run_dir.iterdir()) and not layout.is_failed_run(run_dir):
                         if not _unfinished_single_run(run_dir):
                             raise ConfigError(
                                 f"{run_dir} holds files that are not an unfinished run of this experiment; "
@@ -320,7 +320,7 @@ def run(
                             )
                         # Killed before its first snapshot: nothing finished to keep; fit it again.
                         group.on_main(functools.partial(
-                            artifacts.mark_failed, run_dir, "an unfinished point of an interrupted experiment"
+                            layout.mark_failed, run_dir, "an unfinished point of an interrupted experiment"
                         ))
                     fitted = api.fit(config, out=run_dir, progress=progress, on_note=on_note)
             except (TrainingError, DataError) as exc:
@@ -403,10 +403,10 @@ def failure_lines(failures: Sequence[FailedPoint]) -> str:
 def _earlier_failure(run_dir: Path) -> str | None:
     """Why a point failed in an earlier run of the experiment (``None``: it did not, or it was
     only interrupted, which a rerun continues)."""
-    if not artifacts.is_failed_run(run_dir) or (run_dir / artifacts.RESUME_FILE).is_file():
+    if not layout.is_failed_run(run_dir) or (run_dir / layout.RESUME_FILE).is_file():
         return None
     try:
-        record = artifacts.read_json(run_dir / artifacts.FAILED_FILE)
+        record = files.read_json(run_dir / layout.FAILED_FILE)
     except Exception:  # noqa: BLE001 - an unreadable record is treated as a failure without reason
         return "failed"
     reason = str(record.get("error", "failed")) if isinstance(record, dict) else "failed"

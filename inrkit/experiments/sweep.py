@@ -17,12 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from inrkit import files
 from inrkit.errors import ConfigError
 from inrkit.experiments import runner as experiments
 from inrkit.experiments import stats
 from inrkit.experiments.compare import summarise
 from inrkit.experiments.runner import PointResult, Variant
-from inrkit.runs import checkpoint as artifacts
 
 SWEEP_JSON = "sweep.json"
 SWEEP_MD = "sweep.md"
@@ -198,9 +198,9 @@ def sweep(
             "grid": {a.label: list(a.values) for a in axes}, "best": best_line(rows), "rows": rows,
             "failed": done.failure_records(),
         }
-        artifacts.write_json(folder / SWEEP_JSON, summary)
+        files.write_json(folder / SWEEP_JSON, summary)
         text = markdown(rows, metric) + "\n" + best_line(rows) + "\n" + experiments.failure_lines(done.failures)
-        artifacts.write_text(folder / SWEEP_MD, text)
+        files.write_text(folder / SWEEP_MD, text)
 
     folder, _ = experiments.run_collecting(
         base, experiments.points(variants, seeds), out, "sweep", write, progress=progress, on_note=on_note,

@@ -16,14 +16,14 @@ from typing import Any
 
 import torch
 
+from inrkit.codec.inrz import SUFFIX, Sizes, write
+from inrkit.codec.quantize import MAX_BITS, MIN_BITS
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError, InrkitError
-from inrkit.training.evaluate import evaluate
-from inrkit.codec.inrz import SUFFIX, Sizes, write
 from inrkit.interfaces import INRModel, Item
 from inrkit.limits import count_pixels
-from inrkit.codec.quantize import MAX_BITS, MIN_BITS
 from inrkit.runs.folder import CompressedRun, Run
+from inrkit.training.evaluate import evaluate
 
 
 @dataclasses.dataclass
@@ -186,8 +186,8 @@ def compress(
     allocation = tensor_bits(model, bits, fine)
     steps, tuning = None, None
     if qat_steps:
-        from inrkit.devices import resolve_device
         from inrkit.codec.qat import LR_DIVISOR, finetune, fixed_steps
+        from inrkit.devices import resolve_device
 
         assert items is not None
         fitted = [name for name, p in model.items.named_parameters() if not p.requires_grad]

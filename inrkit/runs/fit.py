@@ -19,22 +19,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from inrkit.runs import checkpoint as artifacts
+from inrkit import files
 from inrkit._version import __version__
 from inrkit.config import ResolvedRun, RunConfig
 from inrkit.devices import resolve_device
-from inrkit.training.distributed import join
 from inrkit.errors import ConfigError, DataError, StorageError, TrainingError, TrainingInterrupted, signal_number
-from inrkit.training.evaluate import evaluate
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import Callback, INRModel, Item
 from inrkit.limits import available_memory, format_bytes, free_disk, memory_check_enabled
 from inrkit.names import unique_safe_names
-from inrkit.nn import count_parameters
+from inrkit.nn import count_parameters, state_bytes, trainable_bytes
 from inrkit.plugins import PluginRegistry
-from inrkit.training.points import CODE_DTYPES, integer_codes
 from inrkit.results import Evaluation, RunMetrics, TrainResult
+from inrkit.runs import layout
 from inrkit.runs.folder import RunFolder
+from inrkit.training.distributed import join
+from inrkit.training.evaluate import evaluate
+from inrkit.training.points import CODE_DTYPES, integer_codes
 from inrkit.training.trainer import Trainer, fit_memory
 
 
@@ -190,8 +191,8 @@ def fit_run(
             return None
         check_disk(resume_dir or (Path(out) if out is not None else Path("runs")), prepared, plots)
         if resume_dir is not None:
-            artifacts.check_writable(resume_dir)
-            (resume_dir / artifacts.FAILED_FILE).unlink(missing_ok=True)  # continuing: no longer failed
+            files.check_writable(resume_dir)
+            (resume_dir / layout.FAILED_FILE).unlink(missing_ok=True)  # continuing: no longer failed
             return RunFolder.reopen(resume_dir)
         return RunFolder.create(out, f"{resolved.activation.name}-{resolved.sharing.name}", cfg)
 
@@ -252,17 +253,17 @@ def _mark_failed(folder: RunFolder | None, exc: BaseException) -> None:
     keep: a finished run, or a snapshot to resume from (after an interruption, a failed write, a
     refused ``--resume``; a run that diverged is marked even then, since resuming it diverges
     again). The error's message then says that a run with the same ``--out`` replaces the folder."""
-    if folder is None or (folder.path / artifacts.METRICS_FILE).exists():
+    if folder is None or (folder.path / layout.METRICS_FILE).exists():
         return
-    if (folder.path / artifacts.RESUME_FILE).is_file() and not isinstance(exc, TrainingError):
+    if (folder.path / layout.RESUME_FILE).is_file() and not isinstance(exc, TrainingError):
         return
     if not isinstance(exc, Exception):
         return  # SystemExit and the like: not a failure of the run
     message = str(exc).rstrip(".")
-    if not artifacts.mark_failed(folder.path, message):
+    if not layout.mark_failed(folder.path, message):
         return
     note = (
-        f"the run folder {folder.path} is marked failed ({artifacts.FAILED_FILE}); "
+        f"the run folder {folder.path} is marked failed ({layout.FAILED_FILE}); "
         f"a run with --out {folder.path} replaces it"
     )
     if exc.args and isinstance(exc.args[0], str):
@@ -282,8 +283,8 @@ def check_disk(target: Path, prepared: Prepared, plots: bool) -> None:
     if free is None:
         return
     model, items, signal = prepared.model, prepared.items, prepared.resolved.signal
-    checkpoint = artifacts.state_bytes(model) + (64 << 10)
-    trainable = artifacts.trainable_bytes(model)
+    checkpoint = state_bytes(model) + (64 << 10)
+    trainable = trainable_bytes(model)
     snapshot = checkpoint + 2 * trainable
     # The snapshot being replaced and its successor exist at once; Ctrl-C writes one too.
     snapshots = snapshot * (2 if prepared.resolved.config.train.checkpoint_every else 1)

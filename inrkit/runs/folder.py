@@ -25,17 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from inrkit.runs import checkpoint as artifacts
+from inrkit import files
 from inrkit.config import ResolvedRun, RunConfig
 from inrkit.devices import resolve_device
 from inrkit.errors import CheckpointError, ConfigError, DataError, StorageError, format_validation_error
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import INRModel, Item, Signal
 from inrkit.limits import PIXELS_ENV, check_pixels, count_pixels, pixel_limit
-from inrkit.training.perf import matmul_precision
+from inrkit.nn import check_state
 from inrkit.plugins import PluginRegistry, get_registry
-from inrkit.training.points import auto_chunk_rows, render_into
 from inrkit.results import RunMetrics
+from inrkit.runs import checkpoint, layout
+from inrkit.training.perf import matmul_precision
+from inrkit.training.points import auto_chunk_rows, render_into
 
 
 class RunFolder:
@@ -47,8 +49,8 @@ class RunFolder:
     @classmethod
     def create(cls, out: str | Path | None, label: str, config: RunConfig) -> RunFolder:
         """A new (or empty) folder with ``config.json``; an existing non-empty one is refused."""
-        folder = cls(artifacts.new_run_folder(out, label))
-        artifacts.write_json(folder.path / artifacts.CONFIG_FILE, config.model_dump(mode="json"))
+        folder = cls(layout.new_run_folder(out, label))
+        files.write_json(folder.path / layout.CONFIG_FILE, config.model_dump(mode="json"))
         return folder
 
     @classmethod
@@ -58,8 +60,8 @@ class RunFolder:
 
     def save_snapshot(self, state: dict[str, Any]) -> Path:
         """A resumable training snapshot (``resume.pt``); returns its path."""
-        path = self.path / artifacts.RESUME_FILE
-        artifacts.save_resume(path, state)
+        path = self.path / layout.RESUME_FILE
+        checkpoint.save_resume(path, state)
         return path
 
     def write_results(
@@ -88,18 +90,18 @@ class RunFolder:
         import time
 
         try:
-            artifacts.save_checkpoint(self.path / artifacts.CHECKPOINT_FILE, model, metadata)
-            artifacts.write_checksums(self.path)
+            checkpoint.save_checkpoint(self.path / layout.CHECKPOINT_FILE, model, metadata)
+            files.write_checksums(self.path, layout.checksummed_files(self.path))
             if started is not None:
                 metrics.total_seconds = time.perf_counter() - started
-            artifacts.write_json(self.path / artifacts.METRICS_FILE, metrics.to_dict())
+            files.write_json(self.path / layout.METRICS_FILE, metrics.to_dict())
         except StorageError as exc:
             raise StorageError(f"{exc}. {self._keep_trained_model(final_snapshot)}") from None
-        (self.path / artifacts.RESUME_FILE).unlink(missing_ok=True)  # finished: the snapshot is obsolete
+        (self.path / layout.RESUME_FILE).unlink(missing_ok=True)  # finished: the snapshot is obsolete
         if plots:
             try:
-                from inrkit.training.evaluate import select
                 from inrkit.runs.plots import shown_items, write_run_plots
+                from inrkit.training.evaluate import select
 
                 shown = shown_items(len(items))  # a sample of a large collection, rendered alone
                 write_run_plots(
@@ -109,10 +111,10 @@ class RunFolder:
             except Exception as exc:  # noqa: BLE001 - a figure must never cost the run
                 warnings.warn(f"could not draw the plots: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
         try:
-            signal.save_all(items, reconstructions, self.path / artifacts.RECON_DIR)
+            signal.save_all(items, reconstructions, self.path / layout.RECON_DIR)
         except Exception as exc:  # noqa: BLE001 - any writer failure becomes one message
             raise DataError(
-                f"could not write the reconstructions into {self.path / artifacts.RECON_DIR}: "
+                f"could not write the reconstructions into {self.path / layout.RECON_DIR}: "
                 f"{type(exc).__name__}: {exc}. The checkpoint and metrics.json are saved; "
                 f"'inrkit decode {self.path} --all -o DIR' renders the items again"
             ) from None
@@ -120,7 +122,7 @@ class RunFolder:
     def _keep_trained_model(self, final_snapshot: Callable[[], dict[str, Any]] | None) -> str:
         """After the checkpoint could not be written: save the finished training as a snapshot
         (``resume.pt``) if possible; returns what the user can do."""
-        for leftover in (artifacts.CHECKPOINT_FILE, artifacts.CHECKSUMS_FILE, artifacts.METRICS_FILE):
+        for leftover in (layout.CHECKPOINT_FILE, files.CHECKSUMS_FILE, layout.METRICS_FILE):
             (self.path / leftover).unlink(missing_ok=True)  # the run is unfinished: no half set of results
         if final_snapshot is not None:
             try:
@@ -129,12 +131,12 @@ class RunFolder:
                 pass
             else:
                 return (
-                    f"The trained model is saved as a snapshot ({self.path / artifacts.RESUME_FILE}); free some space "
+                    f"The trained model is saved as a snapshot ({self.path / layout.RESUME_FILE}); free some space "
                     f"and run 'inrkit run --resume {self.path}' to write the results"
                 )
-        if (self.path / artifacts.RESUME_FILE).is_file():
+        if (self.path / layout.RESUME_FILE).is_file():
             return (
-                f"The last snapshot ({self.path / artifacts.RESUME_FILE}) is kept; free some space and run "
+                f"The last snapshot ({self.path / layout.RESUME_FILE}) is kept; free some space and run "
                 f"'inrkit run --resume {self.path}' to continue from it"
             )
         return "No snapshot could be saved either; free some space and run again"
@@ -153,19 +155,19 @@ class Run:
         self.path = Path(path)
         if not self.path.is_dir():
             raise CheckpointError(f"run folder not found: {self.path}")
-        self.checkpoint = self.path / artifacts.CHECKPOINT_FILE
+        self.checkpoint = self.path / layout.CHECKPOINT_FILE
         if not self.checkpoint.is_file():
             raise CheckpointError(f"checkpoint not found: {self.checkpoint}")
-        self.metadata = artifacts.read_metadata(self.checkpoint)
+        self.metadata = checkpoint.read_metadata(self.checkpoint)
         #: The files whose SHA-256 was checked (empty for a run written before inrkit recorded them).
-        self.verified = artifacts.verify_checksums(self.path, required=[artifacts.CHECKPOINT_FILE])
+        self.verified = files.verify_checksums(self.path, required=[layout.CHECKPOINT_FILE])
         self._read_metadata("metadata")
-        artifacts.check_layout(self.checkpoint, len(self.items))
+        checkpoint.check_layout(self.checkpoint, len(self.items))
         self._registry = registry
 
     def _read_metadata(self, where: str) -> None:
         """``config`` and ``items`` from ``self.metadata``, validated; errors name ``self.checkpoint``."""
-        info = artifacts.validate_metadata(self.checkpoint, self.metadata)
+        info = checkpoint.validate_metadata(self.checkpoint, self.metadata)
         try:
             self.config = RunConfig.model_validate(info.config)
         except Exception as exc:  # noqa: BLE001 - pydantic's error, or a validator's
@@ -180,8 +182,8 @@ class Run:
     @property
     def metrics(self) -> RunMetrics | None:
         """``metrics.json`` (``None`` while the run is unfinished)."""
-        path = self.path / artifacts.METRICS_FILE
-        return RunMetrics.from_dict(artifacts.read_json(path), str(path)) if path.is_file() else None
+        path = self.path / layout.METRICS_FILE
+        return RunMetrics.from_dict(files.read_json(path), str(path)) if path.is_file() else None
 
     def item_index(self, item: str | int) -> int:
         """Index of an item given by name or index (a numeric string counts as an index).
@@ -204,7 +206,7 @@ class Run:
         raise DataError(f"item {item!r} is not in run {self.path}; items are 0..{len(self.items) - 1}: {shown}")
 
     def _load(self, model: INRModel, state: dict[str, torch.Tensor]) -> None:
-        artifacts.check_state(model.state_dict(), state, str(self.checkpoint))
+        check_state(model.state_dict(), state, str(self.checkpoint))
         try:
             model.load_state_dict(state, strict=True)
         except (RuntimeError, ValueError) as exc:
@@ -212,11 +214,11 @@ class Run:
 
     def _read_state(self) -> dict[str, torch.Tensor]:
         """Every tensor, as the whole model's state dict."""
-        return artifacts.read_state(self.checkpoint)
+        return checkpoint.read_state(self.checkpoint)
 
     def _read_item_state(self, index: int) -> dict[str, torch.Tensor]:
         """The shared tensors and item ``index``'s, as a one-item model's state dict."""
-        return artifacts.read_item_state(self.checkpoint, index)
+        return checkpoint.read_item_state(self.checkpoint, index)
 
     def _whole_model(self) -> INRModel:
         """The run's model for every item as its config builds it, untrained (under
@@ -342,12 +344,12 @@ def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str
     run = Run(path, registry)
     with torch.device("meta"):
         model = run._whole_model()
-    handle, _ = artifacts._open(run.checkpoint)
+    handle, _ = checkpoint.open_checkpoint(run.checkpoint)
     shapes: dict[str, torch.Tensor] = {}
     rows: dict[str, list[int]] = {}
     keys = list(handle.keys())
     for key in keys:
-        index, rest = artifacts.parse_key(key, run.checkpoint)
+        index, rest = checkpoint.parse_key(key, run.checkpoint)
         view = handle.get_slice(key)
         kind = view.get_dtype()
         dtype = torch.complex64 if kind.startswith("C") else torch.float32 if kind in ("F16", "BF16", "F32", "F64") else torch.int64
@@ -359,7 +361,7 @@ def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str
         if first != shape:
             raise CheckpointError(f"{run.checkpoint}: tensor {key!r} has shape {tuple(shape)}, item 0's has {tuple(first)}")
         shapes[f"items.{rest}"] = torch.empty([len(run.items), *shape], dtype=dtype, device="meta")
-    artifacts.check_state(model.state_dict(), shapes, str(run.checkpoint))
+    check_state(model.state_dict(), shapes, str(run.checkpoint))
     metrics = run.metrics
     return {
         "run": str(run.path),

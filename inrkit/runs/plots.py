@@ -12,14 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from inrkit.runs import checkpoint as artifacts
+from inrkit import files
 from inrkit.results import RunMetrics
 
 #: At most this many items appear in the contact sheet and the crop figure.
 MAX_ITEMS = 12
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """matplotlib's ``pyplot`` on the headless Agg backend (no display is needed or opened)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +39,7 @@ def _show(ax: Any, image: np.ndarray, title: str | None = None) -> None:
 
 def training_curves(metrics: RunMetrics, path: Path) -> Path:
     """Loss (log scale) and PSNR per item against the step."""
-    plt = _plt()
+    plt = pyplot()
     history = metrics.history
     fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(9, 3.2))
     steps = [h.step for h in history]
@@ -54,7 +55,7 @@ def training_curves(metrics: RunMetrics, path: Path) -> Path:
     ax_psnr.plot(steps, [h.psnr for h in history], "k--", lw=1.5, label="mean loss")
     ax_psnr.set(xlabel="step", ylabel="PSNR (dB, unclamped)", title="PSNR per item during training")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def shown_items(count: int, most: int = MAX_ITEMS) -> list[int]:
@@ -67,7 +68,7 @@ def shown_items(count: int, most: int = MAX_ITEMS) -> list[int]:
 
 def contact_sheet(names: Sequence[str], targets: Sequence[np.ndarray], recons: Sequence[np.ndarray], path: Path) -> Path:
     """One row per item: original, reconstruction, absolute error (x5, clipped)."""
-    plt = _plt()
+    plt = pyplot()
     n = min(len(names), MAX_ITEMS)
     fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.4 * n), squeeze=False)
     for row in range(n):
@@ -82,7 +83,7 @@ def contact_sheet(names: Sequence[str], targets: Sequence[np.ndarray], recons: S
         axes[row][2].set_yticks([])
         axes[row][2].set_title("|error| x5", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def detail_boxes(image: np.ndarray, count: int = 3, size: int | None = None) -> list[tuple[int, int, int]]:
@@ -114,7 +115,7 @@ def detail_crops(
     path: Path,
 ) -> Path:
     """Zoomed crops of the regions with most detail: ground truth, each reference, the INR (Figure 4)."""
-    plt = _plt()
+    plt = pyplot()
     n = min(len(names), MAX_ITEMS)
     ref_names = list(references[0]) if references else []
     columns = 2 + len(ref_names)
@@ -129,15 +130,16 @@ def detail_crops(
                 _show(axes[r][col], image[y : y + side, x : x + side], f"{names[i]} {label}" if col == 0 else label)
             r += 1
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: Any, path: Path) -> Path:
-    """Save atomically: a full disk leaves no empty or partial figure behind."""
+def save_figure(fig: Any, path: Path, dpi: int = 110, **savefig: Any) -> Path:
+    """Save a figure atomically (a full disk leaves no empty or partial figure behind) in the
+    format its suffix names, and close it."""
     import matplotlib.pyplot as plt
 
     try:
-        artifacts.write_file(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png"))
+        files.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png", **savefig))
     finally:
         plt.close(fig)
     return path

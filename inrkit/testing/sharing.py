@@ -35,7 +35,7 @@ from inrkit.factory import build_model
 from inrkit.interfaces import INRModel, ModelCapabilities, ModelSpec, SharingStrategy, inr_model_gaps
 from inrkit.nn import count_parameters, validate_model
 from inrkit.plugins import PluginRegistry
-from inrkit.runs import checkpoint as artifacts
+from inrkit.runs import checkpoint
 from inrkit.testing._common import PluginContract, write_test_images
 from inrkit.training.points import PointSet
 from inrkit.training.trainer import ChunkedStep
@@ -139,14 +139,14 @@ class SharingStrategyContract(PluginContract):
         spec = self.spec()
         model = self.build(strategy, activation_name, plugin_registry, spec)
         path = tmp_path / "model.safetensors"
-        artifacts.save_checkpoint(path, model, {})
+        checkpoint.save_checkpoint(path, model, {})
         coords = self.coords(spec.n_items)
         with torch.no_grad():
             full = model(coords)
         for i in range(spec.n_items):
             one_spec = self.spec((spec.item_shapes[i],), item_indices=(i,), run_item_shapes=spec.item_shapes)
             single = self.build(strategy, activation_name, plugin_registry, one_spec, seed=99)
-            single.load_state_dict(artifacts.read_item_state(path, i), strict=True)
+            single.load_state_dict(checkpoint.read_item_state(path, i), strict=True)
             with torch.no_grad():
                 torch.testing.assert_close(single(coords[i : i + 1]), full[i : i + 1], rtol=1e-5, atol=1e-6, msg=f"item {i}")
 
@@ -155,9 +155,9 @@ class SharingStrategyContract(PluginContract):
     ) -> None:
         model = self.build(strategy, activation_name, plugin_registry)
         path = tmp_path / "model.safetensors"
-        artifacts.save_checkpoint(path, model, {"note": "kit"})
+        checkpoint.save_checkpoint(path, model, {"note": "kit"})
         other = self.build(strategy, activation_name, plugin_registry, seed=123)
-        other.load_state_dict(artifacts.read_state(path), strict=True)
+        other.load_state_dict(checkpoint.read_state(path), strict=True)
         coords = self.coords(model.n_items)
         with torch.no_grad():
             torch.testing.assert_close(other(coords), model(coords), rtol=0, atol=0)

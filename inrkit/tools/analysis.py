@@ -19,23 +19,24 @@ from typing import Any
 
 import numpy as np
 
+from inrkit import files
 from inrkit.errors import CheckpointError, StorageError
-from inrkit.runs import checkpoint as artifacts
+from inrkit.runs import checkpoint, layout
 
 
 def _weights_by_layer(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     """``{layer: {curve label: flat weights}}`` from a run's checkpoint (its SHA-256, metadata and
     tensor keys checked first: a checkpoint is untrusted data)."""
-    path = run_dir / artifacts.CHECKPOINT_FILE
-    metadata = artifacts.read_metadata(path)
-    artifacts.verify_checksums(run_dir, required=[artifacts.CHECKPOINT_FILE])
-    info = artifacts.validate_metadata(path, metadata)
+    path = run_dir / layout.CHECKPOINT_FILE
+    metadata = checkpoint.read_metadata(path)
+    files.verify_checksums(run_dir, required=[layout.CHECKPOINT_FILE])
+    info = checkpoint.validate_metadata(path, metadata)
     names = [it.name for it in info.items]
-    artifacts.check_layout(path, len(names))
-    handle, _ = artifacts._open(path)
+    checkpoint.check_layout(path, len(names))
+    handle, _ = checkpoint.open_checkpoint(path)
     layers: dict[str, dict[str, np.ndarray]] = {}
     for key in handle.keys():  # noqa: SIM118 - a safetensors handle is not a dict
-        index, rest = artifacts.parse_key(key, path)
+        index, rest = checkpoint.parse_key(key, path)
         parts = rest.split(".")
         if index is None:
             if parts[0] != "shared":
@@ -49,7 +50,7 @@ def _weights_by_layer(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
             layer, label = parts[0], names[index]
         if parts[-1] != "weight" or parts[-2] == "latent":
             continue
-        tensor = artifacts._tensor(handle, key, path)
+        tensor = checkpoint.read_tensor(handle, key, path)
         if tensor.is_complex():
             tensor = __import__("torch").view_as_real(tensor)
         layers.setdefault(layer, {})[f"{run_dir.name}/{label}"] = tensor.float().numpy().ravel()
@@ -145,7 +146,7 @@ def write_analysis(runs: Sequence[str | Path], figure: str | Path, numbers: str 
     drawn = figure.with_name(f".{figure.stem}.drawing.png")
     try:
         plot_weights(runs, drawn)
-        artifacts.write_json(numbers, report)
+        files.write_json(numbers, report)
         try:
             os.replace(drawn, figure)
         except OSError as exc:
@@ -157,10 +158,7 @@ def write_analysis(runs: Sequence[str | Path], figure: str | Path, numbers: str 
 
 def plot_weights(runs: Sequence[str | Path], output: str | Path, bins: int = 80) -> Path:
     """The Figure-2-style panel figure: one panel per layer, one histogram curve per item."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from inrkit.runs.plots import pyplot, save_figure
 
     merged: dict[str, dict[str, np.ndarray]] = {}
     for run in runs:
@@ -169,7 +167,7 @@ def plot_weights(runs: Sequence[str | Path], output: str | Path, bins: int = 80)
             merged.setdefault(layer, {}).update(curves)
     names = sorted(merged, key=_layer_rank)
     cols = len(names)
-    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 2.8), squeeze=False)
+    fig, axes = pyplot().subplots(1, cols, figsize=(3.2 * cols, 2.8), squeeze=False)
     for ax, layer in zip(axes[0], names, strict=True):
         curves = {label: w[np.isfinite(w)] for label, w in merged[layer].items()}
         pooled = np.concatenate(list(curves.values()))
@@ -190,9 +188,4 @@ def plot_weights(runs: Sequence[str | Path], output: str | Path, bins: int = 80)
     if len(labels) <= 12:
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=8, bbox_to_anchor=(0.5, 1.08))
     fig.tight_layout()
-    output = Path(output)
-    try:
-        artifacts.write_file(output, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
-    finally:
-        plt.close(fig)
-    return output
+    return save_figure(fig, Path(output), dpi=120, bbox_inches="tight")

@@ -40,8 +40,8 @@ from inrkit.errors import (
 )
 from inrkit.interfaces import Callback, FitContext, Forward, INRModel
 from inrkit.metrics import psnr_from_mse
+from inrkit.nn import check_state, state_bytes, trainable_bytes
 from inrkit.results import Evaluation, StepLog, TrainResult
-from inrkit.runs.checkpoint import check_state, state_bytes, trainable_bytes
 from inrkit.training.batches import ItemBatches
 from inrkit.training.distributed import ProcessGroup, join, partition
 from inrkit.training.optim import LazyItemAdam

@@ -18,9 +18,9 @@ import pydantic
 
 import inrkit
 from inrkit.errors import DataError
+from inrkit.files import atomic_write
 from inrkit.images import (
     IMAGE_SUFFIXES,
-    atomic_write,
     read_pixels,
     shrink_to_max_side,
     to_channels,

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import make_image
 
 import inrkit
-from inrkit.runs import checkpoint as artifacts
+from inrkit.runs import checkpoint
 from inrkit.cli import main
 from inrkit.plugins import get_registry
 
@@ -51,7 +51,7 @@ def test_fit_tiny_images_end_to_end(image_dir: Path, tmp_path: Path, sharing: st
     config = json.loads((out / "config.json").read_text())
     assert config["sharing"]["name"] == sharing and config["activation"]["omega"] == 30.0
     assert sorted(p.name for p in (out / "recon").iterdir()) == [f"img{i}.png" for i in range(4)]
-    meta = artifacts.read_metadata(out / "checkpoint.safetensors")
+    meta = checkpoint.read_metadata(out / "checkpoint.safetensors")
     assert meta["plugins"]["sharing"]["name"] == sharing
     assert meta["plugins"]["activation"]["distribution"] == "inrkit"
     assert [it["name"] for it in meta["items"]] == [f"img{i}" for i in range(4)]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import inrkit
-from inrkit.runs import checkpoint as artifacts
+from inrkit.runs import checkpoint, layout
 from inrkit.errors import CheckpointError, DataError
 
 CONFIG = {"model": {"width": 32, "layers": 4}, "train": {"steps": 20, "lr": 1e-3}}
@@ -47,8 +47,8 @@ def test_decode_at_other_sizes(trained):
 
 
 def test_checkpoint_layout_and_single_item_reads(trained):
-    path = trained.run_dir / artifacts.CHECKPOINT_FILE
-    state = artifacts.read_item_state(path, 3)
+    path = trained.run_dir / layout.CHECKPOINT_FILE
+    state = checkpoint.read_item_state(path, 3)
     assert set(state) == {k for k in trained.model.state_dict()}
     for key, value in trained.model.state_dict().items():
         expected = value[3:4] if key.startswith("items.") else value
@@ -56,7 +56,7 @@ def test_checkpoint_layout_and_single_item_reads(trained):
 
 
 def test_broken_checkpoints_are_reported(trained, tmp_path: Path):
-    path = trained.run_dir / artifacts.CHECKPOINT_FILE
+    path = trained.run_dir / layout.CHECKPOINT_FILE
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError):

@@ -31,8 +31,7 @@ from conftest import entry_point, make_image
 from safetensors.torch import load_file, save_file
 
 import inrkit
-from inrkit import limits
-from inrkit.runs import checkpoint as artifacts
+from inrkit import files, limits
 from inrkit import images as image_io
 from inrkit.cli import main
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, StorageError, TrainingInterrupted
@@ -618,7 +617,7 @@ def test_analyze_writes_both_outputs_or_neither(tiny_run: Path, tmp_path: Path, 
     def broken(path, data):
         raise StorageError(f"cannot write {path}: No space left on device")
 
-    monkeypatch.setattr(artifacts, "write_json", broken)
+    monkeypatch.setattr(files, "write_json", broken)
     one_clean_error(cli("analyze", "weights", tiny_run, "-o", tmp_path / "w.png"), "No space left")
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()

@@ -141,9 +141,9 @@ def test_encode_per_strategy(image_dir: Path, tmp_path: Path, sharing: str, ok: 
 
 
 def test_encode_mean_initialisation_starts_from_the_runs_average(trained, image_dir: Path):
-    from inrkit.runs import checkpoint as artifacts
+    from inrkit.runs import checkpoint
 
-    means = artifacts.read_item_means(trained.run_dir / "checkpoint.safetensors", 4)
+    means = checkpoint.read_item_means(trained.run_dir / "checkpoint.safetensors", 4)
     result = inrkit.encode(trained.run_dir, [str(image_dir / "img0.png")], save=False, train={"steps": 1, "lr": 1e-12}, init="mean")
     for key, param in result.model.items.named_parameters():
         torch.testing.assert_close(param[0], means[f"items.{key}"], rtol=1e-5, atol=1e-6)  # lr ~0: unchanged

@@ -233,17 +233,18 @@ def test_compile_is_skipped_for_complex_networks_with_a_warning():
 def test_resume_and_encode_of_a_run_from_a_missing_device_use_this_machine(image_dir: Path, tmp_path: Path):
     from safetensors.torch import load_file, save_file
 
-    from inrkit.runs import checkpoint as artifacts
+    from inrkit import files
+    from inrkit.runs import checkpoint, layout
 
     config = {"model": {"width": 8, "layers": 3}, "train": {"steps": 4, "checkpoint_every": 2, "device": "cpu"}}
     run = tmp_path / "r"
     inrkit.fit(config, data=[str(image_dir)], out=run)
     # As if trained on a GPU this machine does not have.
-    path = run / artifacts.CHECKPOINT_FILE
-    meta = artifacts.read_metadata(path)
+    path = run / layout.CHECKPOINT_FILE
+    meta = checkpoint.read_metadata(path)
     meta["config"]["train"]["device"] = "cuda:7"
     save_file(load_file(path), str(path), metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
-    artifacts.write_checksums(run)  # the folder as that machine wrote it
+    files.write_checksums(run, layout.checksummed_files(run))  # the folder as that machine wrote it
     notes: list[str] = []
     encoded = inrkit.encode(run, [str(image_dir)], save=False, train={"steps": 2}, on_note=notes.append)
     assert encoded.metrics is not None and notes and "'cuda:7', which this machine does not have" in notes[0]
