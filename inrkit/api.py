@@ -24,7 +24,7 @@ import pydantic
 import torch
 
 from inrkit import files
-from inrkit.config import ResolvedRun, RunConfig, merge, validate_run_config
+from inrkit.config import DEMO_STEPS, ResolvedRun, RunConfig, merge, validate_run_config
 from inrkit.devices import resolve_device, usable_here
 from inrkit.errors import CheckpointError, ConfigError, DataError, InrkitError, format_validation_error
 from inrkit.factory import create_model, run_spec
@@ -39,10 +39,6 @@ from inrkit.runs.fit import FitResult, check_untrusted_callbacks, fit_run, load_
 from inrkit.runs.folder import Run, load
 from inrkit.runs.folder import verify as verify_run
 from inrkit.training.trainer import Trainer
-
-#: Steps of the no-data demo (four built-in samples) unless the user sets ``train.steps``:
-#: keeps ``inrkit run`` with no arguments under two minutes on a 2-core CPU.
-DEMO_STEPS = 100
 
 
 def as_config(config: RunConfig | Mapping[str, Any] | None = None, **sections: Any) -> RunConfig:

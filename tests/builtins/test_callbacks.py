@@ -155,7 +155,7 @@ def test_callback_names_and_options_are_validated(image_dir: Path):
 
 
 def test_log_flag_adds_to_the_config_files_callbacks(tmp_path: Path):
-    from inrkit.cli.app import build_config_dict
+    from inrkit.cli.options import build_config_dict
 
     config = tmp_path / "c.toml"
     config.write_text('[train]\ncallbacks = [{name = "tensorboard", log_dir = "tb"}]\n')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inrkit import api
-from inrkit.config import ResolvedRun, apply_overrides, parse_value, read_config_file
+from inrkit.config import DEMO_STEPS, ResolvedRun, apply_overrides, parse_value, read_config_file
 from inrkit.errors import ConfigError
 
 
@@ -73,7 +73,7 @@ def test_invalid_values_are_named(data, message):
 
 def test_demo_preset_only_without_data_and_without_explicit_steps():
     config, notes = api.apply_demo_preset(api.as_config({}))
-    assert config.train.steps == api.DEMO_STEPS and notes
+    assert config.train.steps == DEMO_STEPS and notes
     config, notes = api.apply_demo_preset(api.as_config({"train": {"steps": 300}}))
     assert config.train.steps == 300 and not notes
     config, notes = api.apply_demo_preset(api.as_config({"data": ["x.png"]}))

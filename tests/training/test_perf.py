@@ -91,7 +91,7 @@ def test_a_compile_failure_is_one_training_error(monkeypatch: pytest.MonkeyPatch
 
 
 def test_precision_and_compile_are_cli_flags_and_config_keys():
-    from inrkit.cli.app import build_config_dict
+    from inrkit.cli.options import build_config_dict
 
     data = build_config_dict(None, {"precision": "bf16", "compile": True}, ["train.tf32=false"])
     config = inrkit.as_config(data)
