@@ -33,7 +33,7 @@ from inrkit.plugins import PluginRegistry
 from inrkit.results import Evaluation, RunMetrics, TrainResult
 from inrkit.runs import layout
 from inrkit.runs.folder import RunFolder
-from inrkit.training.distributed import join
+from inrkit.training.distributed import ProcessGroup, join
 from inrkit.training.evaluate import evaluate
 from inrkit.training.points import CODE_DTYPES, integer_codes
 from inrkit.training.trainer import Trainer, fit_memory
@@ -153,6 +153,26 @@ def check_items(items: list[Item], signal_name: str) -> None:
         item.name = name
 
 
+@dataclasses.dataclass
+class RunSession:
+    """One :func:`fit_run` in progress: what its named steps (:func:`begin`, :func:`open_folder`,
+    :func:`train`, :func:`finish`) share."""
+
+    prepared: Prepared
+    group: ProcessGroup
+    #: This process's device (under torchrun: its own card).
+    device: torch.device
+    trainer: Trainer
+    #: The config's callbacks (``train.callbacks``), then the caller's.
+    callbacks: list[Callback]
+    plots: bool
+    encoded_from: str | None
+    #: The run folder on rank 0 once opened; ``None`` when nothing is saved and on the other ranks.
+    folder: RunFolder | None = None
+    #: ``time.perf_counter()`` when training started (``metrics.total_seconds`` counts from it).
+    started: float = 0.0
+
+
 def fit_run(
     prepared: Prepared,
     *,
@@ -175,77 +195,103 @@ def fit_run(
     failed (``failed.json``), unless it holds a snapshot to resume from; a new run with the same
     ``out`` replaces a failed folder. An interruption anywhere (Ctrl-C, or SIGTERM delivered as
     :class:`~inrkit.errors.Terminated`) is a :class:`~inrkit.errors.TrainingInterrupted`.
+
+    The steps, in order: :func:`begin`, :func:`open_folder`, :func:`train`, :func:`finish`.
     """
+    session = begin(prepared, callbacks=callbacks, plots=plots, encoded_from=encoded_from)
+    open_folder(session, out=out, save=save, resume_dir=resume_dir)
+    try:
+        return finish(session, train(session, resume_state))
+    except KeyboardInterrupt as exc:  # outside the training loop: loading, compiling, evaluating, writing
+        error = TrainingInterrupted("interrupted before training could save a snapshot", signal_number(exc))
+        _mark_failed(session.folder, error)
+        raise error from None
+    except BaseException as exc:
+        _mark_failed(session.folder, exc)
+        raise
+
+
+def begin(
+    prepared: Prepared, *, callbacks: Sequence[Callback] = (), plots: bool = False, encoded_from: str | None = None
+) -> RunSession:
+    """Join the process group, build the trainer and the callbacks, and refuse what the group
+    cannot train, before anything is written."""
     resolved, items, model = prepared.resolved, prepared.items, prepared.model
-    cfg, signal = resolved.config, resolved.signal
     group, device = join(prepared.device)
-    trainer = Trainer(cfg.train, device=device)
-    # Refuse before anything is written.
+    trainer = Trainer(resolved.config.train, device=device)
     group.check_model(model, resolved.sharing.name)
     group.items_of(len(items))
     hooks = resolved.create_callbacks() + list(callbacks)
+    return RunSession(prepared, group, device, trainer, hooks, plots, encoded_from)
 
-    def open_folder() -> RunFolder | None:
-        """The run folder, after checking that the disk has room for the run's files."""
+
+def open_folder(session: RunSession, *, out: str | Path | None, save: bool, resume_dir: Path | None = None) -> None:
+    """Open the run folder (a new one, or ``resume_dir`` to continue) after checking that the
+    disk has room for the run's files. Rank 0 opens it; a refusal there stops every rank with
+    the same message. Nothing is opened when nothing is saved."""
+    prepared = session.prepared
+    resolved = prepared.resolved
+
+    def create() -> RunFolder | None:
         if resume_dir is None and not save:
             return None
-        check_disk(resume_dir or (Path(out) if out is not None else Path("runs")), prepared, plots)
+        check_disk(resume_dir or (Path(out) if out is not None else Path("runs")), prepared, session.plots)
         if resume_dir is not None:
             files.check_writable(resume_dir)
             (resume_dir / layout.FAILED_FILE).unlink(missing_ok=True)  # continuing: no longer failed
             return RunFolder.reopen(resume_dir)
-        return RunFolder.create(out, f"{resolved.activation.name}-{resolved.sharing.name}", cfg)
+        return RunFolder.create(out, f"{resolved.activation.name}-{resolved.sharing.name}", resolved.config)
 
-    # Rank 0 opens it; a refusal there stops every rank with the same message.
-    folder = group.on_main(open_folder)
-    if not group.is_main:
-        folder = None  # only rank 0 writes
+    folder = session.group.on_main(create)
+    session.folder = folder if session.group.is_main else None  # only rank 0 writes
+
+
+def train(session: RunSession, resume_state: dict[str, Any] | None = None) -> TrainResult:
+    """Fit the model with the session's trainer: snapshots go to the run folder, rank 0
+    evaluates every item's evaluation view."""
+    prepared, folder = session.prepared, session.folder
+    items, signal, cfg = prepared.items, prepared.resolved.signal, prepared.resolved.config
 
     def evaluator(m: INRModel, step: int, final: bool) -> Evaluation:
-        return evaluate(m, items, signal, device, step=step, final=final)
+        return evaluate(m, items, signal, session.device, step=step, final=final)
 
-    def train_and_finish() -> FitResult:
-        started = time.perf_counter()
-        result = trainer.fit(
-            model,
-            [signal.train_view(item) for item in items],
-            callbacks=hooks,
-            evaluator=evaluator,
-            item_names=[item.name for item in items],
-            run_dir=folder.path if folder is not None else None,
-            run_config=cfg.model_dump(mode="json"),
-            resume_state=resume_state,
-            on_snapshot=folder.save_snapshot if folder is not None else None,
-            group=group,
-        )
+    session.started = time.perf_counter()
+    return session.trainer.fit(
+        prepared.model,
+        [signal.train_view(item) for item in items],
+        callbacks=session.callbacks,
+        evaluator=evaluator,
+        item_names=[item.name for item in items],
+        run_dir=folder.path if folder is not None else None,
+        run_config=cfg.model_dump(mode="json"),
+        resume_state=resume_state,
+        on_snapshot=folder.save_snapshot if folder is not None else None,
+        group=session.group,
+    )
 
-        def finish() -> FitResult:
-            metrics, recons = run_metrics(prepared, result, trainer, group.world_size, encoded_from)
-            if folder is not None:
-                metadata = checkpoint_metadata(prepared, encoded_from)
-                folder.write_results(
-                    model, metadata, metrics, signal, items, recons, plots=plots, started=started,
-                    final_snapshot=trainer.final_snapshot,
-                )
-            else:
-                metrics.total_seconds = time.perf_counter() - started
-            return FitResult(cfg, metrics, model, items, recons, folder.path if folder is not None else None)
 
-        # Rank 0 finishes while the others wait; an error there stops every rank with its message,
-        # and all ranks leave together.
-        done: list[FitResult] = []
-        group.on_main(lambda: done.append(finish()))
-        return done[0] if done else FitResult(cfg, None, model, items, [], None, is_main=False)
+def finish(session: RunSession, result: TrainResult) -> FitResult:
+    """The metrics of the fit, and the run folder's results written (checkpoint, metrics,
+    reconstructions, figures). Rank 0 finishes while the others wait; an error there stops every
+    rank with its message, and all ranks leave together."""
+    prepared, folder, trainer, group = session.prepared, session.folder, session.trainer, session.group
+    cfg, model, items = prepared.resolved.config, prepared.model, prepared.items
 
-    try:
-        return train_and_finish()
-    except KeyboardInterrupt as exc:  # outside the training loop: loading, compiling, evaluating, writing
-        error = TrainingInterrupted("interrupted before training could save a snapshot", signal_number(exc))
-        _mark_failed(folder, error)
-        raise error from None
-    except BaseException as exc:
-        _mark_failed(folder, exc)
-        raise
+    def write() -> FitResult:
+        metrics, recons = run_metrics(prepared, result, trainer, group.world_size, session.encoded_from)
+        if folder is not None:
+            metadata = checkpoint_metadata(prepared, session.encoded_from)
+            folder.write_results(
+                model, metadata, metrics, prepared.resolved.signal, items, recons, plots=session.plots,
+                started=session.started, final_snapshot=trainer.final_snapshot,
+            )
+        else:
+            metrics.total_seconds = time.perf_counter() - session.started
+        return FitResult(cfg, metrics, model, items, recons, folder.path if folder is not None else None)
+
+    done: list[FitResult] = []
+    group.on_main(lambda: done.append(write()))
+    return done[0] if done else FitResult(cfg, None, model, items, [], None, is_main=False)
 
 
 def _mark_failed(folder: RunFolder | None, exc: BaseException) -> None:

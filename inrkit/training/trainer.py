@@ -22,7 +22,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pydantic
@@ -170,6 +170,12 @@ class Trainer:
     ``config`` is a :class:`~inrkit.config.TrainConfig` or a dict of one; keyword ``settings``
     override its keys (``Trainer(steps=500, device="cpu")``). ``lr`` overrides ``config.lr``;
     when both are unset the model's activation's default learning rate is used.
+
+    :meth:`fit` runs named steps over an explicit :class:`FitState`, as nerfstudio's trainer reads:
+    :meth:`setup` (checks, chunks, optimiser, snapshot restored, callbacks, compilation),
+    :meth:`train` (the loop, and Ctrl-C), :meth:`train_iteration` (one step: :meth:`read_loss`,
+    the update, :meth:`snapshot_if_due`, :meth:`evaluate_if_due`) and :meth:`finish` (the final
+    evaluation). A subclass may override any of them.
     """
 
     def __init__(
@@ -293,10 +299,11 @@ class Trainer:
         points = self._points(model, data, group).to(self.device)
         model.to(self.device)
         with matmul_precision(self.device, self.config.tf32):
-            return self._fit(
+            state = self.setup(
                 model, points, group, callbacks=callbacks, evaluator=evaluator, item_names=item_names, run_dir=run_dir,
                 run_config=run_config, resume_state=resume_state, on_snapshot=on_snapshot,
             )
+            return self.train(state)
 
     @staticmethod
     def _can_compile(model: INRModel) -> bool:
@@ -352,20 +359,23 @@ class Trainer:
             raise CheckpointError(f"the snapshot resume.pt does not fit the run: {reason}{hint}") from None
         return history, step + 1, seconds
 
-    def _fit(
+    def setup(
         self,
         model: INRModel,
         points: PointSet,
         group: ProcessGroup,
         *,
-        callbacks: Sequence[Callback],
-        evaluator: Evaluator | None,
-        item_names: Sequence[str] | None,
-        run_dir: Path | None,
-        run_config: Mapping[str, Any] | None,
-        resume_state: dict[str, Any] | None,
-        on_snapshot: SnapshotWriter | None,
-    ) -> TrainResult:
+        callbacks: Sequence[Callback] = (),
+        evaluator: Evaluator | None = None,
+        item_names: Sequence[str] | None = None,
+        run_dir: Path | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        resume_state: dict[str, Any] | None = None,
+        on_snapshot: SnapshotWriter | None = None,
+    ) -> FitState:
+        """Everything before the first step: the model's claims checked, the chunks planned, the
+        optimiser and its schedule built (and restored from ``resume_state``), the callbacks'
+        context, the compiled forward pass and the item draws."""
         cfg = self.config
         if cfg.precision != "fp32" and not model.capabilities.bf16:
             raise ConfigError(
@@ -385,8 +395,6 @@ class Trainer:
         ratio = cfg.lr_final_ratio
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: ratio ** (min(t, steps) / max(steps, 1)))
         log_every = cfg.log_every or max(1, steps // 100)
-        # Reading the loss makes the host wait for the device: on a GPU only at log steps.
-        check_every = 1 if self.device.type == "cpu" else log_every
         history: list[dict[str, Any]] = []
         first_step, seconds_before = 1, 0.0
         if resume_state is not None:
@@ -401,111 +409,193 @@ class Trainer:
         forward = compile_forward(model) if compiling else None
         step_data = ChunkedStep(model, points, chunks, forward, autocast_dtype(cfg.precision))
         draws = _MiniBatches(self, model, points, group, batches, step_data) if batches is not None else None
-        start = time.perf_counter()
-        loss_value = math.nan
-        completed = first_step - 1
+        return FitState(
+            model=model, points=points, group=group, steps=steps, lr=lr, shared=shared, optimizer=optimizer,
+            scheduler=scheduler, step_data=step_data, draws=draws, hooks=hooks,
+            context=context, evaluator=evaluator, on_snapshot=on_snapshot, compiling=compiling, log_every=log_every,
+            # Reading the loss makes the host wait for the device: on a GPU only at log steps.
+            check_every=1 if self.device.type == "cpu" else log_every,
+            history=history, first_step=first_step, seconds_before=seconds_before, completed=first_step - 1,
+        )
+
+    def train(self, state: FitState) -> TrainResult:
+        """Every step from ``state.first_step``, then :meth:`finish`. The callbacks hear of the start
+        and, always, of the end (with ``None`` when the fit stopped with an error)."""
         result: TrainResult | None = None
-        compile_seconds: float | None = None
-
-        def current_state() -> dict[str, Any]:
-            return {
-                "step": completed,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": history,
-                "seconds": seconds_before + time.perf_counter() - start,
-            }
-
-        def snapshot() -> dict[str, Any]:
-            group.gather_item_rows(model, optimizer, points)  # a collective: every rank takes part
-            return current_state()
-
-        def evaluate(step: int, final: bool) -> Evaluation | None:
-            if evaluator is None:
-                return None
-            box: list[Evaluation] = []
-            # Rank 0 evaluates while the others wait; an error there stops every rank.
-            group.on_main(lambda: box.append(evaluator(model, step, final)))
-            if box:
-                hooks.on_evaluate(context, box[0])
-                if not final:
-                    box[0].close()  # the model trains on: its reconstructions can no longer be rendered
-            return box[0] if box else None
-
-        hooks.on_fit_start(context)
+        state.start = time.perf_counter()
+        state.hooks.on_fit_start(state.context)
         try:
-            model.train()
+            state.model.train()
             try:
-                for step in range(first_step, steps + 1):
-                    optimizer.zero_grad(set_to_none=True)
-                    step_lr = float(optimizer.param_groups[0]["lr"])
-                    this_step = draws.step_data(step, optimizer) if draws is not None else step_data
-                    with compile_errors(compiling and step == first_step):
-                        per_item = model.training_step(this_step)
-                    per_item = group.reduce_gradients(shared, per_item, this_step.points)
-                    total = per_item.sum()
-                    log = StepLog(step=step, total_steps=steps, lr=step_lr)
-                    if draws is not None and step % log_every != 0 and step != steps:
-                        draws.remember(per_item)
-                    if step % check_every == 0 or step == steps or step % log_every == 0:
-                        loss_value = float(total)
-                        if not math.isfinite(loss_value):
-                            raise TrainingError(
-                                f"the loss became {loss_value} at step {step} of {steps}; training diverged. "
-                                f"Lower the learning rate (--lr, it was {lr:g})."
-                            )
-                        log = StepLog(step=step, total_steps=steps, lr=step_lr, loss=loss_value, psnr=psnr_from_mse(loss_value / 4.0))
-                        if step % log_every == 0 or step == steps:
-                            # Item i's share is its MSE / N on [-1, 1] targets: x N / 4 is its [0, 1] MSE.
-                            if draws is not None:
-                                item_mse = draws.latest_mse(per_item).tolist()
-                            else:
-                                item_mse = (per_item * points.loss_items / 4.0).tolist()
-                            item_psnr = [psnr_from_mse(m) for m in item_mse]
-                            history.append(
-                                {"step": step, "loss": loss_value, "psnr": log.psnr, "item_psnr": item_psnr}
-                            )
-                            log = dataclasses.replace(log, item_psnr=tuple(item_psnr))
-                    optimizer.step()
-                    scheduler.step()
-                    completed = step
-                    if compiling and step == first_step:
-                        # The first step compiles: its time is reported apart, not as training.
-                        compile_seconds = time.perf_counter() - start
-                    hooks.on_step_end(context, log)
-                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
-                        state = snapshot()
-                        hooks.on_snapshot(context, step, on_snapshot(state) if on_snapshot is not None else None)
-                    if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
-                        group.gather_item_rows(model, optimizer, points)
-                        model.prepare_evaluation(step_data)
-                        evaluate(step, final=False)
-                        model.train()
+                for step in range(state.first_step, state.steps + 1):
+                    self.train_iteration(state, step)
             except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM delivered as errors.Terminated
-                signum = signal_number(exc)
-                if on_snapshot is None or not group.snapshot_on_interrupt:
-                    raise TrainingInterrupted(f"interrupted at step {completed} of {steps}", signum) from None
-                path = on_snapshot(snapshot())
-                hooks.on_snapshot(context, completed, path)
-                raise TrainingInterrupted(
-                    f"interrupted after step {completed} of {steps}; a snapshot was saved, continue with --resume", signum
-                ) from None
-            group.gather_item_rows(model, optimizer, points)
-            model.zero_grad(set_to_none=True)  # the last step's gradients: freed before evaluating and writing
-            self.final_snapshot = current_state  # the rows are gathered: no collective needed to save it
-            model.prepare_evaluation(step_data)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            seconds = seconds_before + time.perf_counter() - start - (compile_seconds or 0.0)
-            evaluation = evaluate(steps, final=True)
-            result = TrainResult(
-                steps=steps, seconds=seconds, final_loss=loss_value, history=history, evaluation=evaluation,
-                compile_seconds=compile_seconds,
-            )
+                self.interrupted(state, exc)
+            result = self.finish(state)
             return result
         finally:
-            hooks.on_fit_end(context, result)
+            state.hooks.on_fit_end(state.context, result)
+
+    def train_iteration(self, state: FitState, step: int) -> StepLog:
+        """One step: the gradients of the step's points (summed across processes), the loss where
+        it is read, the update, then what is due after it: callbacks, a snapshot, an evaluation."""
+        optimizer = state.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        step_lr = float(optimizer.param_groups[0]["lr"])
+        this_step = state.draws.step_data(step, optimizer) if state.draws is not None else state.step_data
+        with compile_errors(state.compiling and step == state.first_step):
+            per_item = state.model.training_step(this_step)
+        per_item = state.group.reduce_gradients(state.shared, per_item, this_step.points)
+        log = self.read_loss(state, step, step_lr, per_item)
+        optimizer.step()
+        state.scheduler.step()
+        state.completed = step
+        if state.compiling and step == state.first_step:
+            # The first step compiles: its time is reported apart, not as training.
+            state.compile_seconds = time.perf_counter() - state.start
+        state.hooks.on_step_end(state.context, log)
+        self.snapshot_if_due(state, step)
+        self.evaluate_if_due(state, step)
+        return log
+
+    def read_loss(self, state: FitState, step: int, step_lr: float, per_item: torch.Tensor) -> StepLog:
+        """The step's log. The loss is read (a host sync on a GPU) every ``check_every`` steps and
+        at log steps, and a non-finite one stops the fit; log steps also record each item's PSNR
+        in the history."""
+        steps, draws, log_every = state.steps, state.draws, state.log_every
+        total = per_item.sum()
+        log = StepLog(step=step, total_steps=steps, lr=step_lr)
+        if draws is not None and step % log_every != 0 and step != steps:
+            draws.remember(per_item)
+        if step % state.check_every == 0 or step == steps or step % log_every == 0:
+            loss_value = state.loss_value = float(total)
+            if not math.isfinite(loss_value):
+                raise TrainingError(
+                    f"the loss became {loss_value} at step {step} of {steps}; training diverged. "
+                    f"Lower the learning rate (--lr, it was {state.lr:g})."
+                )
+            log = StepLog(step=step, total_steps=steps, lr=step_lr, loss=loss_value, psnr=psnr_from_mse(loss_value / 4.0))
+            if step % log_every == 0 or step == steps:
+                # Item i's share is its MSE / N on [-1, 1] targets: x N / 4 is its [0, 1] MSE.
+                if draws is not None:
+                    item_mse = draws.latest_mse(per_item).tolist()
+                else:
+                    item_mse = (per_item * state.points.loss_items / 4.0).tolist()
+                item_psnr = [psnr_from_mse(m) for m in item_mse]
+                state.history.append({"step": step, "loss": loss_value, "psnr": log.psnr, "item_psnr": item_psnr})
+                log = dataclasses.replace(log, item_psnr=tuple(item_psnr))
+        return log
+
+    def snapshot_if_due(self, state: FitState, step: int) -> None:
+        """Every ``train.checkpoint_every`` steps (before the last): a resumable snapshot."""
+        every = self.config.checkpoint_every
+        if every and step % every == 0 and step < state.steps:
+            snapshot = self.snapshot(state)
+            state.hooks.on_snapshot(state.context, step, state.on_snapshot(snapshot) if state.on_snapshot is not None else None)
+
+    def evaluate_if_due(self, state: FitState, step: int) -> None:
+        """Every ``train.eval_every`` steps (before the last): an evaluation, then training goes on."""
+        every = self.config.eval_every
+        if every and step % every == 0 and step < state.steps:
+            state.group.gather_item_rows(state.model, state.optimizer, state.points)
+            state.model.prepare_evaluation(state.step_data)
+            self.evaluate(state, step, final=False)
+            state.model.train()
+
+    def snapshot(self, state: FitState) -> dict[str, Any]:
+        """The fit as a resumable snapshot; a collective: every process takes part."""
+        state.group.gather_item_rows(state.model, state.optimizer, state.points)
+        return state.current_state()
+
+    def evaluate(self, state: FitState, step: int, final: bool) -> Evaluation | None:
+        """Rank 0 evaluates while the others wait (an error there stops every rank) and tells the
+        callbacks; ``None`` without an evaluator and on the other ranks."""
+        if state.evaluator is None:
+            return None
+        evaluator = state.evaluator
+        box: list[Evaluation] = []
+        state.group.on_main(lambda: box.append(evaluator(state.model, step, final)))
+        if box:
+            state.hooks.on_evaluate(state.context, box[0])
+            if not final:
+                box[0].close()  # the model trains on: its reconstructions can no longer be rendered
+        return box[0] if box else None
+
+    def interrupted(self, state: FitState, exc: BaseException) -> NoReturn:
+        """Ctrl-C or SIGTERM during the steps: a snapshot where one can be written (so that
+        ``--resume`` continues), then :class:`~inrkit.errors.TrainingInterrupted`."""
+        signum = signal_number(exc)
+        if state.on_snapshot is None or not state.group.snapshot_on_interrupt:
+            raise TrainingInterrupted(f"interrupted at step {state.completed} of {state.steps}", signum) from None
+        path = state.on_snapshot(self.snapshot(state))
+        state.hooks.on_snapshot(state.context, state.completed, path)
+        raise TrainingInterrupted(
+            f"interrupted after step {state.completed} of {state.steps}; a snapshot was saved, continue with --resume", signum
+        ) from None
+
+    def finish(self, state: FitState) -> TrainResult:
+        """After the last step: every item's rows gathered, gradients freed, the final evaluation."""
+        model = state.model
+        state.group.gather_item_rows(model, state.optimizer, state.points)
+        model.zero_grad(set_to_none=True)  # the last step's gradients: freed before evaluating and writing
+        self.final_snapshot = state.current_state  # the rows are gathered: no collective needed to save it
+        model.prepare_evaluation(state.step_data)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = state.seconds_before + time.perf_counter() - state.start - (state.compile_seconds or 0.0)
+        evaluation = self.evaluate(state, state.steps, final=True)
+        return TrainResult(
+            steps=state.steps, seconds=seconds, final_loss=state.loss_value, history=state.history,
+            evaluation=evaluation, compile_seconds=state.compile_seconds,
+        )
+
+
+@dataclasses.dataclass
+class FitState:
+    """One fit in progress: what :meth:`Trainer.setup` builds and the named steps after it
+    (:meth:`~Trainer.train`, :meth:`~Trainer.train_iteration`, :meth:`~Trainer.finish`) share."""
+
+    model: INRModel
+    points: PointSet
+    group: ProcessGroup
+    #: Steps of the fit (0 when nothing is trainable).
+    steps: int
+    lr: float
+    #: The shared parameters whose gradients are summed across processes.
+    shared: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    #: The whole step's data; with item mini-batches, ``draws`` gives each step's part of it.
+    step_data: ChunkedStep
+    draws: _MiniBatches | None
+    hooks: CallbackList
+    context: FitContext
+    evaluator: Evaluator | None
+    on_snapshot: SnapshotWriter | None
+    compiling: bool
+    log_every: int
+    #: The loss is read (a host sync) every this many steps.
+    check_every: int
+    history: list[dict[str, Any]]
+    first_step: int
+    #: Training time before a resumed snapshot.
+    seconds_before: float
+    #: The last completed step.
+    completed: int
+    start: float = 0.0
+    loss_value: float = math.nan
+    compile_seconds: float | None = None
+
+    def current_state(self) -> dict[str, Any]:
+        """The fit as a snapshot (what ``resume.pt`` holds); this process's rows as they are."""
+        return {
+            "step": self.completed,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": self.history,
+            "seconds": self.seconds_before + time.perf_counter() - self.start,
+        }
 
 
 class _MiniBatches:
