@@ -28,7 +28,7 @@ import inrkit
 from inrkit.errors import ConfigError
 from inrkit.interfaces import Callback, FitContext, PluginOptions
 from inrkit.results import StepLog, TrainResult
-from inrkit.tools.diagnostics import layer_statistics, sample_coords
+from inrkit.tools import layer_statistics, sample_coords
 
 
 def _clean(value: Any) -> Any:
