@@ -237,6 +237,20 @@ def test_the_layering_test_sees_real_imports():
     assert not _public("inrkit.training.trainer") and _public("inrkit.training") and _public("inrkit.images")
 
 
+def test_no_monkeypatch_may_patch_nothing():
+    """``monkeypatch.setattr(module, name, ..., raising=False)`` patches nothing when ``name`` has
+    moved away (it did, once, in a module move): a test must patch the module that looks the
+    name up, and fail loudly when it is gone."""
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        if path != Path(__file__)
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "setattr(" in line and "raising=False" in line
+    ]
+    assert not found, f"these patches may silently patch nothing: {found}"
+
+
 if __name__ == "__main__":  # rewrite the table in docs/architecture.md
     text = ARCHITECTURE.read_text(encoding="utf-8")
     head, rest = text.split(START, 1)

@@ -255,7 +255,7 @@ def test_decode_streams_into_the_output(tiny_run: Path, monkeypatch):
     the whole-grid render bit for bit (decoding does not change at the default sizes)."""
     from inrkit import coords
     from inrkit.training import points
-    from inrkit.runs import folder as runs
+    from inrkit.runs import folder
 
     run = inrkit.load(tiny_run)
     model = run.model_for(1)
@@ -273,8 +273,9 @@ def test_decode_streams_into_the_output(tiny_run: Path, monkeypatch):
         raise AssertionError(f"the whole {shape} grid was built")
 
     monkeypatch.setattr(run, "model_for", spying)
-    monkeypatch.setattr(runs, "auto_chunk_rows", lambda device: 256)
-    monkeypatch.setattr(runs, "grid", no_whole_grid, raising=False)
+    monkeypatch.setattr(folder, "auto_chunk_rows", lambda device: 256)
+    monkeypatch.setattr(points, "grid", no_whole_grid)
+    monkeypatch.setattr(coords, "grid", no_whole_grid)
     monkeypatch.setattr(torch, "cat", lambda *a, **k: (_ for _ in ()).throw(AssertionError("a second copy")))
     out = run.decode(1, size=(40, 30))
     monkeypatch.undo()
