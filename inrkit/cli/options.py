@@ -112,6 +112,7 @@ def config_option(*decls: Any, config_key: str, **attrs: Any) -> Callable[[Any],
     """``click.option`` with a :class:`ConfigOption`: its ``[default: …]`` comes from the config."""
     return click.option(*decls, cls=ConfigOption, config_key=config_key, **attrs)
 
+
 def _plugin_section(data: dict[str, Any], kind: str, name: str | None) -> None:
     """Set a plugin name from a flag; options from a config file for another plugin are dropped."""
     from inrkit.config import DEFAULT_PLUGINS
