@@ -12,8 +12,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+import inrkit
 from inrkit.plugins import PluginRegistry
-
 
 #: Tests the contract kits (inrkit.testing) define, which cannot carry this suite's marks: their
 #: short fits train for 100-150 steps per plugin and belong to the slow lane.
@@ -59,6 +59,25 @@ def image_dir(tmp_path: Path) -> Path:
     for i in range(4):
         iio.imwrite(folder / f"img{i}.png", make_image(24, 24, seed=i))
     return folder
+
+
+#: The smallest run worth a run folder: two steps of a width-8 network.
+TINY_RUN = {"model": {"width": 8, "layers": 3}, "train": {"steps": 2, "lr": 1e-3}}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 8x8 RGB PNGs, made once per test module."""
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(2):
+        iio.imwrite(folder / f"img{i}.png", make_image(8, 8, seed=i))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_run(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run folder of :func:`images` (:data:`TINY_RUN`), fitted once per test module."""
+    return inrkit.fit(TINY_RUN, data=[str(images)], out=tmp_path_factory.mktemp("runs") / "tiny").run_dir
 
 
 @pytest.fixture
