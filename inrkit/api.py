@@ -45,9 +45,27 @@ def as_config(config: RunConfig | Mapping[str, Any] | None = None, **sections: A
     """A validated :class:`RunConfig` from a config object or a (partial) dict plus overrides."""
     # Values the user did not set stay unset (pydantic's ``model_fields_set``), so presets such
     # as the sample demo's step count can tell a default from an explicit choice.
+    if config is not None and not isinstance(config, (RunConfig, Mapping)):
+        hint = " (to read a config file: inrkit.config.read_config_file(path))" if isinstance(config, (str, Path)) else ""
+        raise ConfigError(f"config must be a RunConfig or a mapping of sections, not {type(config).__name__} {str(config)[:60]!r}{hint}")
     data = config.model_dump(exclude_unset=True) if isinstance(config, RunConfig) else dict(config or {})
     data = merge(data, {k: v for k, v in sections.items() if v is not None})
     return validate_run_config(data)
+
+
+def data_sources(data: Any) -> list[str] | None:
+    """``data`` as the config's list of files, folders or globs: one path or a sequence of them
+    (``None``: the config's own); anything else is a :class:`~inrkit.errors.DataError` naming it."""
+    if data is None:
+        return None
+    if isinstance(data, (str, Path)):
+        return [str(data)]
+    if isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)):
+        wrong = next((d for d in data if not isinstance(d, (str, Path))), None)
+        if wrong is None:
+            return [str(d) for d in data]
+        raise DataError(f"data must be paths (files, folders or globs), not {type(wrong).__name__} {str(wrong)[:60]!r}")
+    raise DataError(f"data must be a path or a list of paths (files, folders or globs), not {type(data).__name__} {str(data)[:60]!r}")
 
 
 def apply_demo_preset(config: RunConfig) -> tuple[RunConfig, list[str]]:
@@ -236,9 +254,7 @@ def fit(
         config, moved = _on_this_machine(config)
         if moved and on_note is not None:
             on_note(moved)
-    if isinstance(data, (str, Path)):
-        data = [str(data)]
-    cfg = as_config(config, data=list(data) if data is not None else None)
+    cfg = as_config(config, data=data_sources(data))
     cfg, notes = apply_demo_preset(cfg) if resume is None else (cfg, [])
     for note in notes:
         if on_note is not None:
@@ -281,9 +297,8 @@ def encode(
         raise ConfigError(f"init must be 'mean' or 'random' (got {init!r})")
     run = run if isinstance(run, Run) else load(run, registry)
     registry = registry or get_registry()
-    if isinstance(data, (str, Path)):
-        data = [str(data)]
-    if not data:
+    sources = data_sources(data)
+    if not sources:
         raise DataError("encode needs new items: give --data with files, folders or globs")
     check_untrusted_callbacks(run.config, str(run.checkpoint))
     config, moved = _on_this_machine(run.config)
@@ -291,7 +306,7 @@ def encode(
         on_note(moved)
     base = config.model_dump(exclude_unset=False)
     channels = int(run.items[0]["channels"])
-    update: dict[str, Any] = {"data": list(data), "train": dict(train or {})}
+    update: dict[str, Any] = {"data": sources, "train": dict(train or {})}
     if "callbacks" in update["train"]:  # added to the run's own callbacks, as --log does for run
         own = list(base["train"].get("callbacks") or [])
         names = {c["name"] for c in own}
@@ -337,7 +352,8 @@ def decode(
 
 
 def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str, Any]:
-    """Check a run folder (checksums, metadata, config, tensor shapes) without decoding it; see
+    """Check a run folder (checksums, metadata, config, tensor shapes, its ``.inrz`` files) or an
+    ``.inrz`` file (header, layout, section CRCs) without decoding it; see
     :func:`inrkit.runs.folder.verify`. Raises :class:`inrkit.errors.CheckpointError` on any problem."""
     return verify_run(path, registry)
 

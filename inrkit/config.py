@@ -18,7 +18,7 @@ from typing import Any, Literal
 import pydantic
 
 from inrkit.errors import ConfigError, format_validation_error, one_line
-from inrkit.interfaces import Activation, Callback, Plugin, PluginOptions, SharingStrategy, Signal
+from inrkit.interfaces import Activation, Callback, NoBoolCounts, Plugin, PluginOptions, SharingStrategy, Signal
 from inrkit.limits import MAX_JSON_BYTES, MAX_LAYERS, MAX_STEPS, MAX_WIDTH
 from inrkit.plugins import PluginRegistry, get_registry
 
@@ -48,7 +48,7 @@ class PluginChoice(pydantic.BaseModel):
         return dict(self.model_extra or {})
 
 
-class ModelConfig(pydantic.BaseModel):
+class ModelConfig(NoBoolCounts):
     model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
 
     #: Hidden width of the MLP (at most :data:`~inrkit.limits.MAX_WIDTH`).
@@ -58,7 +58,7 @@ class ModelConfig(pydantic.BaseModel):
     layers: int = pydantic.Field(5, ge=2, le=MAX_LAYERS)
 
 
-class TrainConfig(pydantic.BaseModel):
+class TrainConfig(NoBoolCounts):
     model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
 
     #: Optimisation steps; each step sees every point of every item once (at most

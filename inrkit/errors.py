@@ -92,7 +92,8 @@ def format_validation_error(exc: Any, prefix: str = "") -> str:
             continue
         got = err.get("input")
         shown = "" if isinstance(got, (dict, list)) else f" (got {_short_repr(got)})"
-        lines.append(f"{where}: {one_line(err['msg'])}{shown}")
+        message = err["msg"].removeprefix("Value error, ")  # a validator's own words, as written
+        lines.append(f"{where}: {one_line(message)}{shown}")
     return "; ".join(lines)
 
 

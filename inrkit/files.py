@@ -7,7 +7,7 @@ and an earlier file at the same path is kept. A failure of the file system (a fu
 read-only folder) is one :class:`~inrkit.errors.StorageError` naming the file.
 
 Everything read back is untrusted: :func:`read_json` reads regular files of bounded size only,
-and :func:`read_checksums` accepts only ``<sha256>  <file name>`` lines naming files of the folder
+:func:`read_record` also checks the fields a record must have (their types, numbers finite), and :func:`read_checksums` accepts only ``<sha256>  <file name>`` lines naming files of the folder
 itself (the format ``sha256sum -c`` checks).
 """
 
@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,32 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path} is not valid JSON: {one_line(str(exc))}") from None
+
+
+#: The kinds of value a record's field may hold (numbers exclude booleans and must be finite).
+FIELD_KINDS: dict[str, Callable[[Any], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    "number?": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)),
+    "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict),
+}
+
+
+def read_record(path: Path, fields: Mapping[str, str], what: str, *, fix: str = "delete it") -> dict[str, Any]:
+    """A JSON object inrkit wrote, with every field of ``fields`` (name -> a kind of
+    :data:`FIELD_KINDS`) present and of its kind; anything else is one
+    :class:`~inrkit.errors.CheckpointError` naming the file, the field and ``fix``."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not {what}: it holds {type(data).__name__}, not a table ({fix})")
+    for name, kind in fields.items():
+        if name not in data:
+            raise CheckpointError(f"{path} is not {what}: it has no {name!r} ({fix})")
+        if not FIELD_KINDS[kind](data[name]):
+            raise CheckpointError(f"{path} is not {what}: its {name!r} is {str(data[name])[:40]!r} ({fix})")
+    return data
 
 
 # -- integrity: SHA256SUMS ------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import functools
+import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -55,8 +57,32 @@ class LayerDef:
     projection: bool = False
 
 
-class PluginOptions(pydantic.BaseModel):
-    """Base of every plugin's ``Options``: unknown keys are errors, values are validated."""
+@functools.cache
+def _whole_number_fields(model: type[pydantic.BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` typed as whole numbers (``int``, ``int | None``, ``int | "auto"``)."""
+    found = set()
+    for name, field in model.model_fields.items():
+        kinds = typing.get_args(field.annotation) or (field.annotation,)
+        if int in kinds and bool not in kinds:
+            found.add(name)
+    return frozenset(found)
+
+
+class NoBoolCounts(pydantic.BaseModel):
+    """A config model whose whole-number fields refuse ``True``/``False``: pydantic's lax ``int``
+    takes ``True`` as 1, so ``--set train.items_per_step=true`` would train one item per step."""
+
+    @pydantic.field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_counts(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name in _whole_number_fields(cls):
+            raise ValueError("must be a whole number, not a boolean")
+        return value
+
+
+class PluginOptions(NoBoolCounts):
+    """Base of every plugin's ``Options``: unknown keys are errors, values are validated (a
+    whole-number option refuses booleans)."""
 
     model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 

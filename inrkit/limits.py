@@ -9,6 +9,8 @@ error instead of a process that swaps the machine to a halt:
 - :data:`MAX_WIDTH`, :data:`MAX_LAYERS` and :data:`MAX_STEPS` bound the configuration; within
   them, a fit's memory is estimated before the model is built and compared with what the machine
   has (:func:`available_memory`; ``INRKIT_MEMORY_CHECK=0`` turns the comparison off).
+- every count a caller gives (bits, steps, widths) is a whole number within its bounds
+  (:func:`whole_number`: any numeric type, ``numpy.int64(6)`` and ``6.0`` alike; never a bool).
 - a run's files are estimated before training and compared with the free disk space
   (:func:`free_disk`), so a full disk is found before hours of training, not after.
 """
@@ -16,6 +18,7 @@ error instead of a process that swaps the machine to a halt:
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import shutil
 import stat
@@ -41,6 +44,18 @@ MAX_BENCH_SIDE = 16384
 MAX_JSON_BYTES = 64 * 2**20
 #: Environment variable that turns the memory estimate's refusal off when set to ``0``.
 MEMORY_CHECK_ENV = "INRKIT_MEMORY_CHECK"
+
+
+def whole_number(value: object, name: str, low: int, high: int) -> int:
+    """``value`` as an ``int`` in ``[low, high]``: a whole number of any numeric type
+    (``6``, ``numpy.int64(6)``, ``6.0``); a bool, a fraction, a string or anything out of range is
+    a :class:`~inrkit.errors.ConfigError` naming ``name`` and the bounds."""
+    whole = not isinstance(value, bool) and isinstance(value, numbers.Real) and (
+        isinstance(value, numbers.Integral) or (math.isfinite(float(value)) and float(value).is_integer())
+    )
+    if not whole or not low <= int(value) <= high:  # type: ignore[call-overload]  # a Real here
+        raise ConfigError(f"{name} must be a whole number from {low:,} to {high:,} (got {value!r})")
+    return int(value)  # type: ignore[call-overload]
 
 
 def pixel_limit(override: int | None = None) -> int:
@@ -158,6 +173,22 @@ def existing_ancestor(path: str | Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why nothing can be created at ``path`` (its nearest existing folder is on a read-only file
+    system, or not writable by this process); ``None`` when it looks writable. A read-only file
+    system reports no free space, so this is asked before :func:`free_disk`."""
+    where = existing_ancestor(path)
+    folder = where if where.is_dir() else where.parent
+    try:
+        if os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1):
+            return f"{folder} is on a read-only file system"
+    except (OSError, AttributeError):
+        pass
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable by this user"
+    return None
 
 
 def free_disk(path: str | Path) -> int | None:

@@ -219,10 +219,14 @@ class RunMetrics(_Model):
     @classmethod
     def from_dict(cls, data: Any, source: str = "metrics.json") -> RunMetrics:
         """Read a ``metrics.json`` (any version up to this one); a bad file is a CheckpointError."""
-        if isinstance(data, Mapping) and int(data.get("format_version", 1) or 1) > METRICS_FORMAT_VERSION:
+        if not isinstance(data, Mapping):
+            raise CheckpointError(f"{source} is not a valid inrkit metrics file: it holds {type(data).__name__}, not a table")
+        version = data.get("format_version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CheckpointError(f"{source} is not a valid inrkit metrics file: its format_version is {str(version)[:40]!r}")
+        if version > METRICS_FORMAT_VERSION:
             raise CheckpointError(
-                f"{source} has format version {data['format_version']}; this inrkit reads up to "
-                f"{METRICS_FORMAT_VERSION} (upgrade inrkit)"
+                f"{source} has format version {version}; this inrkit reads up to {METRICS_FORMAT_VERSION} (upgrade inrkit)"
             )
         try:
             return cls.model_validate(data)

@@ -92,8 +92,8 @@ def test_no_exported_name_shadows_a_submodule(package: str):
 
 
 #: ``inrkit.x`` strings that are values, not references: file-format identifiers written into
-#: checkpoints, experiment folders and failed-run markers.
-FORMAT_IDS = {"inrkit.checkpoint", "inrkit.experiment", "inrkit.failed"}
+#: checkpoints, experiment folders, failed-run markers and rd summaries.
+FORMAT_IDS = {"inrkit.checkpoint", "inrkit.experiment", "inrkit.failed", "inrkit.rd"}
 REFERENCE = re.compile(r"(?<![\w./-])inrkit(?:\.[A-Za-z_]\w*)+")
 DOCUMENTS = sorted(
     [

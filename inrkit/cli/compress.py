@@ -17,6 +17,7 @@ from inrkit.cli.options import (
     parse_seeds,
     sharing_list,
 )
+from inrkit.limits import MAX_STEPS
 
 
 @click.command()
@@ -25,7 +26,7 @@ from inrkit.cli.options import (
 @click.option("--bits", type=click.IntRange(min=2, max=16), default=8, show_default=True, help="Bits per quantised value.")
 @click.option("--fine-bits", type=click.IntRange(min=2, max=16), help="Bits of the first layer and every bias [default: --bits + 4, at most 16].")
 @click.option("--per-channel", is_flag=True, help="One quantisation step per output channel of each weight (default: per tensor).")
-@click.option("--qat-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Steps of quantisation-aware fine-tuning on the run's data first (additive noise, then straight-through; never kept if worse).")
+@click.option("--qat-steps", type=click.IntRange(min=0, max=MAX_STEPS), default=0, show_default=True, help="Steps of quantisation-aware fine-tuning on the run's data first (additive noise, then straight-through; never kept if worse).")
 @click.option("--qat-lr", type=click.FloatRange(min=0, min_open=True), help="Its peak learning rate, decayed on a cosine [default: the run's].")
 @click.option("--device", default="cpu", show_default=True, help="Where the fine-tuning runs: cpu, auto, cuda or cuda:N.")
 @click.option("--measure/--no-measure", default=True, show_default=True, help="Score the run and the file on the run's data (PSNR before and after).")
@@ -53,7 +54,7 @@ def compress(
 @click.option("--sharing", "sharing_names", callback=sharing_list, metavar="NAME[,NAME...]", help="INR methods, e.g. minr,separate.")
 @click.option("--width", "widths", callback=int_list, metavar="W[,W...]", help="Widths to fit each method at, e.g. 24,32,48,64 [default: the config's].")
 @click.option("--bits", "bits", callback=int_list, default="8", show_default=True, metavar="B[,B...]", help="Bit depths to compress each fit at.")
-@click.option("--qat-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Also compress each fit after this many steps of quantisation-aware fine-tuning (method '<name>+qat').")
+@click.option("--qat-steps", type=click.IntRange(min=0, max=MAX_STEPS), default=0, show_default=True, help="Also compress each fit after this many steps of quantisation-aware fine-tuning (method '<name>+qat').")
 @click.option("--seeds", callback=parse_seeds, metavar="S[,S...]", help="Fit every INR setting once per seed; points are means over seeds, deltas come with intervals [default: once, at the config's seed].")
 @click.option("--codecs", "codec_names", callback=name_list, default="jpeg,webp,avif", show_default=True, metavar="NAME[,NAME...]", help="Codecs measured on the same images (jpeg, webp, avif); empty for none.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for rd.json, rd.md, rd.png, the runs and every point; an earlier rd's folder resumes it.")

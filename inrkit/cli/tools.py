@@ -100,14 +100,18 @@ def analyze_weights(runs: tuple[str, ...], output: str, force: bool) -> None:
 @click.option("--points", type=click.IntRange(min=1), default=2048, show_default=True, help="Coordinates per item measured.")
 @click.option("--no-gradients", is_flag=True, help="Skip the gradient norms (they need the run's data on disk).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the numbers as JSON here.")
+@click.option("--force", is_flag=True, help="Replace an existing -o file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the tables.")
-def analyze_activations(run_dir: str, points: int, no_gradients: bool, output: str | None, as_json: bool) -> None:
+def analyze_activations(run_dir: str, points: int, no_gradients: bool, output: str | None, force: bool, as_json: bool) -> None:
     """Per-layer pre-activations, living units and gradient norms, at initialisation and trained."""
     from pathlib import Path
 
     from inrkit import api, files
+    from inrkit.errors import ConfigError
     from inrkit.tools.diagnostics import activation_report, format_table
 
+    if output and os.path.lexists(output) and not force:
+        raise ConfigError(f"-o {output} already exists; nothing was written (use --force to replace it)")
     report = activation_report(api.load(run_dir), points=points, gradients=not no_gradients)
     if output:
         files.write_json(Path(output), report)

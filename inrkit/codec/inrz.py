@@ -278,6 +278,13 @@ class InrzFile:
         lengths = [s[0] for s in self.header.sections]
         return lengths[0], lengths[1:]
 
+    def check_sections(self) -> int:
+        """Read every section and check its CRC-32 without decoding it (a section is at most a
+        tensor block, read one at a time); returns the number of sections checked."""
+        for index in range(len(self.header.sections)):
+            self._section(index)
+        return len(self.header.sections)
+
     def _section(self, index: int) -> bytes:
         length, crc = self.header.sections[index]
         with open(self.path, "rb") as fh:

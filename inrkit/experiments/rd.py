@@ -27,15 +27,19 @@ from typing import Any
 from inrkit import api, files
 from inrkit.codec.quantize import MAX_BITS, MIN_BITS
 from inrkit.config import ResolvedRun
-from inrkit.errors import ConfigError
+from inrkit.errors import CheckpointError, ConfigError
 from inrkit.experiments import runner as experiments
 from inrkit.experiments.baselines import CODECS, check_codecs, codec_point
 from inrkit.experiments.runner import PointResult, Variant
 from inrkit.images import to_pixels
+from inrkit.limits import MAX_STEPS, MAX_WIDTH, whole_number
 from inrkit.runs.compress import compress
 from inrkit.runs.fit import load_items
 
 RD_JSON, RD_MD, RD_PNG = "rd.json", "rd.md", "rd.png"
+RD_FORMAT = "inrkit.rd"
+#: What every point file must hold (``files.read_record``'s kinds).
+POINT_FIELDS = {"method": "str", "setting": "str", "bpp": "number", "psnr": "number?", "images_sha256": "str"}
 ANCHOR = "jpeg"
 
 
@@ -120,17 +124,44 @@ def images_fingerprint(images: Sequence[Any]) -> str:
     return digest.hexdigest()
 
 
-def _check_earlier_points(points_dir: Path, fingerprint: str) -> None:
-    """Refuse an ``--out`` whose points were measured on other images, before anything is written."""
-    if not points_dir.is_dir():
+def _check_folder(folder: Path) -> None:
+    """Refuse an ``--out`` that is neither new, empty nor an earlier ``inrkit rd`` (its ``rd.json``
+    names the format; one written before the tag holds points and settings): rd rewrites
+    ``rd.json``, ``rd.md`` and ``rd.png`` and must never overwrite files it did not write."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} exists and is not a folder")
+    if not folder.is_dir() or not any(folder.iterdir()):
         return
+    summary = folder / RD_JSON
+    try:
+        earlier = files.read_json(summary) if summary.is_file() and not summary.is_symlink() else None
+    except CheckpointError:
+        earlier = None
+    ours = isinstance(earlier, dict) and (
+        earlier.get("format") == RD_FORMAT or ("format" not in earlier and {"points", "settings"} <= set(earlier))
+    )
+    if not ours:
+        raise ConfigError(
+            f"--out {folder} already holds files that are not an inrkit rd experiment; choose a new or empty "
+            "folder (nothing was changed)"
+        )
+
+
+def _earlier_points(points_dir: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
+    """The points an earlier run measured, each checked; refuse an ``--out`` whose points were
+    measured on other images. Nothing is written."""
+    if not points_dir.is_dir():
+        return {}
+    earlier: dict[str, dict[str, Any]] = {}
     for path in sorted(points_dir.glob("*.json")):
-        earlier = files.read_json(path)
-        if not isinstance(earlier, dict) or earlier.get("images_sha256") != fingerprint:
+        point = files.read_record(path, POINT_FIELDS, "an inrkit rd point", fix="delete it to measure the point again")
+        if point["images_sha256"] != fingerprint:
             raise ConfigError(
                 f"{points_dir.parent} holds points measured on other images ({path.name}); "
                 "give a new --out, or the same data and signal settings to extend it"
             )
+        earlier[path.stem] = point
+    return earlier
 
 
 def rd(
@@ -154,33 +185,30 @@ def rd(
     setting once per seed (``train.seed``) instead of once at the config's seed."""
     if not sharing and not codecs:
         raise ConfigError("nothing to measure: give --sharing and/or --codecs")
-    for b in bits:
-        if isinstance(b, bool) or not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
-            raise ConfigError(f"--bits must be whole numbers from {MIN_BITS} to {MAX_BITS} (got {b!r})")
+    bits = [whole_number(b, "--bits", MIN_BITS, MAX_BITS) for b in bits]
     if sharing and not bits:
         raise ConfigError("give --bits for the INR methods")
-    if isinstance(qat_steps, bool) or not isinstance(qat_steps, int) or qat_steps < 0:
-        raise ConfigError(f"--qat-steps must be a whole number >= 0 (got {qat_steps!r})")
-    for w in widths:
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-            raise ConfigError(f"--width values must be positive whole numbers (got {w!r})")
+    qat_steps = whole_number(qat_steps, "--qat-steps", 0, MAX_STEPS)
+    widths = [whole_number(w, "--width", 1, MAX_WIDTH) for w in widths]
     codecs = check_codecs(codecs)
     folder = Path(out)
     points_dir = folder / "points"
+    _check_folder(folder)
+    variants = setting_variants(sharing, widths) if sharing else []
+    if sharing:  # every fit's config and a resumed folder's recipe, before anything is written
+        experiments.check(base, experiments.points(variants, seeds), folder / "runs", "rd")
     config = api.as_config(dict(base))
     resolved = ResolvedRun(config)
     items = load_items(resolved)
     images = [resolved.signal.eval_view(it) for it in items]
     fingerprint = images_fingerprint(images)
-    _check_earlier_points(points_dir, fingerprint)
-    points: dict[str, dict[str, Any]] = {}
+    points: dict[str, dict[str, Any]] = _earlier_points(points_dir, fingerprint)
 
     def measure(name: str, compute: Callable[[], dict[str, Any]]) -> None:
         """The point ``name``: read back when an earlier run measured it, else measured and written."""
-        path = points_dir / f"{name}.json"
-        if path.is_file():
-            points[name] = files.read_json(path)
+        if name in points:
             return
+        path = points_dir / f"{name}.json"
         point = {**compute(), "images_sha256": fingerprint}
         files.write_json(path, point)
         points[name] = point
@@ -193,7 +221,6 @@ def rd(
         for quality in (qualities or {}).get(codec, CODECS[codec][1]):
             measure(f"{codec}-q{quality}", functools.partial(codec_point, images, codec, quality))
     if sharing:
-        variants = setting_variants(sharing, widths)
         setting = dict(zip((v.name for v in variants), itertools.product(sharing, widths), strict=True))
 
         def compressed(result: PointResult) -> None:
@@ -276,7 +303,7 @@ def _summary(points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) ->
         if method in by_method and anchor:
             deltas[method] = {**bd_delta(anchor, by_method[method]), "matches_jpeg_at_bpp": matching_rate(anchor, by_method[method]),
                               **_seed_deltas(anchor, [p for p in ordered if p["method"] == method])}
-    return {"points": ordered, "settings": means, "anchor": ANCHOR if anchor else None, "deltas": deltas}
+    return {"format": RD_FORMAT, "points": ordered, "settings": means, "anchor": ANCHOR if anchor else None, "deltas": deltas}
 
 
 def _write(folder: Path, points: Mapping[str, Mapping[str, Any]], sharing: Sequence[str]) -> dict[str, Any]:

@@ -177,39 +177,82 @@ def _read_manifest(path: Path, kind: str, recipe: Any) -> dict[str, Any]:
     return manifest
 
 
+def _recipe(planned: Sequence[Point]) -> dict[str, Any]:
+    return {p.folder: {"variant": p.variant.name, "assignments": list(p.assignments)} for p in planned}
+
+
+def _check_folder(out: str | Path | None, kind: str, base: Mapping[str, Any], planned: Sequence[Point], seeded: bool) -> dict[str, Any] | None:
+    """Everything :func:`_open` refuses, checked without writing: the earlier manifest (its kind,
+    base config and recipes) and every point's run folder. Returns the earlier manifest, or
+    ``None`` for a new folder (which :func:`~inrkit.runs.layout.new_run_folder` then checks)."""
+    manifest_path = Path(out) / EXPERIMENT_FILE if out is not None else None
+    if manifest_path is None or not manifest_path.is_file():
+        return None
+    folder = manifest_path.parent
+    manifest = _read_manifest(manifest_path, kind, _recipe_of(base, seeded))
+    known: dict[str, Any] = manifest["points"]
+    for name, spec in _recipe(planned).items():
+        if name in known and known[name]["assignments"] != spec["assignments"]:
+            raise ConfigError(
+                f"--out {folder}: {name} was fitted with {known[name]['assignments']}, now asked for "
+                f"{spec['assignments']}; rename the variant or choose a new folder (nothing was changed)"
+            )
+        clash = next((k for k in known if _nested(k, name)), None)
+        if clash is not None:
+            raise ConfigError(
+                f"--out {folder} holds {clash}, which cannot sit beside {name} (give --seeds the same way "
+                "as before, or choose a new folder; nothing was changed)"
+            )
+    for point in planned:
+        _survey(folder / point.folder)
+    return manifest
+
+
+def _survey(run_dir: Path) -> None:
+    """Refuse, before anything is written, a point folder that resuming could not use: files that
+    are no run of this experiment, or a finished run whose ``metrics.json`` is damaged."""
+    if _finished(run_dir) is not None or not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    if (run_dir / layout.RESUME_FILE).is_file() or layout.is_failed_run(run_dir) or _unfinished_single_run(run_dir):
+        return
+    raise ConfigError(
+        f"{run_dir} holds files that are not an unfinished run of this experiment; "
+        "move them away or choose a new --out (nothing was changed)"
+    )
+
+
 def _open(out: str | Path | None, kind: str, base: Mapping[str, Any], planned: Sequence[Point], seeded: bool) -> Path:
     """Create the experiment folder, or reopen one written by the same kind and base config, and
-    lock it against a second process."""
-    recipe = {p.folder: {"variant": p.variant.name, "assignments": list(p.assignments)} for p in planned}
-    base_recipe = _recipe_of(base, seeded)
-    manifest_path = Path(out) / EXPERIMENT_FILE if out is not None else None
-    if manifest_path is not None and manifest_path.is_file():
-        folder = manifest_path.parent
-        manifest = _read_manifest(manifest_path, kind, base_recipe)
-        known: dict[str, Any] = manifest["points"]
-        for name, spec in recipe.items():
-            if name in known and known[name]["assignments"] != spec["assignments"]:
-                raise ConfigError(
-                    f"--out {folder}: {name} was fitted with {known[name]['assignments']}, now asked for "
-                    f"{spec['assignments']}; rename the variant or choose a new folder (nothing was changed)"
-                )
-            clash = next((k for k in known if _nested(k, name)), None)
-            if clash is not None:
-                raise ConfigError(
-                    f"--out {folder} holds {clash}, which cannot sit beside {name} (give --seeds the same way "
-                    "as before, or choose a new folder; nothing was changed)"
-                )
+    lock it against a second process. Nothing is written before every check has passed."""
+    recipe = _recipe(planned)
+    manifest = _check_folder(out, kind, base, planned, seeded)
+    if manifest is not None:
+        folder = Path(out)  # type: ignore[arg-type]  # a manifest was found, so out is a folder
         _lock(folder)
-        manifest["points"] = {**known, **recipe}
+        manifest["points"] = {**manifest["points"], **recipe}
     else:
         folder = layout.new_run_folder(out, kind)
         _lock(folder)
         manifest = {
             "format": EXPERIMENT_FORMAT, "version": EXPERIMENT_VERSION, "kind": kind,
-            "base": base_recipe, "points": recipe,
+            "base": _recipe_of(base, seeded), "points": recipe,
         }
     files.write_json(folder / EXPERIMENT_FILE, manifest)
     return folder
+
+
+def check(base: Mapping[str, Any], planned: Sequence[Point], out: str | Path | None, kind: str) -> None:
+    """What :func:`run` refuses, refused without fitting or writing anything: the points, every
+    point's config (plugins included), and a resumed folder's recipe and run folders. A command
+    that writes its own files beside the fits (``rd``) calls this before its first write."""
+    if not planned:
+        raise ConfigError("nothing to fit: give --sharing NAME[,NAME...], --variant NAME:KEY=VALUE or --grid KEY=V1,V2")
+    _check_points(planned)
+    for p in planned:
+        ResolvedRun(api.as_config(config_for(base, p.assignments)))
+    seeded = any(p.seed is not None for p in planned)
+    if _check_folder(out, kind, base, planned, seeded) is None and out is not None:
+        layout.check_new_run_folder(Path(out))
 
 
 def _lock(folder: Path) -> None:
@@ -283,12 +326,8 @@ def run(
     the same seed fails the same way) unless ``retry_failed``. Under torchrun every rank trains
     and rank 0 alone gets results.
     """
-    if not planned:
-        raise ConfigError("nothing to fit: give --sharing NAME[,NAME...], --variant NAME:KEY=VALUE or --grid KEY=V1,V2")
-    _check_points(planned)
+    check(base, planned, out, kind)
     configs = [api.as_config(config_for(base, p.assignments)) for p in planned]
-    for config in configs:
-        ResolvedRun(config)
     seeded = any(p.seed is not None for p in planned)
     group, _ = distributed.join(resolve_device(configs[0].train.device))
     folder = group.on_main(lambda: _open(out, kind, base, planned, seeded))

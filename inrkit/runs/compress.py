@@ -16,12 +16,14 @@ from typing import Any
 
 import torch
 
+from inrkit import files
 from inrkit.codec.inrz import SUFFIX, Sizes, write
 from inrkit.codec.quantize import MAX_BITS, MIN_BITS
 from inrkit.config import ResolvedRun
 from inrkit.errors import ConfigError, InrkitError
 from inrkit.interfaces import INRModel, Item
-from inrkit.limits import count_pixels
+from inrkit.limits import MAX_STEPS, count_pixels, whole_number
+from inrkit.runs import layout
 from inrkit.runs.folder import CompressedRun, Run
 from inrkit.training.evaluate import evaluate
 
@@ -124,9 +126,9 @@ def tensor_bits(model: INRModel, bits: int, fine_bits: int) -> dict[str, int]:
     return out
 
 
-def check_bits(bits: int) -> None:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ConfigError(f"bits must be a whole number from {MIN_BITS} to {MAX_BITS} (got {bits!r})")
+def check_bits(bits: int, name: str = "bits") -> int:
+    """``bits`` as an ``int`` from :data:`MIN_BITS` to :data:`MAX_BITS` (any whole-number type)."""
+    return whole_number(bits, name, MIN_BITS, MAX_BITS)
 
 
 def compress(
@@ -157,11 +159,9 @@ def compress(
     ``items`` are the run's items, already loaded. An existing ``output`` is replaced only with
     ``force``.
     """
-    check_bits(bits)
-    fine = min(MAX_BITS, bits + FINE_EXTRA_BITS) if fine_bits is None else fine_bits
-    check_bits(fine)
-    if isinstance(qat_steps, bool) or not isinstance(qat_steps, int) or qat_steps < 0:
-        raise ConfigError(f"qat_steps must be a whole number >= 0 (got {qat_steps!r})")
+    bits = check_bits(bits)
+    fine = check_bits(min(MAX_BITS, bits + FINE_EXTRA_BITS) if fine_bits is None else fine_bits, "fine_bits")
+    qat_steps = whole_number(qat_steps, "qat_steps", 0, MAX_STEPS)
     if qat_lr is not None and not (isinstance(qat_lr, (int, float)) and 0 < qat_lr < 1e3):
         raise ConfigError(f"qat_lr must be a positive number (got {qat_lr!r})")
     target = Path(output)
@@ -205,6 +205,8 @@ def compress(
         model.to("cpu")
     sizes = write(target, model.state_dict(), allocation, run.metadata, len(run.items), bits=bits, per_channel=per_channel,
                   steps=steps)
+    if target.parent.resolve() == run.path.resolve():  # into the run folder: its SHA256SUMS lists it
+        files.write_checksums(run.path, layout.checksummed_files(run.path))
     result = CompressResult(target, bits, per_channel, Rate.of(sizes, item_pixels(run)), fine_bits=fine, qat_steps=qat_steps,
                             qat_kept_step=None if tuning is None else tuning.kept_step,
                             encoded_from=encoded_from if isinstance(encoded_from, str) else None)

@@ -26,7 +26,7 @@ from inrkit.devices import resolve_device
 from inrkit.errors import ConfigError, DataError, StorageError, TrainingError, TrainingInterrupted, signal_number
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import Callback, INRModel, Item
-from inrkit.limits import available_memory, format_bytes, free_disk, memory_check_enabled
+from inrkit.limits import available_memory, format_bytes, free_disk, memory_check_enabled, unwritable_reason
 from inrkit.names import unique_safe_names
 from inrkit.nn import count_parameters, state_bytes, trainable_bytes
 from inrkit.plugins import PluginRegistry
@@ -324,7 +324,11 @@ PLOTS_BYTES = 32 << 20
 def check_disk(target: Path, prepared: Prepared, plots: bool) -> None:
     """Refuse a run whose files cannot fit on the disk that will hold them, before training: the
     checkpoint and snapshots (their sizes follow from the model), the reconstructions (at most
-    their raw size) and the figures."""
+    their raw size) and the figures. An unwritable place is refused as such first (a read-only
+    file system reports no free space)."""
+    reason = unwritable_reason(target)
+    if reason is not None:
+        raise StorageError(f"cannot write the run into {os.path.abspath(target)}: {reason}; choose another --out")
     free = free_disk(target)
     if free is None:
         return

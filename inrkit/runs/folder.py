@@ -31,7 +31,16 @@ from inrkit.devices import resolve_device
 from inrkit.errors import CheckpointError, ConfigError, DataError, StorageError, format_validation_error
 from inrkit.factory import build_model, run_spec
 from inrkit.interfaces import INRModel, Item, Signal
-from inrkit.limits import PIXELS_ENV, check_pixels, count_pixels, pixel_limit
+from inrkit.limits import (
+    MEMORY_CHECK_ENV,
+    PIXELS_ENV,
+    available_memory,
+    check_pixels,
+    count_pixels,
+    format_bytes,
+    memory_check_enabled,
+    pixel_limit,
+)
 from inrkit.nn import check_state
 from inrkit.plugins import PluginRegistry, get_registry
 from inrkit.results import RunMetrics
@@ -227,10 +236,29 @@ class Run:
         spec = run_spec(self.config, resolved.signal.in_dim, [it["shape"] for it in self.items], int(self.items[0]["channels"]))
         return build_model(resolved.activation, resolved.sharing, spec)
 
+    def _build(self, build: Callable[[], INRModel]) -> INRModel:
+        """``build()``, after its size was checked against the memory this machine has: the
+        config is read from a file, and a few bytes of it may declare gigabytes of weights. The
+        model is first built on the meta device (nothing allocated); the model and the state read
+        for it must both fit. ``INRKIT_MEMORY_CHECK=0`` skips the check."""
+        if memory_check_enabled():
+            with torch.device("meta"):
+                layout_only = build()
+            need = 2 * sum(t.numel() * t.element_size() for t in layout_only.state_dict().values())
+            have = available_memory()
+            if have is not None and need > have:
+                raise ConfigError(
+                    f"{self.checkpoint}: its config declares a model of {format_bytes(need // 2)} "
+                    f"({self.config.model.width} wide, {self.config.model.layers} layers); reading it needs about "
+                    f"{format_bytes(need)} of memory and this machine has {format_bytes(have)} available "
+                    f"({MEMORY_CHECK_ENV}=0 skips this check)"
+                )
+        return build()
+
     def model(self, device: str | torch.device = "cpu") -> INRModel:
         """The whole trained model, every item's tensors included (to evaluate or fine-tune it in
         one's own code; :meth:`model_for` reads one item only)."""
-        model = self._whole_model()
+        model = self._build(self._whole_model)
         self._load(model, self._read_state())
         return model.to(resolve_device(device) if str(device) != "cpu" else torch.device("cpu"))
 
@@ -243,7 +271,7 @@ class Run:
             self.config, resolved.signal.in_dim, [info["shape"]], int(info["channels"]),
             item_indices=(index,), run_item_shapes=tuple(tuple(it["shape"]) for it in self.items),
         )
-        model = build_model(resolved.activation, resolved.sharing, spec)
+        model = self._build(lambda: build_model(resolved.activation, resolved.sharing, spec))
         self._load(model, self._read_item_state(index))
         return model.to(resolve_device(device) if str(device) != "cpu" else torch.device("cpu"))
 
@@ -336,11 +364,34 @@ def _whole_sizes(size: Any, dims: int) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def verify_inrz(path: str | Path, registry: PluginRegistry | None = None) -> dict[str, Any]:
+    """Check an ``.inrz`` file without decoding it: its header (signature, version, CRC-32,
+    config and items), every tensor it declares against the model its config builds (on the meta
+    device), and every section's CRC-32. Returns what was checked; any problem is one
+    :class:`~inrkit.errors.CheckpointError`."""
+    run = CompressedRun(path, registry)
+    sections = run.file.check_sections()
+    return {
+        "file": str(run.path),
+        "items": len(run.items),
+        "sections": sections,
+        "bytes": run.path.stat().st_size,
+        "config": {"activation": run.config.activation.name, "sharing": run.config.sharing.name, "signal": run.config.signal.name},
+    }
+
+
 def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str, Any]:
-    """Check a run folder without decoding it: its SHA-256 sums, checkpoint metadata, config,
-    tensor keys and every tensor's shape against the model its config builds (on the meta
-    device: nothing is allocated), and ``metrics.json`` if present. Returns what was checked;
+    """Check a run folder or an ``.inrz`` file (:func:`verify_inrz`) without decoding it. For a
+    folder: its SHA-256 sums, checkpoint metadata, config, tensor keys and every tensor's shape
+    against the model its config builds (on the meta device: nothing is allocated),
+    ``metrics.json`` if present, and every ``.inrz`` file it holds. Returns what was checked;
     any problem is one :class:`~inrkit.errors.CheckpointError`."""
+    from inrkit.codec.inrz import is_inrz
+
+    if Path(path).is_file():
+        if not is_inrz(path):
+            raise CheckpointError(f"{path} is neither a run folder nor an .inrz file")
+        return verify_inrz(path, registry)
     run = Run(path, registry)
     with torch.device("meta"):
         model = run._whole_model()
@@ -363,9 +414,11 @@ def verify(path: str | Path, registry: PluginRegistry | None = None) -> dict[str
         shapes[f"items.{rest}"] = torch.empty([len(run.items), *shape], dtype=dtype, device="meta")
     check_state(model.state_dict(), shapes, str(run.checkpoint))
     metrics = run.metrics
+    compressed = [verify_inrz(p, registry)["file"] for p in layout.checksummed_files(run.path) if p.suffix == ".inrz"]
     return {
         "run": str(run.path),
         "checksums": run.verified,
+        "inrz": compressed,
         "items": len(run.items),
         "tensors": len(keys),
         "finished": metrics is not None,

@@ -92,7 +92,7 @@ def test_rd_measures_every_point_once_and_resumes(image_dir: Path, tmp_path: Pat
 def test_rd_refuses_bad_requests_before_fitting(image_dir: Path, tmp_path: Path):
     base = ["rd", "--data", str(image_dir), "--out", str(tmp_path / "x")]
     for extra, message in [
-        (["--sharing", "minr", "--bits", "1"], "--bits must be whole numbers from 2 to 16"),
+        (["--sharing", "minr", "--bits", "1"], "--bits must be a whole number from 2 to 16"),
         (["--codecs", "gif"], "unknown codec 'gif'"),
         (["--sharing", "minr", "--width", "8,x"], "expected whole numbers"),
         (["--codecs", "", "--sharing", ""], "nothing to measure"),

@@ -95,3 +95,89 @@ def test_whole_numbers_of_any_type_are_accepted(tiny_run: Path):
     assert np.array_equal(run.decode("1"), run.decode(1)) and np.array_equal(run.decode(1.0), run.decode(1))
     with pytest.raises(DataError, match="not in run"):
         run.decode(7)
+
+
+# -- round two: one rule for values, CLI and API alike ---------------------------------------------
+def _whole_number_fields() -> list[tuple[str, str]]:
+    """Every whole-number field of the run config and of every installed plugin's options."""
+    from inrkit.config import ModelConfig, TrainConfig
+    from inrkit.interfaces import _whole_number_fields
+    from inrkit.plugins import get_registry
+
+    found = [(f"model.{n}", "") for n in sorted(_whole_number_fields(ModelConfig))]
+    found += [(f"train.{n}", "") for n in sorted(_whole_number_fields(TrainConfig))]
+    registry = get_registry()
+    for kind in ("activation", "sharing", "signal"):
+        for name in registry.names(kind):
+            options = registry.entry(kind, name).cls.Options
+            found += [(f"{kind}.{n}", name) for n in sorted(_whole_number_fields(options))]
+    return found
+
+
+@pytest.mark.parametrize(("key", "plugin"), _whole_number_fields(), ids=lambda v: v or "-")
+def test_no_whole_number_field_takes_a_boolean(key: str, plugin: str):
+    """``--set train.items_per_step=true`` trained one item per step: pydantic's lax int took True."""
+    from inrkit.config import ResolvedRun, apply_overrides
+
+    kind = key.split(".")[0]
+    data = apply_overrides({kind: {"name": plugin}} if plugin else {}, [f"{key}=true"])
+    with pytest.raises(ConfigError, match=key.split(".")[-1]):
+        ResolvedRun(inrkit.as_config(data))
+
+
+def test_the_field_walk_finds_the_counts():
+    keys = {key for key, _ in _whole_number_fields()}
+    assert {"model.width", "train.steps", "train.items_per_step", "train.seed", "signal.max_side"} <= keys
+
+
+def test_cli_refuses_a_boolean_count(images: Path, tmp_path: Path):
+    result = cli("run", "--data", images, "--set", "train.items_per_step=true", "--out", tmp_path / "r")
+    one_clean_error(result, "train.items_per_step", "whole number")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"),
+    [
+        (lambda: inrkit.fit("a string"), ConfigError, "read_config_file"),
+        (lambda: inrkit.fit(5), ConfigError, "not int"),
+        (lambda: inrkit.fit({}, data=5), DataError, "data must be"),
+        (lambda: inrkit.fit({}, data=[Path("x"), 3]), DataError, "not int"),
+        (lambda: inrkit.fit({}, data=b"images/"), DataError, "not bytes"),
+    ],
+)
+def test_api_arguments_of_the_wrong_kind_are_inrkit_errors(call, error, fragment: str):
+    with pytest.raises(error, match=fragment):
+        call()
+
+
+def test_compress_takes_whole_numbers_of_any_type(tiny_run: Path, tmp_path: Path):
+    done = inrkit.compress(tiny_run, tmp_path / "a.inrz", bits=np.int64(6), fine_bits=10.0, qat_steps=np.int32(0),
+                           measure=False)
+    assert done.bits == 6 and done.fine_bits == 10
+    for bad in (True, 6.5, "6", 99):
+        with pytest.raises(ConfigError, match="bits"):
+            inrkit.compress(tiny_run, tmp_path / "b.inrz", bits=bad, measure=False)
+    with pytest.raises(ConfigError, match="qat_steps"):
+        inrkit.compress(tiny_run, tmp_path / "b.inrz", qat_steps=10**20, measure=False)
+
+
+def test_qat_steps_are_bounded_on_the_command_line(tiny_run: Path, tmp_path: Path):
+    result = cli("compress", tiny_run, "-o", tmp_path / "a.inrz", "--qat-steps", str(10**20))
+    assert result.exit_code == 2 and "--qat-steps" in result.output and not (tmp_path / "a.inrz").exists()
+
+
+@pytest.mark.parametrize("fault", ["read-only", "not writable"])
+def test_an_unwritable_out_is_named_as_such_not_as_a_space_problem(images: Path, tmp_path: Path, monkeypatch, fault: str):
+    import os
+
+    if fault == "read-only":
+        real = os.statvfs
+        monkeypatch.setattr(os, "statvfs", lambda p: type("V", (), {"f_flag": os.ST_RDONLY, "f_bavail": 0})()
+                            if str(p).startswith(str(tmp_path)) else real(p))
+    else:
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p).startswith(str(tmp_path)) else real_access(p, mode, **k))
+    result = cli("run", "--data", images, "--width", "8", "--layers", "3", "--steps", "2", "--out", tmp_path / "r")
+    one_clean_error(result, "read-only file system" if fault == "read-only" else "not writable")
+    assert "free" not in result.output

@@ -1,7 +1,10 @@
-"""Fuzzing the two doors untrusted data comes through: the config layer and the image readers.
+"""Fuzzing the doors untrusted data comes through: the config layer, the image readers, and the
+files inrkit reads back (``metrics.json``, rd points, failed-run markers, experiment manifests,
+the ``.inrz`` header).
 
 Whatever goes in (random ``--set`` strings, TOML/YAML/JSON documents random or mutated, random
-bytes, truncated and mutated image files), what comes out is a valid result or one
+bytes, truncated and mutated image files, JSON records of any shape, ``.inrz`` headers mutated
+under a valid CRC), what comes out is a valid result or one
 :class:`~inrkit.errors.InrkitError`; never another exception, and never a hang (each call runs
 under a time limit).
 """
@@ -258,3 +261,139 @@ def test_every_valid_encoding_still_reads(tmp_path: Path):
         path.write_bytes(data)
         pixels = read_pixels(path)
         assert pixels.shape[:2] == (12, 10), kind
+
+
+# -- what inrkit reads back: its own JSON files and the .inrz header -------------------------------
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=5)),
+    max_leaves=20,
+)
+#: A record with the keys inrkit looks for, holding any JSON value: the reader's checks, not
+#: JSON syntax, are what is fuzzed.
+METRICS_KEYS = ["format_version", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "params", "items", "steps", "seconds", "history"]
+POINT_KEYS = ["method", "setting", "bpp", "psnr", "images_sha256", "seed"]
+FAILED_KEYS = ["format", "error", "entries", "time"]
+
+
+def _records(keys: list[str]) -> st.SearchStrategy:
+    return st.one_of(JSON, st.dictionaries(st.sampled_from(keys), JSON, max_size=len(keys)))
+
+
+def _written(tmp: Path, name: str, value) -> Path:
+    path = tmp / name
+    path.write_text(json.dumps(value))
+    return path
+
+
+@FUZZ
+@given(value=_records(METRICS_KEYS))
+def test_metrics_json_read_back(value):
+    from inrkit.results import RunMetrics
+
+    with time_limit():
+        try:
+            RunMetrics.from_dict(value, "metrics.json")
+        except InrkitError:
+            pass
+
+
+@FUZZ
+@given(value=_records(POINT_KEYS))
+def test_rd_points_read_back(value):
+    from inrkit import files
+    from inrkit.experiments.rd import POINT_FIELDS
+
+    with tempfile.TemporaryDirectory() as tmp, time_limit():
+        path = _written(Path(tmp), "p.json", value)
+        try:
+            point = files.read_record(path, POINT_FIELDS, "an rd point")
+        except InrkitError:
+            return
+        assert isinstance(point["bpp"], (int, float)) and not isinstance(point["bpp"], bool)
+
+
+@FUZZ
+@given(value=_records(FAILED_KEYS), extra=st.booleans())
+def test_failed_run_markers_read_back(value, extra: bool):
+    """A marker is trusted only when it is inrkit's, and never vouches for a file it does not list."""
+    from inrkit.runs import layout
+
+    with tempfile.TemporaryDirectory() as tmp, time_limit():
+        folder = Path(tmp)
+        _written(folder, "failed.json", value)
+        if extra:
+            (folder / "thesis.tex").write_text("mine")
+        foreign = layout.foreign_entries(folder)
+        ours = isinstance(value, dict) and value.get("format") == layout.FAILED_FORMAT
+        assert (foreign is None) == (not ours)
+        listed = value.get("entries") if isinstance(value, dict) else None
+        if foreign is not None and extra and "thesis.tex" not in (listed if isinstance(listed, list) else []):
+            assert "thesis.tex" in foreign
+
+
+@FUZZ
+@given(value=_records(["format", "version", "kind", "base", "points"]))
+def test_experiment_manifests_read_back(value):
+    from inrkit.experiments import runner
+
+    with tempfile.TemporaryDirectory() as tmp, time_limit():
+        path = _written(Path(tmp), runner.EXPERIMENT_FILE, value)
+        try:
+            runner._read_manifest(path, "compare", value.get("base") if isinstance(value, dict) else None)
+        except InrkitError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def inrz_header(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The header of a real, tiny .inrz file, to mutate."""
+    import zlib
+
+    import inrkit
+    from inrkit.codec import inrz
+
+    folder = tmp_path_factory.mktemp("inrz")
+    iio.imwrite(folder / "a.png", make_image(8, 8))
+    run = inrkit.fit({"model": {"width": 8, "layers": 3}, "train": {"steps": 1}}, data=[str(folder / "a.png")], out=folder / "run")
+    path = inrkit.compress(run.run_dir, folder / "a.inrz", measure=False).path
+    raw = path.read_bytes()
+    _, _, length, _ = inrz._PREFIX.unpack(raw[: inrz._PREFIX.size])
+    header = json.loads(zlib.decompress(raw[inrz._PREFIX.size : inrz._PREFIX.size + length]))
+    return {"header": header, "sections": raw[inrz._PREFIX.size + length :]}
+
+
+@FUZZ
+@given(data=st.data())
+def test_inrz_headers_with_valid_crcs(inrz_header: dict, data: st.DataObject):
+    """A header rewritten with a valid CRC (the careful attacker's file): one InrkitError or a
+    file whose declared tensors match its config's model; never another exception."""
+    import copy
+    import zlib
+
+    from inrkit.codec import inrz
+    from inrkit.runs.folder import CompressedRun
+
+    header = copy.deepcopy(inrz_header["header"])
+    key = data.draw(st.sampled_from(["metadata", "bits", "per_channel", "shared", "item", "sections", "format", "version"]))
+    header[key] = data.draw(JSON) if data.draw(st.booleans()) else _mutated(header[key], data)
+    packed = zlib.compress(json.dumps(header).encode())
+    blob = inrz._PREFIX.pack(inrz.MAGIC, inrz.VERSION, len(packed), zlib.crc32(packed)) + packed + inrz_header["sections"]
+    with tempfile.TemporaryDirectory() as tmp, time_limit():
+        path = Path(tmp) / "x.inrz"
+        path.write_bytes(blob)
+        try:
+            CompressedRun(path).file.check_sections()
+        except InrkitError:
+            pass
+
+
+def _mutated(value, data: st.DataObject):
+    """``value`` with one leaf replaced (a shape, a bit depth, a length, a name)."""
+    if isinstance(value, list) and value:
+        index = data.draw(st.integers(0, len(value) - 1))
+        return [_mutated(v, data) if i == index else v for i, v in enumerate(value)]
+    if isinstance(value, dict) and value:
+        key = data.draw(st.sampled_from(sorted(value)))
+        return {k: (_mutated(v, data) if k == key else v) for k, v in value.items()}
+    return data.draw(st.one_of(st.integers(-5, 2**40), st.text(max_size=8), st.none(), st.booleans()))

@@ -201,3 +201,40 @@ def test_limits_are_consistent():
     assert limits.pixel_limit() == limits.MAX_PIXELS or os.environ.get(limits.PIXELS_ENV)
     assert math.isclose(limits.count_pixels((10_000, 10_000)), limits.MAX_PIXELS)
     assert sys.maxsize > limits.MAX_WIDTH**2
+
+
+# -- round two: sizes a file declares are bounded in total ----------------------------------------
+def test_a_model_a_file_declares_is_checked_against_memory_before_it_is_built(tiny_run: Path, tmp_path: Path, monkeypatch):
+    """A 1 KB .inrz (or checkpoint) whose config declares a 16384-wide model built ~7 GB of
+    weights before anything was checked: now the model's size is compared with the memory."""
+    from inrkit.runs import folder
+
+    inrz = tmp_path / "small.inrz"
+    assert cli("compress", tiny_run, "-o", inrz).exit_code == 0
+    monkeypatch.setattr(folder, "available_memory", lambda: 1000)
+    built: list[int] = []
+    real = folder.build_model
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(folder, "build_model", counting)
+    for source in (tiny_run, inrz):
+        built.clear()
+        result = cli("decode", source, "--item", "0", "-o", tmp_path / "x.png")
+        one_clean_error(result, "declares a model", "INRKIT_MEMORY_CHECK=0")
+        assert len(built) <= 2, "the model was built for real before the check"
+        assert not (tmp_path / "x.png").exists()
+    monkeypatch.setenv("INRKIT_MEMORY_CHECK", "0")
+    assert cli("decode", inrz, "--item", "0", "-o", tmp_path / "x.png").exit_code == 0
+
+
+def test_the_memory_check_sees_the_declared_size_without_allocating(tiny_run: Path, monkeypatch):
+    from inrkit.runs import folder
+
+    run = inrkit.load(tiny_run)
+    run.config = run.config.model_copy(update={"model": run.config.model.model_copy(update={"width": 16384, "layers": 8})})
+    monkeypatch.setattr(folder, "available_memory", lambda: 4 << 30)
+    with pytest.raises(ConfigError, match=r"declares a model of (\d|\.)+ GiB"):
+        run.model_for(0)

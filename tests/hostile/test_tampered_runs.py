@@ -165,3 +165,33 @@ def test_verify_finds_a_shape_mismatch_without_decoding(tiny_run: Path, tmp_path
 
     run = craft(tiny_run, tmp_path / "bad", tensors=shrink)
     one_clean_error(cli("verify", run), "items.1.last.weight", "shape")
+
+
+# -- round two: everything read back is validated --------------------------------------------------
+@pytest.mark.parametrize("version", ["2x", 1.5, None, True, [1], -3])
+def test_a_damaged_format_version_in_metrics_json_is_one_clean_error(tiny_run: Path, tmp_path: Path, version):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["format_version"] = version
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    for args in (["verify", run], ["compress", run, "-o", tmp_path / "x.inrz"]):
+        one_clean_error(cli(*args), "metrics.json", "format_version")
+    assert not (tmp_path / "x.inrz").exists()
+
+
+def test_verify_checks_an_inrz_file_and_the_ones_a_run_holds(tiny_run: Path, tmp_path: Path):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    done = cli("compress", run, "-o", run / "small.inrz")
+    assert done.exit_code == 0, done.output
+    assert "small.inrz" in (run / "SHA256SUMS").read_text(), "the run's checksum list misses the .inrz it holds"
+    ok = cli("verify", run / "small.inrz")
+    assert ok.exit_code == 0 and "section" in ok.output, ok.output
+    report = json.loads(cli("verify", run, "--json").output)
+    assert report["inrz"] == [str(run / "small.inrz")] and "small.inrz" in report["checksums"]
+    data = bytearray((run / "small.inrz").read_bytes())
+    data[-3] ^= 0x40  # inside the last item's section
+    (tmp_path / "flipped.inrz").write_bytes(bytes(data))
+    one_clean_error(cli("verify", tmp_path / "flipped.inrz"), "checksum")
+    (run / "small.inrz").write_bytes(bytes(data))
+    one_clean_error(cli("verify", run), "small.inrz")
+    one_clean_error(cli("verify", run / "metrics.json"), "neither a run folder nor an .inrz file")
