@@ -92,9 +92,11 @@ class TrainConfig(NoBoolCounts):
     #: ``fp32``, or ``bf16`` to autocast the network's forward pass to bfloat16 (the first layer,
     #: the activations and the loss stay float32). Meant for GPUs with bf16 tensor cores.
     precision: Literal["fp32", "bf16"] = "fp32"
-    #: Compile the network with ``torch.compile`` before training: a one-off compilation, then
-    #: fused elementwise kernels (about 1.3x faster steps on a 2-core CPU; see the benchmarks).
-    compile: bool = False
+    #: Compile the training step with ``torch.compile``: ``true`` always, ``false`` never,
+    #: ``auto`` (the default) when inductor can run here and the fit is long enough to repay the
+    #: compilation (:func:`~inrkit.training.perf.compile_pays`: the first eager steps are timed;
+    #: ``metrics.json`` says what was decided and why). Complex-valued networks stay eager.
+    compile: bool | Literal["auto"] = "auto"
     #: Evaluate (render every item's evaluation view, PSNR/SSIM) every this many steps and tell
     #: the callbacks; 0: only after the last step. Costs a render of every item each time.
     eval_every: int = pydantic.Field(0, ge=0)

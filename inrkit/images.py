@@ -271,9 +271,11 @@ def read_pixels(source: str | Path, max_pixels: int | None = None) -> np.ndarray
     except Exception as exc:  # noqa: BLE001 - every decoder failure is the file's fault
         reason = one_line(str(exc)) if str(exc) else type(exc).__name__
         raise DataError(f"cannot read image {source}: {reason[:300]}") from None
+    if arr.size == 0:  # a truncated file some decoders read as no frames at all
+        raise DataError(f"cannot use image {source}: it holds no pixels (array shape {arr.shape})")
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
         arr = arr[0]  # multi-frame file: first frame
-    if arr.ndim not in (2, 3) or arr.size == 0:
+    if arr.ndim not in (2, 3):
         raise DataError(f"cannot use image {source}: unexpected array shape {arr.shape}")
     if arr.dtype.kind not in "biuf":
         raise DataError(f"cannot use image {source}: pixels of type {arr.dtype} (complex or not numbers)")

@@ -114,6 +114,11 @@ class Plugin(abc.ABC):
 
 
 # -- activations ------------------------------------------------------------------------------
+#: ``(omega, f)``: an activation that is ``f(omega * z)`` (see :meth:`Activation.scaled_form`).
+#: (``f`` maps a tensor to a tensor; spelled loosely here so this module does not import torch.)
+ScaledForm = tuple[float, Callable[[Any], Any]]
+
+
 class Activation(Plugin):
     """A nonlinearity plus the weight initialisation that belongs to it.
 
@@ -138,6 +143,18 @@ class Activation(Plugin):
         that treats, say, shared layers differently overrides it.
         """
         return self.activate(z, layer.position)
+
+    def scaled_form(self, layer: LayerDef) -> ScaledForm | None:
+        """``(omega, f)`` when this layer's activation is exactly ``f(omega * z)``; ``None``
+        (the default) when it is not, or not declared.
+
+        Optional. A model given the form folds ``omega`` into the layer's matrix product (the
+        GEMM's ``alpha`` and ``beta``, forward and both backward products) and applies ``f`` to
+        the product: one full-width pass fewer forward and one fewer backward per activated
+        layer. ``f`` must equal :meth:`activate_layer` after the scaling, gradients included
+        (the contract kit checks it). SIREN: ``(omega, torch.sin)``.
+        """
+        return None
 
     def init_layer_(self, weight: torch.Tensor, bias: torch.Tensor, layer: LayerDef) -> None:
         """:meth:`init_` for a layer described in full; models call this one (default: by position)."""

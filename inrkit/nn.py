@@ -8,15 +8,25 @@ initialisation routine serves shared and per-item layers alike, and a per-item l
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from inrkit.errors import CheckpointError, PluginError
-from inrkit.interfaces import Activation, INRModel, LayerDef, ModelCapabilities, ModelSpec, TrainingStep, inr_model_gaps
+from inrkit.interfaces import (
+    Activation,
+    INRModel,
+    LayerDef,
+    ModelCapabilities,
+    ModelSpec,
+    ScaledForm,
+    TrainingStep,
+    inr_model_gaps,
+)
 from inrkit.results import ParamCounts
 
 #: Layers with at most this many inputs (coordinates: the first layer) are computed as exact
@@ -25,16 +35,79 @@ from inrkit.results import ParamCounts
 EXACT_FAN_IN = 4
 
 
-def _exact_small_fan_in(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``x @ weight + bias`` for a handful of inputs as elementwise multiply-adds (never TF32).
+def _exact_small_fan_in(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, omega: float = 1.0) -> torch.Tensor:
+    """``omega * (x @ weight + bias)`` for a handful of inputs as elementwise multiply-adds (never TF32).
 
     ``x`` is ``(..., K)``, ``weight`` ``(..., K, out)`` and ``bias`` ``(..., out)``, broadcastable
-    the way :class:`Linear` and :class:`BatchedLinear` lay them out.
+    the way :class:`Linear` and :class:`BatchedLinear` lay them out. One fused multiply-add
+    (``addcmul``) per input; ``omega`` scales the small weight and bias, not the output.
     """
+    if omega != 1.0:
+        weight, bias = weight * omega, bias * omega
     out = bias
     for k in range(x.shape[-1]):
-        out = out + x[..., k : k + 1] * weight[..., k, :]
+        out = torch.addcmul(out, x[..., k : k + 1], weight[..., k, :])
     return out
+
+
+_ZERO: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _zero(like: torch.Tensor) -> torch.Tensor:
+    """A 0-d zero for ``addmm(..., beta=0)``, whose input is then ignored (never copied)."""
+    key = (like.device, like.dtype)
+    if key not in _ZERO:
+        _ZERO[key] = torch.zeros((), device=like.device, dtype=like.dtype)
+    return _ZERO[key]
+
+
+class _ScaledAffine(torch.autograd.Function):
+    """``omega * (x @ W + b)`` with ``omega`` as the products' ``alpha``/``beta``, forward and in
+    both backward products: no separate pass multiplies a full-width tensor by ``omega``.
+
+    ``x`` ``(P, in)`` with ``W`` ``(in, out)`` and ``b`` ``(out,)``; or batched, ``x`` ``(N, P, in)``
+    with ``W`` ``(N, in, out)`` and ``b`` ``(N, 1, out)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, omega: float) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.omega = omega
+        if x.dim() == 2:
+            return torch.addmm(bias, x, weight, beta=omega, alpha=omega)
+        return torch.baddbmm(bias, x, weight, beta=omega, alpha=omega)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        omega = ctx.omega
+        zero = _zero(grad)
+        grad_x = grad_w = grad_b = None
+        if x.dim() == 2:
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.addmm(zero, grad, weight.t(), beta=0, alpha=omega)
+            if ctx.needs_input_grad[1]:
+                grad_w = torch.addmm(zero, x.t(), grad, beta=0, alpha=omega)
+            if ctx.needs_input_grad[2]:
+                grad_b = grad.sum(0).mul_(omega)
+        else:
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.baddbmm(zero, grad, weight.transpose(1, 2), beta=0, alpha=omega)
+            if ctx.needs_input_grad[1]:
+                grad_w = torch.baddbmm(zero, x.transpose(1, 2), grad, beta=0, alpha=omega)
+            if ctx.needs_input_grad[2]:
+                grad_b = grad.sum(1, keepdim=True).mul_(omega)
+        return grad_x, grad_w, grad_b, None
+
+
+def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, omega: float | None = None) -> torch.Tensor:
+    """``x @ W + b``, or ``omega * (x @ W + b)`` with ``omega`` folded into the product (see
+    :class:`_ScaledAffine`); 2-d (shared: ``bias`` ``(out,)``) or batched (``bias`` ``(N, 1, out)``)."""
+    if omega is None or x.is_complex():
+        if x.dim() == 2:
+            return torch.addmm(bias, x, weight)
+        return torch.baddbmm(bias, x, weight)
+    return cast(torch.Tensor, _ScaledAffine.apply(x, weight, bias, float(omega)))
 
 
 def _default_uniform_(weight: torch.Tensor, bias: torch.Tensor) -> None:
@@ -58,11 +131,11 @@ class Linear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype))
         _default_uniform_(self.weight, self.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, omega: float | None = None) -> torch.Tensor:
+        """``x @ W + b``; with ``omega``, ``omega * (x @ W + b)`` in the same product."""
         if x.is_cuda and self.in_features <= EXACT_FAN_IN:
-            return _exact_small_fan_in(x, self.weight, self.bias)
-        flat = x.reshape(-1, self.in_features)
-        out = torch.addmm(self.bias, flat, self.weight)
+            return _exact_small_fan_in(x, self.weight, self.bias, 1.0 if omega is None else omega)
+        out = affine(x.reshape(-1, self.in_features), self.weight, self.bias, omega)
         return out.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
@@ -109,8 +182,10 @@ class BatchedLinear(nn.Module):
                     param.grad = torch.zeros_like(param)
                 param.grad.index_add_(0, items, rows.grad)
 
-    def forward(self, x: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """``items`` (indices into N) selects which items' weights the rows of ``x`` use."""
+    def forward(self, x: torch.Tensor, items: torch.Tensor | None = None, omega: float | None = None) -> torch.Tensor:
+        """``items`` (indices into N) selects which items' weights the rows of ``x`` use; with
+        ``omega``, the result is ``omega * (x @ W + b)``, scaled in the same product. One item
+        in the block is a plain 2-d product (a batch-1 ``bmm`` runs far below a GEMM's rate)."""
         weight: torch.Tensor = self.weight
         bias: torch.Tensor = self.bias
         if self._gathered is not None:  # inside gathered(items): the rows were selected once
@@ -120,8 +195,10 @@ class BatchedLinear(nn.Module):
         if x.dim() != 3 or x.shape[0] != weight.shape[0]:
             raise ValueError(f"expected input (N={weight.shape[0]}, P, {self.in_features}), got {tuple(x.shape)}")
         if x.is_cuda and self.in_features <= EXACT_FAN_IN:
-            return _exact_small_fan_in(x, weight.unsqueeze(1), bias.unsqueeze(1))
-        return torch.baddbmm(bias.unsqueeze(1), x, weight)
+            return _exact_small_fan_in(x, weight.unsqueeze(1), bias.unsqueeze(1), 1.0 if omega is None else omega)
+        if x.shape[0] == 1:
+            return affine(x[0], weight[0], bias[0], omega).unsqueeze(0)
+        return affine(x, weight, bias.unsqueeze(1), omega)
 
     @classmethod
     def from_linears(cls, linears: Sequence[nn.Linear]) -> BatchedLinear:
@@ -187,6 +264,7 @@ class MultiINR(nn.Module):
         x = self.activation.encode(self.map_coords(coords, items))
         mixed = torch.is_autocast_enabled(x.device.type)
         for d in self.layer_defs:
+            form = None if mixed or d.position == "last" else self.scaled_forms[d.name]
             if mixed:
                 # Under autocast only hidden layers' products run in low precision: coordinates
                 # and outputs need float32's resolution, and sin(30 x) of a bf16 x is mostly noise.
@@ -195,6 +273,9 @@ class MultiINR(nn.Module):
                     x = self._layer(d, x, items)
                 if x.dtype in (torch.bfloat16, torch.float16):
                     x = x.float()
+            elif form is not None:  # f(omega * z): omega rides in the product
+                x = form[1](self._layer(d, x, items, form[0]))
+                continue
             else:
                 x = self._layer(d, x, items)
             if d.position != "last":
@@ -211,8 +292,24 @@ class MultiINR(nn.Module):
         """
         return z
 
-    def _layer(self, d: LayerDef, x: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
-        return self.items[d.name](x, items) if d.name in self.items else self.shared[d.name](x)
+    def _layer(self, d: LayerDef, x: torch.Tensor, items: torch.Tensor | None, omega: float | None = None) -> torch.Tensor:
+        if d.name in self.items:
+            return self.items[d.name](x, items, omega)
+        return self.shared[d.name](x, omega)
+
+    @functools.cached_property
+    def scaled_forms(self) -> dict[str, ScaledForm | None]:
+        """Each activated layer's ``f(omega * z)`` form (:meth:`Activation.scaled_form`), or
+        ``None`` where the activation declares none, where a strategy modulates the
+        pre-activation (:meth:`modulate` overridden: ``omega`` cannot move past it), or where
+        the layer is complex."""
+        plain = type(self).modulate is MultiINR.modulate
+        forms: dict[str, ScaledForm | None] = {}
+        for d in self.layer_defs:
+            complex_layer = self.activation.layer_dtype(d.position) in (torch.complex64, torch.complex128)
+            form = self.activation.scaled_form(d) if plain and not complex_layer and d.position != "last" else None
+            forms[d.name] = form
+        return forms
 
     @contextlib.contextmanager
     def select_items(self, items: torch.Tensor | None) -> Iterator[None]:

@@ -165,6 +165,10 @@ class TrainResult:
     evaluation: Evaluation | None = None
     #: With ``train.compile``: the first step's time, compilation included (not in ``seconds``).
     compile_seconds: float | None = None
+    #: Whether the training step ran compiled (``train.compile``: ``true``, or ``auto`` deciding so).
+    compiled: bool | None = None
+    #: Why it was or was not compiled (``auto``'s arithmetic, or the setting).
+    compile_reason: str | None = None
 
 
 class RunMetrics(_Model):
@@ -199,8 +203,11 @@ class RunMetrics(_Model):
     history: list[HistoryRecord] = []
     #: The run whose shared layers ``inrkit encode`` reused (encoded runs only).
     encoded_from: str | None = None
-    #: With ``train.compile``: the first step's time, compilation included (not in ``seconds``).
+    #: With ``train.compile``: the step's time that compiled, compilation included (not in ``seconds``).
     compile_seconds: float | None = None
+    #: Whether the training step ran compiled, and why (``train.compile=auto`` says its arithmetic).
+    compiled: bool | None = None
+    compile_reason: str | None = None
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -258,7 +265,7 @@ class RunMetrics(_Model):
             elif key in ("items", "history"):
                 value = [v.to_dict() if isinstance(v, ItemMetrics) else v.model_dump() for v in value]
             out[key] = value
-        for key in ("encoded_from", "compile_seconds"):  # written only where they apply
+        for key in ("encoded_from", "compile_seconds", "compiled", "compile_reason"):  # written where they apply
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out

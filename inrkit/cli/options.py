@@ -174,7 +174,7 @@ def common_run_options(sharing: bool = True, width: bool = True) -> Callable[[Ca
         config_option("--lr", type=float, config_key="train.lr", unset="the activation's", help="Adam learning rate"),
         config_option("--seed", type=int, config_key="train.seed", help="Random seed"),
         config_option("--device", config_key="train.device", help="auto, cpu, cuda or cuda:N"),
-        config_option("--compile/--no-compile", "compile", default=None, config_key="train.compile", help="Compile the network with torch.compile before training"),
+        config_option("--compile/--no-compile", "compile", default=None, config_key="train.compile", help="--compile always compiles the training step with torch.compile, --no-compile never; unset, train.compile decides (auto: when the fit repays it)"),
         config_option("--precision", type=click.Choice(PRECISIONS), config_key="train.precision", help="bf16 autocasts the hidden layers' products (for GPUs)"),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML, YAML or JSON run config."),
         click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a config value by dotted key, e.g. sharing.projection=false (repeatable)."),

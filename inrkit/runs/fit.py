@@ -395,6 +395,8 @@ def run_metrics(
         history=result.history,
         encoded_from=encoded_from,
         compile_seconds=result.compile_seconds,
+        compiled=result.compiled,
+        compile_reason=result.compile_reason,
     )
     return metrics, result.evaluation.reconstructions
 

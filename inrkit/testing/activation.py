@@ -12,7 +12,8 @@ entry point must be installed, e.g. ``pip install -e .``)::
 inrkit's own suite runs the same class over every registered activation. The checks: it is
 registered under its name; its options have defaults, validate and reject unknown keys; its
 initialisation stays within :meth:`~inrkit.interfaces.Activation.init_bounds`; forward and
-backward are finite for the separate and minr strategies; a short fit of two small images improves
+backward are finite for the separate and minr strategies; a declared ``f(omega * z)`` form
+(:meth:`~inrkit.interfaces.Activation.scaled_form`) equals the activation, gradients included; a short fit of two small images improves
 PSNR well beyond the untrained network; outputs are float32; and all of it on CUDA when present.
 """
 
@@ -26,7 +27,7 @@ import pytest
 import torch
 
 from inrkit.factory import build_model
-from inrkit.interfaces import Activation, ModelSpec, inr_model_gaps
+from inrkit.interfaces import Activation, LayerDef, ModelSpec, inr_model_gaps
 from inrkit.plugins import PluginRegistry
 from inrkit.testing._common import PluginContract, devices, write_test_images
 
@@ -102,6 +103,26 @@ class ActivationContract(PluginContract):
         assert any(g.abs().sum() > 0 for g in grads if g is not None)
         for p in model.parameters():
             assert p.dtype in (torch.float32, torch.complex64), f"parameter dtype {p.dtype}"
+
+    @pytest.mark.parametrize("position", ["first", "hidden"])
+    @pytest.mark.parametrize("shared", [False, True])
+    def test_a_declared_scaled_form_equals_the_activation(self, act: Activation, position: str, shared: bool) -> None:
+        """``scaled_form`` (optional) promises ``activate_layer(z) == f(omega * z)``, gradients
+        included: a model folds ``omega`` into the layer's product on its strength."""
+        layer = LayerDef(name="l", in_features=8, out_features=16, position=position, shared=shared)  # type: ignore[arg-type]
+        form = act.scaled_form(layer)
+        if form is None:
+            pytest.skip("declares no f(omega * z) form")
+        omega, f = form
+        assert isinstance(omega, float) and math.isfinite(omega) and omega > 0
+        z = (torch.randn(4, 64, 16, dtype=torch.float64) * 0.2).requires_grad_(True)
+        z2 = z.detach().clone().requires_grad_(True)
+        expected, got = act.activate_layer(z, layer), f(omega * z2)
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+        weights = torch.randn_like(expected)
+        (expected * weights).sum().backward()
+        (got * weights).sum().backward()
+        torch.testing.assert_close(z2.grad, z.grad, rtol=1e-8, atol=1e-8)
 
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
     def test_cuda_matches_cpu(self, act: Activation, plugin_registry: PluginRegistry) -> None:

@@ -101,8 +101,12 @@ def layer_statistics(model: INRModel, coords: torch.Tensor, items: torch.Tensor 
             handle.remove()
     activation = model.activation
     stats = []
+    forms = getattr(model, "scaled_forms", {})
     for d in defs:
         z = outputs[d.name]
+        form = forms.get(d.name)
+        if form is not None:  # the layer's product carried omega (MultiINR.scaled_forms): z is its output / omega
+            z = z / form[0]
         module = next(_modules(model, d.name))
         weight = cast(torch.Tensor, module.weight)
         grads = [p.grad for p in module.parameters() if p.grad is not None]

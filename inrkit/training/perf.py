@@ -7,6 +7,9 @@ Each is a switch in :class:`~inrkit.config.TrainConfig`; they live here so the t
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
+import shutil
 from collections.abc import Callable, Iterator
 
 import torch
@@ -66,6 +69,66 @@ def compile_forward(model: INRModel) -> Callable[..., torch.Tensor]:
     message.
     """
     return torch.compile(model.forward)
+
+
+# -- train.compile = "auto" -------------------------------------------------------------------------
+#: Seconds a first compilation of the training step is expected to take, with inductor's cache
+#: cold (warm, it is 3-6 s: benchmarks/RESULTS.md); the policy pays for a cold one.
+EXPECTED_COMPILE_SECONDS = {"cpu": 30.0, "cuda": 40.0}
+#: Eager step time over compiled, measured (benchmarks/RESULTS.md): on the H200, 37.3 ms against
+#: 22.5 ms at 16 x 256^2 (1.66x, before the leaner eager step); on a 2-core CPU, with omega in the
+#: products, compiled and eager steps are within noise (0.57-0.61 s against 0.57-0.59 s at 4 x 128^2).
+COMPILED_SPEEDUP = {"cpu": 1.05, "cuda": 1.6}
+#: Compile only when the time it is expected to save is this many times its expected cost.
+PAYBACK = 2.0
+#: Eager steps timed before "auto" decides (the quickest counts: the first warms caches up).
+MEASURED_STEPS = 2
+
+
+def inductor_missing(device: torch.device) -> str | None:
+    """Why ``torch.compile``'s inductor backend cannot run on ``device`` here (``None``: it can):
+    a CPU needs a C++ compiler, a CUDA card Triton."""
+    if device.type == "cuda":
+        return None if importlib.util.find_spec("triton") is not None else "Triton is not installed"
+    if device.type != "cpu":
+        return f"inductor does not target {device.type} here"
+    compilers = [os.environ.get("CXX", ""), "c++", "g++", "clang++"]
+    return None if any(c and shutil.which(c) for c in compilers) else "no C++ compiler on PATH"
+
+
+def compile_plan(setting: bool | str, model: INRModel, device: torch.device, steps: int) -> tuple[str, str]:
+    """What the fit does about ``torch.compile``: ``("compile", why)``, ``("eager", why)``, or
+    ``("measure", why)`` for ``"auto"`` (time :data:`MEASURED_STEPS` eager steps, then
+    :func:`compile_pays`). Complex-valued networks (WIRE) stay eager: inductor runs them eagerly."""
+    if setting is False:
+        return "eager", "train.compile=false"
+    if steps <= 0:
+        return "eager", "no steps to train"
+    if any(p.is_complex() for p in model.parameters()):
+        return "eager", "complex-valued layers, which torch.compile runs eagerly anyway"
+    if setting is True:
+        return "compile", "train.compile=true"
+    missing = inductor_missing(device)
+    if missing is not None:
+        return "eager", f"auto: {missing}"
+    if steps <= MEASURED_STEPS:
+        return "eager", f"auto: {steps} step(s) cannot repay a compilation"
+    return "measure", "auto: deciding after timing the first eager steps"
+
+
+def compile_pays(step_seconds: float, remaining_steps: int, device: torch.device) -> tuple[bool, str]:
+    """Whether compiling now repays itself: the eager time it saves over ``remaining_steps``
+    (at :data:`COMPILED_SPEEDUP`) against :data:`PAYBACK` times :data:`EXPECTED_COMPILE_SECONDS`."""
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    saving = remaining_steps * step_seconds * (1.0 - 1.0 / COMPILED_SPEEDUP[kind])
+    cost = PAYBACK * EXPECTED_COMPILE_SECONDS[kind]
+    verdict = "compiled" if saving >= cost else "eager"
+    reason = (
+        f"auto: {verdict}: {remaining_steps} steps of {step_seconds * 1e3:.3g} ms would save about {saving:.3g} s, "
+        f"{'at least' if saving >= cost else 'less than'} {PAYBACK:g}x the {EXPECTED_COMPILE_SECONDS[kind]:g} s "
+        "a compilation is expected to take"
+    )
+    return saving >= cost, reason
 
 
 @contextlib.contextmanager

@@ -26,8 +26,13 @@ from inrkit.interfaces import INRModel
 
 #: Rows (points x items) per chunk on the CPU: keeps a width-256 layer's activations in cache.
 CPU_CHUNK_ROWS = 8192
-#: Rows per chunk on a GPU: large enough to fill it, small enough for a few GB of activations.
+#: Rows per chunk on a GPU when the model's activation bytes per row are unknown (a model
+#: without ``layer_defs``): large enough to fill it, small enough for a few GB of activations.
 GPU_CHUNK_ROWS = 1 << 18
+#: The most rows a GPU chunk holds however much memory is free (a sanity bound on one allocation).
+MAX_GPU_CHUNK_ROWS = 1 << 25
+#: Share of the card's free memory one chunk's activations may take.
+GPU_CHUNK_MEMORY_SHARE = 0.5
 
 #: One chunk: a point range and the rows (items of the set) that still have points there.
 Chunk = tuple[slice, "torch.Tensor | None"]
@@ -42,17 +47,21 @@ EVAL_BLOCK_POINTS = 1 << 20
 def auto_chunk_rows(device: torch.device, bytes_per_row: int = 0) -> int:
     """Rows (points x items) per chunk for a device.
 
-    On a GPU, ``bytes_per_row`` (the activation memory one row needs, see
-    :func:`activation_bytes_per_row`) caps the chunk at half the free memory: a complex-valued
-    network (WIRE) of width 256 can need several GB at the default size.
+    On a GPU the chunk is sized from the card's free memory (``mem_get_info``) and
+    ``bytes_per_row``, the activation memory one row needs (:func:`activation_bytes_per_row`):
+    as many rows as fit in :data:`GPU_CHUNK_MEMORY_SHARE` of it, so a step that fits in memory
+    is one chunk (Kodak-4 at width 256 needs about 32 GB: one chunk on an H200), and a
+    complex-valued network (WIRE), several GB at the default size, gets smaller ones. Fewer
+    chunks mean fewer launches and no per-item products on one-item slivers. Without
+    ``bytes_per_row``, :data:`GPU_CHUNK_ROWS`.
     """
     if device.type != "cuda":
         return CPU_CHUNK_ROWS
     if bytes_per_row <= 0:
         return GPU_CHUNK_ROWS
     free, _ = torch.cuda.mem_get_info(device)
-    fits = int(0.5 * free // bytes_per_row) // 1024 * 1024
-    return max(4096, min(GPU_CHUNK_ROWS, fits))
+    fits = int(GPU_CHUNK_MEMORY_SHARE * free // bytes_per_row) // 1024 * 1024
+    return max(4096, min(MAX_GPU_CHUNK_ROWS, fits))
 
 
 def activation_bytes_per_row(model: INRModel) -> int:

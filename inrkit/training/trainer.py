@@ -45,7 +45,15 @@ from inrkit.results import Evaluation, StepLog, TrainResult
 from inrkit.training.batches import ItemBatches
 from inrkit.training.distributed import ProcessGroup, join, partition
 from inrkit.training.optim import LazyItemAdam
-from inrkit.training.perf import autocast_dtype, compile_errors, compile_forward, matmul_precision
+from inrkit.training.perf import (
+    MEASURED_STEPS,
+    autocast_dtype,
+    compile_errors,
+    compile_forward,
+    compile_pays,
+    compile_plan,
+    matmul_precision,
+)
 from inrkit.training.points import (
     CPU_CHUNK_ROWS,
     EVAL_BLOCK_POINTS,
@@ -85,6 +93,10 @@ class ChunkedStep:
         self.chunks = list(chunks)
         self._forward: Forward = forward or model
         self._autocast = autocast
+
+    def use_forward(self, forward: Forward | None) -> None:
+        """Run later steps through ``forward`` (a compiled one; ``None``: the model itself)."""
+        self._forward = forward or self.model
 
     def with_points(self, points: PointSet, chunks: Sequence[Chunk]) -> ChunkedStep:
         """The same model, forward pass and precision over other points (a step's item mini-batch)."""
@@ -306,18 +318,20 @@ class Trainer:
             return self.train(state)
 
     @staticmethod
-    def _can_compile(model: INRModel) -> bool:
-        """Compile only where it helps: inductor runs complex-valued operations (WIRE) eagerly."""
-        if any(p.is_complex() for p in model.parameters()):
-            warnings.warn(
-                "train.compile is skipped: the network has complex-valued layers, which torch.compile "
-                "runs eagerly anyway", RuntimeWarning, stacklevel=4,
-            )
-            return False
+    def _compile_plan(cfg: TrainConfig, model: INRModel, device: torch.device, steps: int) -> tuple[str, str]:
+        """:func:`~inrkit.training.perf.compile_plan`, with the one warning a forced compilation
+        of a complex-valued network gets (it is skipped)."""
+        plan, reason = compile_plan(cfg.compile, model, device, steps)
+        if cfg.compile is True and plan == "eager" and steps > 0:
+            warnings.warn(f"train.compile is skipped: the network has {reason}", RuntimeWarning, stacklevel=4)
+        return plan, reason
+
+    @staticmethod
+    def _compiled(model: INRModel) -> Forward:
         # A fresh compilation per fit: `compare` fits several models, and after 8 recompilations of
         # the same forward code dynamo would silently fall back to eager.
         torch._dynamo.reset()
-        return True
+        return compile_forward(model)
 
     def _points(self, model: INRModel, data: PointSet | Sequence[np.ndarray], group: ProcessGroup) -> PointSet:
         if isinstance(data, PointSet):
@@ -405,14 +419,16 @@ class Trainer:
             run_dir=run_dir, config=dict(run_config or {}), model=model,
         )
         hooks = CallbackList(callbacks if group.is_main else [])
-        compiling = cfg.compile and steps > 0 and self._can_compile(model)
-        forward = compile_forward(model) if compiling else None
+        plan, reason = self._compile_plan(cfg, model, self.device, steps - first_step + 1)
+        compiling = plan == "compile"
+        forward = self._compiled(model) if compiling else None
         step_data = ChunkedStep(model, points, chunks, forward, autocast_dtype(cfg.precision))
         draws = _MiniBatches(self, model, points, group, batches, step_data) if batches is not None else None
         return FitState(
             model=model, points=points, group=group, steps=steps, lr=lr, shared=shared, optimizer=optimizer,
             scheduler=scheduler, step_data=step_data, draws=draws, hooks=hooks,
             context=context, evaluator=evaluator, on_snapshot=on_snapshot, compiling=compiling, log_every=log_every,
+            compile_plan=plan, compile_reason=reason, compile_step=first_step if compiling else 0,
             # Reading the loss makes the host wait for the device: on a GPU only at log steps.
             check_every=1 if self.device.type == "cpu" else log_every,
             history=history, first_step=first_step, seconds_before=seconds_before, completed=first_step - 1,
@@ -442,21 +458,50 @@ class Trainer:
         optimizer = state.optimizer
         optimizer.zero_grad(set_to_none=True)
         step_lr = float(optimizer.param_groups[0]["lr"])
+        started = time.perf_counter()
+        compiling_now = state.compiling and step == state.compile_step
         this_step = state.draws.step_data(step, optimizer) if state.draws is not None else state.step_data
-        with compile_errors(state.compiling and step == state.first_step):
+        try:
+            with compile_errors(compiling_now):
+                per_item = state.model.training_step(this_step)
+        except TrainingError as exc:
+            if not (compiling_now and state.compile_plan == "measure"):
+                raise
+            # train.compile=auto: a compilation that fails costs nothing but the attempt.
+            warnings.warn(f"{exc}; training eagerly", RuntimeWarning, stacklevel=2)
+            state.compiling, state.compile_reason = False, f"auto: compilation failed, eager ({exc})"
+            state.step_data.use_forward(None)
+            optimizer.zero_grad(set_to_none=True)
+            this_step = state.draws.step_data(step, optimizer) if state.draws is not None else state.step_data
             per_item = state.model.training_step(this_step)
         per_item = state.group.reduce_gradients(state.shared, per_item, this_step.points)
         log = self.read_loss(state, step, step_lr, per_item)
         optimizer.step()
         state.scheduler.step()
         state.completed = step
-        if state.compiling and step == state.first_step:
-            # The first step compiles: its time is reported apart, not as training.
-            state.compile_seconds = time.perf_counter() - state.start
+        if compiling_now and state.compiling:
+            # The step that compiles: its time is reported apart, not as training.
+            state.compile_seconds = time.perf_counter() - started
+        elif state.compile_plan == "measure" and not state.compiling and step - state.first_step < MEASURED_STEPS:
+            self._decide_compile(state, step, started)
         state.hooks.on_step_end(state.context, log)
         self.snapshot_if_due(state, step)
         self.evaluate_if_due(state, step)
         return log
+
+    def _decide_compile(self, state: FitState, step: int, started: float) -> None:
+        """``train.compile=auto``: time this eager step; after :data:`MEASURED_STEPS` of them,
+        compile from the next step on if :func:`~inrkit.training.perf.compile_pays`."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # a timed step only: the decision needs its real length
+        seconds = time.perf_counter() - started
+        state.measured = seconds if state.measured is None else min(state.measured, seconds)
+        if step - state.first_step + 1 < MEASURED_STEPS:
+            return
+        pays, state.compile_reason = compile_pays(state.measured, state.steps - step, self.device)
+        if pays:
+            state.step_data.use_forward(self._compiled(state.model))
+            state.compiling, state.compile_step = True, step + 1
 
     def read_loss(self, state: FitState, step: int, step_lr: float, per_item: torch.Tensor) -> StepLog:
         """The step's log. The loss is read (a host sync on a GPU) every ``check_every`` steps and
@@ -547,6 +592,7 @@ class Trainer:
         return TrainResult(
             steps=state.steps, seconds=seconds, final_loss=state.loss_value, history=state.history,
             evaluation=evaluation, compile_seconds=state.compile_seconds,
+            compiled=state.compiling, compile_reason=state.compile_reason,
         )
 
 
@@ -585,6 +631,14 @@ class FitState:
     start: float = 0.0
     loss_value: float = math.nan
     compile_seconds: float | None = None
+    #: ``compile``, ``eager`` or ``measure`` (``train.compile=auto``, deciding after the first steps).
+    compile_plan: str = "eager"
+    #: Why the fit is (or is not) compiled, as ``metrics.json`` records it.
+    compile_reason: str = ""
+    #: The step that compiles (0: none).
+    compile_step: int = 0
+    #: ``auto``: the quickest eager step timed so far.
+    measured: float | None = None
 
     def current_state(self) -> dict[str, Any]:
         """The fit as a snapshot (what ``resume.pt`` holds); this process's rows as they are."""

@@ -12,7 +12,7 @@ import torch
 
 import inrkit
 from inrkit.inits import siren_bounds
-from inrkit.interfaces import Activation, LayerPosition, PluginOptions
+from inrkit.interfaces import Activation, LayerDef, LayerPosition, PluginOptions, ScaledForm
 
 
 class Finer(Activation):
@@ -31,6 +31,16 @@ class Finer(Activation):
         with torch.no_grad():
             scale = z.abs() + 1.0
         return torch.sin(self.options.omega * scale * z)
+
+    def scaled_form(self, layer: LayerDef) -> ScaledForm:
+        omega = self.options.omega
+
+        def finer(u: torch.Tensor) -> torch.Tensor:  # u = omega * z, so |z| + 1 = |u| / omega + 1
+            with torch.no_grad():
+                scale = u.abs() / omega + 1.0
+            return torch.sin(scale * u)
+
+        return omega, finer
 
     def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
         weight, bias = siren_bounds(position, fan_in, self.options.omega)

@@ -22,7 +22,7 @@ import pydantic
 import torch
 
 import inrkit
-from inrkit.interfaces import Activation, LayerDef, LayerPosition, PluginOptions
+from inrkit.interfaces import Activation, LayerDef, LayerPosition, PluginOptions, ScaledForm
 
 
 class Gauss(Activation):
@@ -45,6 +45,9 @@ class Gauss(Activation):
     def activate_layer(self, z: torch.Tensor, layer: LayerDef) -> torch.Tensor:
         return gaussian(z, self.layer_scale(layer))
 
+    def scaled_form(self, layer: LayerDef) -> ScaledForm:
+        return self.layer_scale(layer), _unit_gaussian
+
     def layer_scale(self, layer: LayerDef) -> float:
         """``s`` of a layer: ``shared_scale`` (default ``scale / 2``) on shared hidden layers."""
         o = self.options
@@ -55,6 +58,10 @@ class Gauss(Activation):
 
 def gaussian(z: torch.Tensor, scale: float) -> torch.Tensor:
     return torch.exp(-(scale * z).square())
+
+
+def _unit_gaussian(u: torch.Tensor) -> torch.Tensor:
+    return torch.exp(-u.square())
 
 
 @inrkit.hookimpl

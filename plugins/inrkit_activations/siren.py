@@ -11,7 +11,7 @@ import torch
 
 import inrkit
 from inrkit.inits import siren_bounds
-from inrkit.interfaces import Activation, LayerPosition, PluginOptions
+from inrkit.interfaces import Activation, LayerDef, LayerPosition, PluginOptions, ScaledForm
 
 
 class Siren(Activation):
@@ -33,6 +33,9 @@ class Siren(Activation):
 
     def activate(self, z: torch.Tensor, position: LayerPosition) -> torch.Tensor:
         return torch.sin(self._omega(position) * z)
+
+    def scaled_form(self, layer: LayerDef) -> ScaledForm:
+        return self._omega(layer.position), torch.sin
 
     def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
         return siren_bounds(position, fan_in, self.options.omega)

@@ -311,3 +311,21 @@ def test_two_gpus_with_nccl_train_what_one_trains(image_dir: Path, tmp_path: Pat
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
     m1, m2 = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("one", "two"))
     assert m2["processes"] == 2 and m2["psnr_mean"] == pytest.approx(m1["psnr_mean"], abs=0.1)
+
+
+def test_a_step_that_fits_in_the_cards_memory_is_one_chunk(monkeypatch: pytest.MonkeyPatch):
+    """Kodak-4's shape at width 256 (about 32 GB of activations) on a card with 139 GB free: one
+    chunk, not the eight a fixed row cap cut it into."""
+    from inrkit.training.points import auto_chunk_rows
+
+    model = inrkit.create_model(n_items=4, width=256, layers=5, seed=0)
+    per_row = activation_bytes_per_row(model)
+    rows = 4 * 768 * 512
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (139 << 30, 141 << 30))
+    assert auto_chunk_rows(torch.device("cuda"), per_row) >= rows
+    points = PointSet.from_arrays([np.zeros((768, 512, 3), dtype=np.float32)] * 4)
+    trainer = Trainer(device="cpu")
+    trainer.device = torch.device("cuda")
+    assert len(trainer.plan_chunks(points, model)) == 1
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 80 << 30))  # a busy card
+    assert len(trainer.plan_chunks(points, model)) > 1

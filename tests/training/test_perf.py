@@ -132,3 +132,61 @@ def test_a_cuda_training_step_never_waits_for_the_device(shapes: list[tuple[int,
         optimizer.step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_compile_auto_is_the_default_and_short_fits_stay_eager():
+    assert TrainConfig().compile == "auto"
+    _, result = _train(steps=8)
+    assert result.compiled is False and result.compile_reason.startswith("auto: eager")
+    assert "would save about" in result.compile_reason and result.compile_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "fragment"), [(False, "train.compile=false"), ("auto", "2 step(s) cannot repay")]
+)
+def test_compile_plans_say_why(setting, fragment: str):
+    _, result = _train(steps=2, compile=setting)
+    assert result.compiled is False and fragment in result.compile_reason
+
+
+def test_compile_auto_without_a_compiler_stays_eager(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("inrkit.training.perf.shutil.which", lambda name: None)
+    _, result = _train(steps=4)
+    assert result.compiled is False and result.compile_reason == "auto: no C++ compiler on PATH"
+
+
+def test_compile_auto_compiles_when_it_pays_and_a_failure_falls_back(monkeypatch: pytest.MonkeyPatch):
+    """With the expected compile time at zero every fit repays it: "auto" compiles from the step
+    after the timed ones; a failing compilation is a warning, and the fit ends eagerly."""
+    from torch._dynamo.exc import TorchRuntimeError
+
+    monkeypatch.setattr("inrkit.training.perf.EXPECTED_COMPILE_SECONDS", {"cpu": 0.0, "cuda": 0.0})
+    calls: list[int] = []
+
+    def broken_compile(model: torch.nn.Module):  # type: ignore[no-untyped-def]
+        def forward(*args: object, **kwargs: object) -> torch.Tensor:
+            calls.append(1)
+            raise TorchRuntimeError("no C++ compiler found")
+
+        return forward
+
+    monkeypatch.setattr("inrkit.training.trainer.compile_forward", broken_compile)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed .*; training eagerly"):
+        model, result = _train(steps=6)
+    assert calls and result.compiled is False and "compilation failed" in result.compile_reason
+    _, reference = _train(steps=6, compile=False)
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in reference.history]
+
+
+@pytest.mark.slow
+def test_compile_auto_compiles_from_the_third_step_when_it_pays(monkeypatch: pytest.MonkeyPatch):
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr("inrkit.training.perf.EXPECTED_COMPILE_SECONDS", {"cpu": 0.0, "cuda": 0.0})
+    counters.clear()
+    _, result = _train(steps=5, chunk_points=50)
+    assert result.compiled is True and result.compile_reason.startswith("auto: compiled")
+    assert result.compile_seconds is not None and counters["stats"]["unique_graphs"] >= 1
+    _, reference = _train(steps=5, chunk_points=50, compile=False)
+    for got, want in zip(result.history, reference.history, strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
