@@ -8,7 +8,6 @@ initialisation routine serves shared and per-item layers alike, and a per-item l
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
@@ -50,17 +49,6 @@ def _exact_small_fan_in(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     return out
 
 
-_ZERO: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-
-
-def _zero(like: torch.Tensor) -> torch.Tensor:
-    """A 0-d zero for ``addmm(..., beta=0)``, whose input is then ignored (never copied)."""
-    key = (like.device, like.dtype)
-    if key not in _ZERO:
-        _ZERO[key] = torch.zeros((), device=like.device, dtype=like.dtype)
-    return _ZERO[key]
-
-
 class _ScaledAffine(torch.autograd.Function):
     """``omega * (x @ W + b)`` with ``omega`` as the products' ``alpha``/``beta``, forward and in
     both backward products: no separate pass multiplies a full-width tensor by ``omega``.
@@ -81,7 +69,7 @@ class _ScaledAffine(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         omega = ctx.omega
-        zero = _zero(grad)
+        zero = grad.new_zeros(())  # addmm(..., beta=0) ignores its input (never copied)
         grad_x = grad_w = grad_b = None
         if x.dim() == 2:
             if ctx.needs_input_grad[0]:
@@ -245,6 +233,9 @@ class MultiINR(nn.Module):
                 module = BatchedLinear(spec.n_items, d.in_features, d.out_features, dtype=dtype)
                 self.items[d.name] = module
             activation.init_layer_(module.weight, module.bias, d)
+        #: Each layer's ``f(omega * z)`` form or ``None`` (see :meth:`_scaled_forms`): a plain
+        #: dict read in every forward pass, so ``torch.compile`` traces through it.
+        self.scaled_forms = self._scaled_forms()
 
     @property
     def n_items(self) -> int:
@@ -297,8 +288,7 @@ class MultiINR(nn.Module):
             return self.items[d.name](x, items, omega)
         return self.shared[d.name](x, omega)
 
-    @functools.cached_property
-    def scaled_forms(self) -> dict[str, ScaledForm | None]:
+    def _scaled_forms(self) -> dict[str, ScaledForm | None]:
         """Each activated layer's ``f(omega * z)`` form (:meth:`Activation.scaled_form`), or
         ``None`` where the activation declares none, where a strategy modulates the
         pre-activation (:meth:`modulate` overridden: ``omega`` cannot move past it), or where

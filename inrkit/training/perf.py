@@ -60,15 +60,27 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return AUTOCAST_DTYPES[precision]
 
 
-def compile_forward(model: INRModel) -> Callable[..., torch.Tensor]:
+def inductor_cache_dir() -> str:
+    """Where compiled kernels are kept between fits: ``TORCHINDUCTOR_CACHE_DIR`` if set, else
+    ``$XDG_CACHE_HOME/inrkit/inductor`` (``~/.cache/inrkit/inductor``), so a second fit of the
+    same shapes compiles from cache instead of from scratch (and survives a cleaned ``/tmp``)."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "inrkit", "inductor")
+
+
+def compile_forward(model: INRModel, dynamic: bool | None = None) -> Callable[..., torch.Tensor]:
     """``model``'s forward pass compiled for training: its elementwise work fuses into few kernels.
 
     Only the trainer's step calls the compiled forward; evaluation and decoding run the model
     eagerly, so they never wait for another compilation. Compilation happens at the first call
     (seconds to tens of seconds on a CPU); :func:`compile_errors` turns a failure there into one
-    message.
+    message. ``dynamic=False`` when every chunk has one shape (:meth:`~inrkit.training.points.PointSet.equal_chunks`):
+    one static graph per fit; ``None`` lets dynamo mark changing sizes dynamic (item blocks).
     """
-    return torch.compile(model.forward)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", inductor_cache_dir())
+    return torch.compile(model.forward, dynamic=dynamic)
 
 
 # -- train.compile = "auto" -------------------------------------------------------------------------

@@ -34,6 +34,10 @@ MAX_GPU_CHUNK_ROWS = 1 << 25
 #: Share of the card's free memory one chunk's activations may take.
 GPU_CHUNK_MEMORY_SHARE = 0.5
 
+#: Equal-shape chunks (:meth:`PointSet.equal_chunks`) may compute at most this many times the
+#: real points (the rest is padding of shorter items and of the last chunk).
+EQUAL_CHUNK_WASTE = 1.25
+
 #: One chunk: a point range and the rows (items of the set) that still have points there.
 Chunk = tuple[slice, "torch.Tensor | None"]
 
@@ -145,8 +149,12 @@ class PointSet:
         item's end get coordinates too (their loss weight is zero).
         """
         rows = self.n_items if items is None else items.shape[0]
-        if self._grid is not None:
+        if self._grid is not None and sl.stop <= self._grid.shape[0]:
             return self._grid[sl].expand(rows, -1, -1)
+        if self._grid is not None:  # an equal-shape chunk past the end (see equal_chunks): padded
+            part = self._grid[sl]
+            tail = part.new_zeros(sl.stop - sl.start - part.shape[0], part.shape[1])
+            return torch.cat([part, tail]).expand(rows, -1, -1)
         dims = self._dims if items is None else self._dims.index_select(0, items)  # (rows, d)
         index = torch.arange(sl.start, sl.stop, device=dims.device).expand(rows, -1)
         axes = []
@@ -157,7 +165,8 @@ class PointSet:
         return torch.stack(axes[::-1], dim=-1)
 
     def chunk_targets(self, sl: slice, items: torch.Tensor | None = None) -> torch.Tensor:
-        """A chunk's targets in [-1, 1] (float32), for all rows or the listed ones."""
+        """A chunk's targets in [-1, 1] (float32), for all rows or the listed ones (up to the last
+        point: a chunk past it gets fewer)."""
         stored = self.targets[:, sl] if items is None else self.targets[:, sl].index_select(0, items)
         return stored if self.codes is None else from_codes(stored, self.codes)
 
@@ -168,9 +177,12 @@ class PointSet:
         number of items. ``items`` restricts the chunk to some rows (``pred`` then has one row
         per listed item).
         """
-        sq = (pred - self.chunk_targets(sl, items)).square()
+        targets = self.chunk_targets(sl, items)
+        if targets.shape[1] < pred.shape[1]:  # an equal-shape chunk past the last point (equal_chunks)
+            targets = torch.nn.functional.pad(targets, (0, 0, 0, pred.shape[1] - targets.shape[1]))
+        sq = (pred - targets).square()
         scale = self.targets.shape[-1] * self.loss_items
-        if not self.padded:
+        if not self.padded and sl.stop <= self.points:
             return sq.sum(dim=(1, 2)) / (self.points * scale)
         counts = self._counts if items is None else self._counts.index_select(0, items)
         inside = torch.arange(sl.start, sl.start + sq.shape[1], device=counts.device) < counts.unsqueeze(1)
@@ -203,6 +215,21 @@ class PointSet:
             out.append((slice(start, stop), items))
             start = stop
         return out
+
+    def equal_chunks(self, plan: Sequence[Chunk]) -> list[Chunk] | None:
+        """``plan`` as chunks of one shape, for a compiled step (one graph per fit, no
+        recompilation): every item in every chunk, the points split into equal parts of about the
+        plan's first chunk's length, the last padded past the end (its padding and every item's
+        points past its own end weigh zero). ``None`` when the plan is over blocks of items
+        (its first chunk holds some items only), which stays as it is."""
+        if not plan or plan[0][1] is not None:
+            return None
+        first = plan[0][0]
+        parts = math.ceil(self.points / max(1, first.stop - first.start))
+        size = math.ceil(self.points / parts)
+        if self.n_items * parts * size > EQUAL_CHUNK_WASTE * sum(self.counts):
+            return None  # items of very different sizes: padding them all would cost more than recompiling
+        return [(slice(k * size, (k + 1) * size), None) for k in range(parts)]
 
     def item_block_chunks(self, rows: int) -> list[Chunk]:
         """Chunks of about ``rows`` rows over blocks of items, for GPUs.

@@ -327,11 +327,17 @@ class Trainer:
         return plan, reason
 
     @staticmethod
-    def _compiled(model: INRModel) -> Forward:
+    def _compiled(model: INRModel, step_data: ChunkedStep, points: PointSet, mini_batches: bool) -> Forward:
+        """The compiled forward pass, with the step's chunks made one shape where they can be
+        (:meth:`~inrkit.training.points.PointSet.equal_chunks`; not for item mini-batches, whose
+        subsets differ per step): one static graph for the whole fit."""
         # A fresh compilation per fit: `compare` fits several models, and after 8 recompilations of
         # the same forward code dynamo would silently fall back to eager.
         torch._dynamo.reset()
-        return compile_forward(model)
+        equal = None if mini_batches else points.equal_chunks(step_data.chunks)
+        if equal is not None:
+            step_data.chunks = equal
+        return compile_forward(model, dynamic=False if equal is not None else None)
 
     def _points(self, model: INRModel, data: PointSet | Sequence[np.ndarray], group: ProcessGroup) -> PointSet:
         if isinstance(data, PointSet):
@@ -421,8 +427,9 @@ class Trainer:
         hooks = CallbackList(callbacks if group.is_main else [])
         plan, reason = self._compile_plan(cfg, model, self.device, steps - first_step + 1)
         compiling = plan == "compile"
-        forward = self._compiled(model) if compiling else None
-        step_data = ChunkedStep(model, points, chunks, forward, autocast_dtype(cfg.precision))
+        step_data = ChunkedStep(model, points, chunks, None, autocast_dtype(cfg.precision))
+        if compiling:
+            step_data.use_forward(self._compiled(model, step_data, points, batches is not None))
         draws = _MiniBatches(self, model, points, group, batches, step_data) if batches is not None else None
         return FitState(
             model=model, points=points, group=group, steps=steps, lr=lr, shared=shared, optimizer=optimizer,
@@ -500,7 +507,7 @@ class Trainer:
             return
         pays, state.compile_reason = compile_pays(state.measured, state.steps - step, self.device)
         if pays:
-            state.step_data.use_forward(self._compiled(state.model))
+            state.step_data.use_forward(self._compiled(state.model, state.step_data, state.points, state.draws is not None))
             state.compiling, state.compile_step = True, step + 1
 
     def read_loss(self, state: FitState, step: int, step_lr: float, per_item: torch.Tensor) -> StepLog:

@@ -79,7 +79,7 @@ def test_compiled_training_matches_eager_training():
 def test_a_compile_failure_is_one_training_error(monkeypatch: pytest.MonkeyPatch):
     from torch._dynamo.exc import TorchRuntimeError
 
-    def broken_compile(model: torch.nn.Module):  # type: ignore[no-untyped-def]
+    def broken_compile(model: torch.nn.Module, dynamic: bool | None = None):  # type: ignore[no-untyped-def]
         def forward(*args: object, **kwargs: object) -> torch.Tensor:
             raise TorchRuntimeError("no C++ compiler found\nmore detail")
 
@@ -163,7 +163,7 @@ def test_compile_auto_compiles_when_it_pays_and_a_failure_falls_back(monkeypatch
     monkeypatch.setattr("inrkit.training.perf.EXPECTED_COMPILE_SECONDS", {"cpu": 0.0, "cuda": 0.0})
     calls: list[int] = []
 
-    def broken_compile(model: torch.nn.Module):  # type: ignore[no-untyped-def]
+    def broken_compile(model: torch.nn.Module, dynamic: bool | None = None):  # type: ignore[no-untyped-def]
         def forward(*args: object, **kwargs: object) -> torch.Tensor:
             calls.append(1)
             raise TorchRuntimeError("no C++ compiler found")
@@ -190,3 +190,44 @@ def test_compile_auto_compiles_from_the_third_step_when_it_pays(monkeypatch: pyt
     _, reference = _train(steps=5, chunk_points=50, compile=False)
     for got, want in zip(result.history, reference.history, strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_multi_chunk_fit_of_unequal_items_compiles_exactly_once():
+    """One graph per fit: the chunks are made one shape (every item in each, the last padded), so
+    dynamo compiles the forward once; with the old plan (an item leaving the last chunk, a shorter
+    last chunk) it compiled twice."""
+    from torch._dynamo.utils import counters
+
+    shapes = [(12, 12), (12, 12), (12, 10)]
+    rng = np.random.default_rng(0)
+    arrays = [rng.random((*s, 3), dtype=np.float32) for s in shapes]
+    model = inrkit.create_model(item_shapes=shapes, width=32, layers=4, seed=0)
+    counters.clear()
+    result = Trainer(steps=3, log_every=1, device="cpu", lr=1e-3, compile=True, chunk_points=50).fit(model, arrays)
+    assert counters["stats"]["unique_graphs"] == 1 and counters["frames"]["ok"] == 1, dict(counters["stats"])
+    eager_model = inrkit.create_model(item_shapes=shapes, width=32, layers=4, seed=0)
+    reference = Trainer(steps=3, log_every=1, device="cpu", lr=1e-3, compile=False, chunk_points=50).fit(eager_model, arrays)
+    for got, want in zip(result.history, reference.history, strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+
+
+def test_equal_chunks_give_the_same_gradients_as_the_plain_plan():
+    shapes = [(12, 12), (12, 12), (12, 10)]
+    rng = np.random.default_rng(0)
+    points = PointSet.from_arrays([rng.random((*s, 3), dtype=np.float32) for s in shapes])
+    plan = points.chunks(50)
+    equal = points.equal_chunks(plan)
+    assert equal is not None and len({sl.stop - sl.start for sl, _ in equal}) == 1
+    assert all(items is None for _, items in equal) and equal[-1][0].stop >= points.points
+    grads = []
+    for chunks in (plan, equal):
+        model = inrkit.create_model(item_shapes=shapes, width=16, layers=3, seed=0)
+        ChunkedStep(model, points, chunks).accumulate()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    blocks = [(slice(0, 100), torch.tensor([0, 1])), (slice(0, 100), torch.tensor([2]))]
+    assert points.equal_chunks(blocks) is None  # item blocks keep their plan
+    lopsided = PointSet.from_arrays([rng.random((64, 64, 3), dtype=np.float32), rng.random((4, 4, 3), dtype=np.float32)])
+    assert lopsided.equal_chunks(lopsided.chunks(500)) is None  # padding would cost more than it saves
