@@ -47,9 +47,20 @@ def bench(
     if r["naive_step_seconds"] is not None:
         click.echo(f"naive step       {r['naive_step_seconds'] * 1e3:9.1f} ms  -> inrkit is {r['ratio_vs_naive']:.2f}x faster")
         click.echo(f"torch.func step  {r['ensemble_step_seconds'] * 1e3:9.1f} ms  -> inrkit is {r['ratio_vs_ensemble']:.2f}x faster")
+        if r["ensemble_compiled_step_seconds"] is not None:
+            click.echo(f"  compiled       {r['ensemble_compiled_step_seconds'] * 1e3:9.1f} ms  -> inrkit is "
+                       f"{r['ratio_vs_ensemble_compiled']:.2f}x faster")
+        else:
+            click.echo(f"  compiled       (could not compile here: {r['ensemble_compiled_error']})")
     click.echo(
-        f"roofline floor   {r['floor_step_seconds'] * 1e3:9.1f} ms  -> inrkit takes {r['ratio_vs_floor']:.2f}x the floor "
-        f"(GEMM {r['gemm_flops_per_second'] / 1e9:.0f} GFLOP/s, sin {r['sine_per_second'] / 1e9:.2f} G/s)"
+        f"kernel floor     {r['floor_step_seconds'] * 1e3:9.1f} ms  -> inrkit takes {r['ratio_vs_floor']:.2f}x "
+        f"(today's kernels: GEMM {r['gemm_flops_per_second'] / 1e9:.0f} GFLOP/s, sin {r['sine_per_second'] / 1e9:.2f} G/s)"
+    )
+    click.echo(
+        f"physical floor   {r['physical_floor_step_seconds'] * 1e3:9.1f} ms  -> inrkit takes {r['ratio_vs_physical_floor']:.2f}x "
+        f"(FLOPs at {r['peak_gemm_flops_per_second'] / 1e9:.0f} GFLOP/s: {r['flop_floor_step_seconds'] * 1e3:.1f} ms; "
+        f"{r['bytes_per_point'] / 1024:.1f} KiB a point at {r['copy_bytes_per_second'] / 1e9:.1f} GB/s: "
+        f"{r['traffic_floor_step_seconds'] * 1e3:.1f} ms)"
     )
     click.echo(f"peak memory      {r['peak_memory_bytes'] / 2**20:9.1f} MiB")
     for name, rows in (r["profile"] or {}).items():

@@ -9,7 +9,11 @@ All three are measured in the same process, so only their ratios matter on a sha
   (``stack_module_state`` + ``vmap`` over ``functional_call``), the standard PyTorch way to train
   many small same-shaped networks at once;
 - the floor: the step's matrix-product FLOPs at the GEMM rate measured here, plus its sine and
-  cosine evaluations at the elementwise rate measured here.
+  cosine evaluations at the elementwise rate measured here (the time of today's kernel structure);
+- the physical floors, which show what fusion could still gain: the FLOPs at the rate of a
+  large compute-bound GEMM (:func:`peak_gemm_rate`), and the bytes the step moves
+  (:func:`step_bytes`) at the measured copy bandwidth (:func:`copy_bandwidth`); the larger of
+  the two is the physical floor. The ``torch.func`` ensemble is timed compiled as well as eager.
 """
 
 from __future__ import annotations
@@ -108,11 +112,12 @@ def naive_siren(width: int, layers: int, omega: float = 30.0) -> nn.Sequential:
 
 
 def ensemble_step(
-    nets: list[nn.Sequential], coords: torch.Tensor, targets: torch.Tensor
+    nets: list[nn.Sequential], coords: torch.Tensor, targets: torch.Tensor, compiled: bool = False
 ) -> tuple[Callable[[], None], dict[str, torch.Tensor]]:
     """One Adam step of ``nets`` trained as a ``torch.func`` ensemble, and the stacked parameters it
     trains: each parameter stacked on a leading item axis, one ``vmap``-ed forward over every item
-    (all items share ``coords``)."""
+    (all items share ``coords``). ``compiled``: the loss under ``torch.compile``, as a
+    knowledgeable peer would run it."""
     from torch.func import functional_call, stack_module_state
 
     params, buffers = stack_module_state(nets)  # leaves of shape (items, ...) that require grad
@@ -124,9 +129,14 @@ def ensemble_step(
     forward = torch.vmap(one, in_dims=(0, 0, None))
     optimizer = torch.optim.Adam(list(params.values()), lr=1e-4)
 
+    def loss(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return ((forward(p, b, coords) - targets) ** 2).mean(dim=(1, 2)).sum()
+
+    loss_fn = torch.compile(loss, dynamic=False) if compiled else loss
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        ((forward(params, buffers, coords) - targets) ** 2).mean(dim=(1, 2)).sum().backward()
+        loss_fn(params, buffers).backward()
         optimizer.step()
 
     return step, params
@@ -166,6 +176,48 @@ def machine_rates(width: int, device: torch.device, repeats: int = 5, precision:
         gemm = _median_seconds(lambda: torch.mm(a, b), repeats, device)
         sine = _median_seconds(lambda: torch.sin(x), repeats, device)
     return 2.0 * rows * width * width / gemm, rows * width / sine
+
+
+def peak_gemm_rate(device: torch.device, repeats: int = 5) -> float:
+    """FLOP/s of a large, compute-bound float32 square GEMM (2048² on the CPU, 8192² on a GPU):
+    the arithmetic limit a step's products could reach with perfect kernels."""
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    seconds = _device_seconds(lambda: torch.mm(a, b), device, 10) if device.type == "cuda" else _median_seconds(lambda: torch.mm(a, b), repeats, device)
+    return 2.0 * n**3 / seconds
+
+
+def copy_bandwidth(device: torch.device, repeats: int = 5) -> float:
+    """Bytes/s a plain copy moves (read plus write) on a buffer far larger than the caches (64 MiB
+    on the CPU, 2 GiB on a GPU): the memory limit every kernel of a step shares."""
+    numel = (512 << 20) if device.type == "cuda" else (16 << 20)
+    x = torch.empty(numel, device=device)
+    y = torch.empty_like(x)
+    seconds = _device_seconds(lambda: y.copy_(x), device, 20) if device.type == "cuda" else _median_seconds(lambda: y.copy_(x), repeats, device)
+    return 2.0 * numel * 4 / seconds
+
+
+def step_bytes(model: INRModel, rows: int) -> float:
+    """Bytes one training step moves to and from memory for the kernel layout of the eager step
+    (omega inside the GEMMs), float32, per the count in ``docs/performance.md``.
+
+    Per point and activated layer of ``in`` inputs and ``out`` units: forward, the product reads
+    ``in`` and writes ``out`` values, the activation reads and writes ``out``; backward, the
+    activation's gradient reads two and writes one ``out``-wide tensor, the input gradient's
+    product reads ``out`` and writes ``in``, the weight gradient's reads ``in`` and ``out``. The
+    last layer has no activation; the loss reads the output and the target and writes the output's
+    gradient. Weights are read a few times per chunk and are left out (small against the points).
+    """
+    values = 0.0
+    for d in getattr(model, "layer_defs", ()):
+        i, o = d.in_features, d.out_features
+        values += (i + o) + (i + o) + (o + i)  # forward product, dX product, dW product
+        if d.position != "last":
+            values += 2 * o + 3 * o  # activation forward; its gradient
+        else:
+            values += 3 * o  # the loss: output, target, output gradient
+    return 4.0 * values * rows
 
 
 def step_work(model: INRModel, rows: int) -> tuple[float, float]:
@@ -256,7 +308,10 @@ def _run_bench(
     chunk = max(c.stop - c.start for c, _ in chunks)
     compile_seconds = None
     started = time.perf_counter()
-    forward = compile_forward(model) if compile else None
+    if compile:  # one graph, as a compiled fit runs it (PointSet.equal_chunks)
+        equal = points.equal_chunks(chunks)
+        chunks = equal if equal is not None else chunks
+    forward = compile_forward(model, dynamic=False if compile and equal is not None else None) if compile else None
     step = ChunkedStep(model, points, chunks, forward, autocast_dtype(precision))
     if compile:
         with compile_errors(True):
@@ -277,7 +332,8 @@ def _run_bench(
     if profile:
         profiles["inrkit"] = profile_top(inrkit_step, dev)
 
-    naive_seconds = ensemble_seconds = None
+    naive_seconds = ensemble_seconds = ensemble_compiled_seconds = None
+    ensemble_compiled_error: str | None = None
     if naive:
         nets = [naive_siren(width, layers).to(dev) for _ in range(items)]
         naive_opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=1e-4)
@@ -293,6 +349,13 @@ def _run_bench(
         naive_seconds = _median_seconds(naive_step, repeats, dev)
         ensemble = ensemble_step(nets, coords, torch.stack(targets))[0]
         ensemble_seconds = _median_seconds(ensemble, repeats, dev)
+        try:
+            with compile_errors(True):
+                compiled_ensemble = ensemble_step(nets, coords, torch.stack(targets), compiled=True)[0]
+                compiled_ensemble()  # compiles
+                ensemble_compiled_seconds = _median_seconds(compiled_ensemble, repeats, dev)
+        except Exception as exc:  # noqa: BLE001 - a reference that cannot compile here is reported, not fatal
+            ensemble_compiled_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         if profile:
             profiles["naive"] = profile_top(naive_step, dev)
             profiles["torch.func"] = profile_top(ensemble, dev)
@@ -300,6 +363,9 @@ def _run_bench(
     gemm_rate, sine_rate = machine_rates(width, dev, precision=precision)
     flops, sines = step_work(model, items * size * size)
     floor = flops / gemm_rate + sines / sine_rate
+    peak_rate, bandwidth = peak_gemm_rate(dev), copy_bandwidth(dev)
+    moved = step_bytes(model, items * size * size)
+    flop_floor, traffic_floor = flops / peak_rate, moved / bandwidth
     return {
         "items": items,
         "size": size,
@@ -320,6 +386,17 @@ def _run_bench(
         "ratio_vs_naive": (naive_seconds / step_seconds) if naive_seconds else None,
         "ensemble_step_seconds": ensemble_seconds,
         "ratio_vs_ensemble": (ensemble_seconds / step_seconds) if ensemble_seconds else None,
+        "ensemble_compiled_step_seconds": ensemble_compiled_seconds,
+        "ratio_vs_ensemble_compiled": (ensemble_compiled_seconds / step_seconds) if ensemble_compiled_seconds else None,
+        "ensemble_compiled_error": ensemble_compiled_error,
+        "peak_gemm_flops_per_second": peak_rate,
+        "copy_bytes_per_second": bandwidth,
+        "step_bytes": moved,
+        "bytes_per_point": moved / (items * size * size),
+        "flop_floor_step_seconds": flop_floor,
+        "traffic_floor_step_seconds": traffic_floor,
+        "physical_floor_step_seconds": max(flop_floor, traffic_floor),
+        "ratio_vs_physical_floor": step_seconds / max(flop_floor, traffic_floor),
         "floor_step_seconds": floor,
         "ratio_vs_floor": step_seconds / floor,
         "gemm_flops_per_second": gemm_rate,

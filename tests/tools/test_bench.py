@@ -25,7 +25,17 @@ def test_bench_json_has_every_measurement():
     assert r["step_matmul_flops"] == 6 * 128 * (2 * 8 + 8 * 8 + 8 * 8 + 8 * 3)
     assert r["step_sine_evaluations"] == 2 * 128 * (8 + 8 + 8)
     table = CliRunner().invoke(main, ["bench", "--items", "1", "--size", "4", "--width", "4", "--repeats", "1", "--no-naive"])
-    assert table.exit_code == 0 and "roofline floor" in table.output and "naive" not in table.output
+    assert table.exit_code == 0 and "kernel floor" in table.output and "physical floor" in table.output
+    assert "naive" not in table.output
+    for key in ("ensemble_compiled_step_seconds", "peak_gemm_flops_per_second", "copy_bytes_per_second",
+                "flop_floor_step_seconds", "traffic_floor_step_seconds", "ratio_vs_physical_floor"):
+        assert r[key] > 0, key
+    assert r["physical_floor_step_seconds"] == max(r["flop_floor_step_seconds"], r["traffic_floor_step_seconds"])
+    assert r["flop_floor_step_seconds"] == r["step_matmul_flops"] / r["peak_gemm_flops_per_second"]
+    # the bytes the eager layout moves per point, float32 (docs/performance.md)
+    layers = [(2, 8, False), (8, 8, False), (8, 8, False), (8, 3, True)]
+    values = sum(3 * (i + o) + (3 * o if last else 5 * o) for i, o, last in layers)
+    assert r["step_bytes"] == 4 * values * 128 and r["bytes_per_point"] == 4 * values
 
 
 def test_naive_reference_is_a_plain_siren():
@@ -43,6 +53,7 @@ def test_torch_func_ensemble_takes_the_naive_loops_adam_step():
     coords, targets = torch.rand(20, 2), torch.rand(3, 20, 3)
     step, params = ensemble_step(nets, coords, targets)
     step()
+    compiled_nets = copy.deepcopy(copies)
     optimizer = torch.optim.Adam([p for n in copies for p in n.parameters()], lr=1e-4)
     for net, target in zip(copies, targets, strict=True):
         ((net(coords) - target) ** 2).mean().backward()
@@ -51,6 +62,10 @@ def test_torch_func_ensemble_takes_the_naive_loops_adam_step():
     for name, value in params.items():
         expected = torch.stack([dict(n.named_parameters())[name] for n in copies])
         torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
+    compiled_step, compiled_params = ensemble_step(compiled_nets, coords, targets, compiled=True)
+    compiled_step()  # the compiled reference trains the same networks too
+    for name, value in compiled_params.items():
+        torch.testing.assert_close(value, params[name], rtol=1e-5, atol=1e-6)
 
 
 def test_bench_profile_names_the_steps_operators():
