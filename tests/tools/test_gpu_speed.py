@@ -21,7 +21,9 @@ def test_gpu_speed_smoke_run_on_the_cpu(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert set(report["checks"]) == {"bench-16x256", "bench-kodak4", "run-default", "kodak4-5000"}
-    assert all(row["status"] == "passed" and row["bench"]["step_seconds"] > 0 for row in report["checks"]["bench-16x256"])
+    rows = report["checks"]["bench-16x256"]
+    assert all(row["bench"]["step_seconds"] > 0 for row in rows if row["status"] == "passed")
+    assert [row["status"] for row in rows] == ["passed", "passed", "passed", "skipped", "passed"]
     assert report["checks"]["run-default"]["compile_reason"]
     assert "| eager |" in (out / "report.md").read_text()
 
