@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from gpu_speed import last_json  # noqa: E402 - the sibling script's parser (compilers may log before the JSON)
 INRKIT = [sys.executable, "-m", "inrkit.cli"]
 STEPS = 5000
 STUDY_LRS = (5e-4, 1e-3, 2e-3)
@@ -214,8 +216,7 @@ def run_cell(cell: Cell, lr: float, args: argparse.Namespace, data: Path, steps:
     if proc.returncode != 0:
         lines = (proc.stdout + proc.stderr).strip().splitlines()
         return {"status": "failed", "error": lines[-1][:300] if lines else f"exit {proc.returncode}", "wall_seconds": wall}
-    text = proc.stdout
-    metrics = json.JSONDecoder().raw_decode(text, text.index("{"))[0]
+    metrics = last_json(proc.stdout)
     items = metrics.get("items") or []
     psnrs = [it["psnr"] for it in items if isinstance(it.get("psnr"), (int, float)) and math.isfinite(it["psnr"])]
     return {

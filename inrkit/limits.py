@@ -46,14 +46,18 @@ MAX_JSON_BYTES = 64 * 2**20
 MEMORY_CHECK_ENV = "INRKIT_MEMORY_CHECK"
 
 
+def is_whole(value: object) -> bool:
+    """A whole number of any numeric type (``2``, ``numpy.int64(2)``, ``2.0``), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return isinstance(value, numbers.Integral) or (math.isfinite(float(value)) and float(value).is_integer())
+
+
 def whole_number(value: object, name: str, low: int, high: int) -> int:
     """``value`` as an ``int`` in ``[low, high]``: a whole number of any numeric type
-    (``6``, ``numpy.int64(6)``, ``6.0``); a bool, a fraction, a string or anything out of range is
-    a :class:`~inrkit.errors.ConfigError` naming ``name`` and the bounds."""
-    whole = not isinstance(value, bool) and isinstance(value, numbers.Real) and (
-        isinstance(value, numbers.Integral) or (math.isfinite(float(value)) and float(value).is_integer())
-    )
-    if not whole or not low <= int(value) <= high:  # type: ignore[call-overload]  # a Real here
+    (:func:`is_whole`); a bool, a fraction, a string or anything out of range is a
+    :class:`~inrkit.errors.ConfigError` naming ``name`` and the bounds."""
+    if not is_whole(value) or not low <= int(value) <= high:  # type: ignore[call-overload]  # a Real here
         raise ConfigError(f"{name} must be a whole number from {low:,} to {high:,} (got {value!r})")
     return int(value)  # type: ignore[call-overload]
 

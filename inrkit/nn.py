@@ -34,14 +34,14 @@ from inrkit.results import ParamCounts
 EXACT_FAN_IN = 4
 
 
-def _exact_small_fan_in(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, omega: float = 1.0) -> torch.Tensor:
+def _exact_small_fan_in(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, omega: float | None = None) -> torch.Tensor:
     """``omega * (x @ weight + bias)`` for a handful of inputs as elementwise multiply-adds (never TF32).
 
     ``x`` is ``(..., K)``, ``weight`` ``(..., K, out)`` and ``bias`` ``(..., out)``, broadcastable
     the way :class:`Linear` and :class:`BatchedLinear` lay them out. One fused multiply-add
     (``addcmul``) per input; ``omega`` scales the small weight and bias, not the output.
     """
-    if omega != 1.0:
+    if omega is not None:
         weight, bias = weight * omega, bias * omega
     out = bias
     for k in range(x.shape[-1]):
@@ -122,7 +122,7 @@ class Linear(nn.Module):
     def forward(self, x: torch.Tensor, omega: float | None = None) -> torch.Tensor:
         """``x @ W + b``; with ``omega``, ``omega * (x @ W + b)`` in the same product."""
         if x.is_cuda and self.in_features <= EXACT_FAN_IN:
-            return _exact_small_fan_in(x, self.weight, self.bias, 1.0 if omega is None else omega)
+            return _exact_small_fan_in(x, self.weight, self.bias, omega)
         out = affine(x.reshape(-1, self.in_features), self.weight, self.bias, omega)
         return out.reshape(*x.shape[:-1], self.out_features)
 
@@ -183,7 +183,7 @@ class BatchedLinear(nn.Module):
         if x.dim() != 3 or x.shape[0] != weight.shape[0]:
             raise ValueError(f"expected input (N={weight.shape[0]}, P, {self.in_features}), got {tuple(x.shape)}")
         if x.is_cuda and self.in_features <= EXACT_FAN_IN:
-            return _exact_small_fan_in(x, weight.unsqueeze(1), bias.unsqueeze(1), 1.0 if omega is None else omega)
+            return _exact_small_fan_in(x, weight.unsqueeze(1), bias.unsqueeze(1), omega)
         if x.shape[0] == 1:
             return affine(x[0], weight[0], bias[0], omega).unsqueeze(0)
         return affine(x, weight, bias.unsqueeze(1), omega)
@@ -255,7 +255,7 @@ class MultiINR(nn.Module):
         x = self.activation.encode(self.map_coords(coords, items))
         mixed = torch.is_autocast_enabled(x.device.type)
         for d in self.layer_defs:
-            form = None if mixed or d.position == "last" else self.scaled_forms[d.name]
+            form = None if mixed else self.scaled_forms[d.name]  # None for the last layer
             if mixed:
                 # Under autocast only hidden layers' products run in low precision: coordinates
                 # and outputs need float32's resolution, and sin(30 x) of a bf16 x is mostly noise.

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from inrkit import api, files
-from inrkit.config import DEFAULT_SHARING, ResolvedRun, apply_overrides
+from inrkit.config import DEFAULT_SHARING, ResolvedRun, RunConfig, apply_overrides
 from inrkit.devices import resolve_device
 from inrkit.errors import ConfigError, DataError, TrainingError, TrainingInterrupted
 from inrkit.results import RunMetrics
@@ -241,18 +241,21 @@ def _open(out: str | Path | None, kind: str, base: Mapping[str, Any], planned: S
     return folder
 
 
-def check(base: Mapping[str, Any], planned: Sequence[Point], out: str | Path | None, kind: str) -> None:
+def check(base: Mapping[str, Any], planned: Sequence[Point], out: str | Path | None, kind: str) -> list[RunConfig]:
     """What :func:`run` refuses, refused without fitting or writing anything: the points, every
-    point's config (plugins included), and a resumed folder's recipe and run folders. A command
-    that writes its own files beside the fits (``rd``) calls this before its first write."""
+    point's config (plugins included), and a resumed folder's recipe and run folders. Returns the
+    points' validated configs. A command that writes its own files beside the fits (``rd``) calls
+    this before its first write."""
     if not planned:
         raise ConfigError("nothing to fit: give --sharing NAME[,NAME...], --variant NAME:KEY=VALUE or --grid KEY=V1,V2")
     _check_points(planned)
-    for p in planned:
-        ResolvedRun(api.as_config(config_for(base, p.assignments)))
+    configs = [api.as_config(config_for(base, p.assignments)) for p in planned]
+    for config in configs:
+        ResolvedRun(config)
     seeded = any(p.seed is not None for p in planned)
     if _check_folder(out, kind, base, planned, seeded) is None and out is not None:
         layout.check_new_run_folder(Path(out))
+    return configs
 
 
 def _lock(folder: Path) -> None:
@@ -326,8 +329,7 @@ def run(
     the same seed fails the same way) unless ``retry_failed``. Under torchrun every rank trains
     and rank 0 alone gets results.
     """
-    check(base, planned, out, kind)
-    configs = [api.as_config(config_for(base, p.assignments)) for p in planned]
+    configs = check(base, planned, out, kind)
     seeded = any(p.seed is not None for p in planned)
     group, _ = distributed.join(resolve_device(configs[0].train.device))
     folder = group.on_main(lambda: _open(out, kind, base, planned, seeded))

@@ -38,6 +38,7 @@ from inrkit.limits import (
     check_pixels,
     count_pixels,
     format_bytes,
+    is_whole,
     memory_check_enabled,
     pixel_limit,
 )
@@ -205,7 +206,7 @@ class Run:
             if item in self.item_names:
                 return self.item_names.index(item)
             index = int(item) if item.strip().isdigit() and len(item) < 12 else -1
-        elif _whole(item):
+        elif is_whole(item):
             index = int(item)
         else:
             raise ConfigError(f"an item is a name or a whole-number index, not {item!r} ({type(item).__name__})")
@@ -340,13 +341,6 @@ class Run:
         return out.reshape(*shape, channels)
 
 
-def _whole(value: Any) -> bool:
-    """A whole number of any numeric type (``2``, ``numpy.int64(2)``, ``2.0``), not a bool."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return False
-    return isinstance(value, numbers.Integral) or (math.isfinite(float(value)) and float(value).is_integer())
-
-
 def _raise_hint() -> str:
     return f"inrkit decode --max-pixels N, max_pixels=N in Python, or {PIXELS_ENV} raises the limit"
 
@@ -356,7 +350,7 @@ def _whole_sizes(size: Any, dims: int) -> tuple[int, ...]:
     anything else (a string, fractions, booleans, the wrong count)."""
     if isinstance(size, (str, bytes)) or not isinstance(size, Sequence):
         raise ConfigError(f"size must be a sequence of {dims} positive whole numbers, e.g. (256, 256) (got {size!r})")
-    if not all(_whole(s) for s in size):
+    if not all(is_whole(s) for s in size):
         raise ConfigError(f"size must be {dims} positive whole numbers (got {tuple(size)!r})")
     shape = [int(s) for s in size]
     if len(shape) != dims or any(s <= 0 for s in shape):

@@ -142,6 +142,14 @@ def ensemble_step(
     return step, params
 
 
+def _op_seconds(op: Callable[[], object], device: torch.device, repeats: int, iterations: int) -> float:
+    """Seconds per call of one operation: CUDA events over ``iterations`` calls on a card, the
+    median of ``repeats`` timed calls on the CPU."""
+    if device.type == "cuda":
+        return _device_seconds(op, device, iterations)
+    return _median_seconds(op, repeats, device)
+
+
 def _device_seconds(op: Callable[[], object], device: torch.device, iterations: int) -> float:
     """Seconds per call of a short GPU operation: CUDA events around many calls, so that launch
     latency and the host timer do not dominate a kernel of a few microseconds."""
@@ -169,12 +177,8 @@ def machine_rates(width: int, device: torch.device, repeats: int = 5, precision:
     a = torch.randn(rows, width, device=device, dtype=dtype)
     b = torch.randn(width, width, device=device, dtype=dtype)
     x = torch.randn(rows, width, device=device)
-    if cuda:
-        gemm = _device_seconds(lambda: torch.mm(a, b), device, 50)
-        sine = _device_seconds(lambda: torch.sin(x), device, 50)
-    else:
-        gemm = _median_seconds(lambda: torch.mm(a, b), repeats, device)
-        sine = _median_seconds(lambda: torch.sin(x), repeats, device)
+    gemm = _op_seconds(lambda: torch.mm(a, b), device, repeats, 50)
+    sine = _op_seconds(lambda: torch.sin(x), device, repeats, 50)
     return 2.0 * rows * width * width / gemm, rows * width / sine
 
 
@@ -184,8 +188,7 @@ def peak_gemm_rate(device: torch.device, repeats: int = 5) -> float:
     n = 8192 if device.type == "cuda" else 2048
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    seconds = _device_seconds(lambda: torch.mm(a, b), device, 10) if device.type == "cuda" else _median_seconds(lambda: torch.mm(a, b), repeats, device)
-    return 2.0 * n**3 / seconds
+    return 2.0 * n**3 / _op_seconds(lambda: torch.mm(a, b), device, repeats, 10)
 
 
 def copy_bandwidth(device: torch.device, repeats: int = 5) -> float:
@@ -194,8 +197,7 @@ def copy_bandwidth(device: torch.device, repeats: int = 5) -> float:
     numel = (512 << 20) if device.type == "cuda" else (16 << 20)
     x = torch.empty(numel, device=device)
     y = torch.empty_like(x)
-    seconds = _device_seconds(lambda: y.copy_(x), device, 20) if device.type == "cuda" else _median_seconds(lambda: y.copy_(x), repeats, device)
-    return 2.0 * numel * 4 / seconds
+    return 2.0 * numel * 4 / _op_seconds(lambda: y.copy_(x), device, repeats, 20)
 
 
 def step_bytes(model: INRModel, rows: int) -> float:

@@ -467,7 +467,7 @@ class Trainer:
         step_lr = float(optimizer.param_groups[0]["lr"])
         started = time.perf_counter()
         compiling_now = state.compiling and step == state.compile_step
-        this_step = state.draws.step_data(step, optimizer) if state.draws is not None else state.step_data
+        this_step = self._step_data(state, step)
         try:
             with compile_errors(compiling_now):
                 per_item = state.model.training_step(this_step)
@@ -479,7 +479,7 @@ class Trainer:
             state.compiling, state.compile_reason = False, f"auto: compilation failed, eager ({exc})"
             state.step_data.use_forward(None)
             optimizer.zero_grad(set_to_none=True)
-            this_step = state.draws.step_data(step, optimizer) if state.draws is not None else state.step_data
+            this_step = self._step_data(state, step)
             per_item = state.model.training_step(this_step)
         per_item = state.group.reduce_gradients(state.shared, per_item, this_step.points)
         log = self.read_loss(state, step, step_lr, per_item)
@@ -495,6 +495,11 @@ class Trainer:
         self.snapshot_if_due(state, step)
         self.evaluate_if_due(state, step)
         return log
+
+    @staticmethod
+    def _step_data(state: FitState, step: int) -> ChunkedStep:
+        """The step's points: this step's item mini-batch, or every item."""
+        return state.draws.step_data(step, state.optimizer) if state.draws is not None else state.step_data
 
     def _decide_compile(self, state: FitState, step: int, started: float) -> None:
         """``train.compile=auto``: time this eager step; after :data:`MEASURED_STEPS` of them,
