@@ -17,12 +17,16 @@ import numpy as np
 import pydantic
 
 from inrkit.errors import CheckpointError, format_validation_error
-from inrkit.metrics import mean_std
+from inrkit.metrics import mean_std, psnr_of_mean_mse
 
 #: Version of the ``metrics.json`` layout. Files without the key (written before it existed)
-#: are version 1 too: the layout did not change when the key was added.
-METRICS_FORMAT_VERSION = 1
+#: are version 1 too: the layout did not change when the key was added. Version 2 added
+#: ``psnr_of_mean_mse`` and the per-item ``ms_ssim`` (with ``ms_ssim_mean``/``ms_ssim_std``); a
+#: version-1 file is read with ``psnr_of_mean_mse`` computed from its items' PSNRs and no MS-SSIM.
+METRICS_FORMAT_VERSION = 2
 
+#: The scores every item has, in table order (a signal may add its own after them).
+SCORES = ("psnr", "ssim", "ms_ssim")
 #: Per-item keys that are not scores.
 _ITEM_FACTS = ("name", "shape", "channels")
 #: Top-level ``metrics.json`` keys after the score summaries, in the order they are written.
@@ -94,9 +98,10 @@ class HistoryRecord(_Model):
 class ItemMetrics(_Model):
     """One item's scores on its evaluation view.
 
-    ``psnr`` and ``ssim`` always exist (``None`` where undefined: SSIM of a 1-D signal); a
-    signal may add its own reference figures (super-resolution: ``bicubic_psnr``), kept in
-    ``extra`` and written flat beside the others.
+    ``psnr``, ``ssim`` and ``ms_ssim`` always exist (``None`` where undefined: SSIM of a 1-D
+    signal, MS-SSIM of an image smaller than :data:`~inrkit.metrics.MS_SSIM_MIN_SIDE`, or of a
+    run written before inrkit computed it); a signal may add its own reference figures
+    (super-resolution: ``bicubic_psnr``), kept in ``extra`` and written flat beside the others.
     """
 
     name: str
@@ -104,6 +109,7 @@ class ItemMetrics(_Model):
     channels: int
     psnr: float | None
     ssim: float | None
+    ms_ssim: float | None = None
     extra: dict[str, float | None] = {}
 
     @pydantic.model_validator(mode="before")
@@ -112,8 +118,8 @@ class ItemMetrics(_Model):
         return _gather(cls, data, "extra", lambda key: True)
 
     def scores(self) -> dict[str, float | None]:
-        """Every score by name: ``psnr``, ``ssim``, then the signal's own."""
-        return {"psnr": self.psnr, "ssim": self.ssim, **self.extra}
+        """Every score by name: ``psnr``, ``ssim``, ``ms_ssim``, then the signal's own."""
+        return {"psnr": self.psnr, "ssim": self.ssim, "ms_ssim": self.ms_ssim, **self.extra}
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "channels": self.channels, **self.scores()}
@@ -142,11 +148,15 @@ class Evaluation:
             close()
 
     def metric_names(self) -> list[str]:
-        return list(self.items[0].scores()) if self.items else ["psnr", "ssim"]
+        return list(self.items[0].scores()) if self.items else list(SCORES)
 
     def summary(self, key: str) -> tuple[float | None, float | None]:
         """Mean and population standard deviation of a score over the items."""
         return mean_std([item.scores().get(key) for item in self.items])
+
+    def psnr_of_mean_mse(self) -> float | None:
+        """The PSNR of the items' mean squared error (:func:`inrkit.metrics.psnr_of_mean_mse`)."""
+        return psnr_of_mean_mse(item.psnr for item in self.items)
 
 
 @dataclasses.dataclass
@@ -175,13 +185,17 @@ class RunMetrics(_Model):
     """A finished run's numbers: the content of ``metrics.json``.
 
     Scores are summarised as mean and population standard deviation over items, as the paper's
-    tables report them. ``metrics["psnr_mean"]`` reads the same value as ``metrics.psnr_mean``,
-    so scripts written against the JSON keep working.
+    tables report them; ``psnr_mean`` (the mean of the items' PSNRs, as the paper averages) is the
+    headline, and ``psnr_of_mean_mse`` the other average papers use (the PSNR of the items' mean
+    squared error). ``metrics["psnr_mean"]`` reads the same value as ``metrics.psnr_mean``, so
+    scripts written against the JSON keep working.
     """
 
     format_version: int = METRICS_FORMAT_VERSION
     psnr_mean: float | None
     psnr_std: float | None
+    #: PSNR of the mean over items of each item's MSE (items weighted equally).
+    psnr_of_mean_mse: float | None = None
     ssim_mean: float | None
     ssim_std: float | None
     #: ``<score>_mean`` / ``<score>_std`` of the signal's own scores (``bicubic_psnr_mean`` ...).
@@ -214,6 +228,12 @@ class RunMetrics(_Model):
     def _gather_summaries(cls, data: Any) -> Any:
         return _gather(cls, data, "summaries", lambda key: key.endswith(("_mean", "_std")))
 
+    @pydantic.model_validator(mode="after")
+    def _fill_psnr_of_mean_mse(self) -> RunMetrics:
+        if self.psnr_of_mean_mse is None:  # a version-1 file: the items' PSNRs say it
+            self.psnr_of_mean_mse = psnr_of_mean_mse(item.psnr for item in self.items)
+        return self
+
     @classmethod
     def from_evaluation(cls, evaluation: Evaluation, **facts: Any) -> RunMetrics:
         """Summarise an evaluation; ``facts`` are the other fields (params, steps, seconds, ...)."""
@@ -221,7 +241,7 @@ class RunMetrics(_Model):
         for key in evaluation.metric_names():
             summaries[f"{key}_mean"], summaries[f"{key}_std"] = evaluation.summary(key)
         main = {k: summaries.pop(k) for k in ("psnr_mean", "psnr_std", "ssim_mean", "ssim_std")}
-        return cls(**main, summaries=summaries, items=evaluation.items, **facts)
+        return cls(**main, psnr_of_mean_mse=evaluation.psnr_of_mean_mse(), summaries=summaries, items=evaluation.items, **facts)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "metrics.json") -> RunMetrics:
@@ -236,13 +256,13 @@ class RunMetrics(_Model):
                 f"{source} has format version {version}; this inrkit reads up to {METRICS_FORMAT_VERSION} (upgrade inrkit)"
             )
         try:
-            return cls.model_validate(data)
+            return cls.model_validate({**data, "format_version": version})  # the version read, not today's
         except pydantic.ValidationError as exc:
             raise CheckpointError(f"{source} is not a valid inrkit metrics file: {format_validation_error(exc)}") from None
 
     def metric_names(self) -> list[str]:
-        """Per-item score names in table order: ``psnr``, ``ssim``, then the signal's own."""
-        return list(self.items[0].scores()) if self.items else ["psnr", "ssim"]
+        """Per-item score names in table order: ``psnr``, ``ssim``, ``ms_ssim``, then the signal's own."""
+        return list(self.items[0].scores()) if self.items else list(SCORES)
 
     def summary(self, key: str) -> tuple[float | None, float | None]:
         """``(mean, std)`` of a score over the items."""
@@ -251,13 +271,14 @@ class RunMetrics(_Model):
 
     def _summaries(self) -> dict[str, float | None]:
         return {
-            "psnr_mean": self.psnr_mean, "psnr_std": self.psnr_std,
+            "psnr_mean": self.psnr_mean, "psnr_std": self.psnr_std, "psnr_of_mean_mse": self.psnr_of_mean_mse,
             "ssim_mean": self.ssim_mean, "ssim_std": self.ssim_std, **self.summaries,
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``metrics.json`` layout: summaries first, then the run's facts and history."""
-        out: dict[str, Any] = {"format_version": self.format_version, **self._summaries()}
+        """The ``metrics.json`` layout (today's version, whichever version was read): summaries
+        first, then the run's facts and history."""
+        out: dict[str, Any] = {"format_version": METRICS_FORMAT_VERSION, **self._summaries()}
         for key in _RUN_FACTS:
             value = getattr(self, key)
             if key == "params":
@@ -275,12 +296,13 @@ class RunMetrics(_Model):
 
 
 def item_metrics(
-    name: str, target: np.ndarray, psnr: float | None, ssim: float | None, extra: Mapping[str, float | None]
+    name: str, target: np.ndarray, psnr: float | None, ssim: float | None, extra: Mapping[str, float | None],
+    ms_ssim: float | None = None,
 ) -> ItemMetrics:
     """An item's scores for a target of shape ``(*spatial, channels)``."""
     return ItemMetrics(
         name=name, shape=[int(s) for s in target.shape[:-1]], channels=int(target.shape[-1]),
-        psnr=psnr, ssim=ssim, extra=dict(extra),
+        psnr=psnr, ssim=ssim, ms_ssim=ms_ssim, extra=dict(extra),
     )
 
 

@@ -20,6 +20,10 @@ from inrkit.cli.options import (
 )
 from inrkit.cli.output import fmt, point_line, warn_failed
 
+#: ``--metric`` choices (as :data:`inrkit.experiments.compare.METRICS` spells them; kept here so that
+#: rendering the help imports no experiment code).
+METRIC_CHOICES = ["psnr", "ssim", "ms-ssim"]
+
 
 def _methods(sharing_names: list[str], variant_texts: tuple[str, ...]) -> list[Any]:
     from inrkit.experiments import compare as comparison
@@ -33,6 +37,7 @@ def _methods(sharing_names: list[str], variant_texts: tuple[str, ...]) -> list[A
 @click.option("--variant", "variant_texts", multiple=True, metavar="NAME:KEY=VALUE[,...]", help="An extra row: a name and --set assignments, e.g. 'w/o projection:sharing.projection=false' (repeatable).")
 @click.option("--seeds", callback=parse_seeds, metavar="S[,S...]", help=SEEDS_HELP)
 @click.option("--reference", metavar="METHOD", help="Method to pair every other against (same items, same seed) [default: the first, with --seeds].")
+@click.option("--metric", type=click.Choice(METRIC_CHOICES), default="psnr", show_default=True, help="Metric of the paired column (the table shows all of them).")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for table.md, table.json and one run folder per method: new, empty, or an interrupted compare to resume [default: runs/<time>-compare].")
 @retry_option
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the table.")
@@ -44,6 +49,7 @@ def compare(
     variant_texts: tuple[str, ...],
     seeds: list[int] | None,
     reference: str | None,
+    metric: str,
     out: str | None,
     retry_failed: bool,
     as_json: bool,
@@ -65,7 +71,7 @@ def compare(
             click.echo(f"{row['method']}: {fmt(row['psnr_mean'], 2)} dB, {row['params']:,} params, {row['seconds']:.1f} s", err=True)
 
     rows = comparison.compare(
-        base, _methods(sharing_names, variant_texts), out or None, seeds=seeds, reference=reference,
+        base, _methods(sharing_names, variant_texts), out or None, seeds=seeds, reference=reference, metric=metric,
         progress=progress, on_note=note, on_row=report, on_failed=warn_failed, retry_failed=retry_failed,
     )
     from inrkit.training.distributed import is_main_process
@@ -82,7 +88,7 @@ def compare(
 @common_run_options()
 @click.option("--grid", "grid_texts", multiple=True, required=True, metavar="KEY=V1,V2,...", help="One axis of the grid: a dotted config key (or width, layers, steps, lr, activation, sharing, signal) and its values (repeatable).")
 @click.option("--seeds", callback=parse_seeds, metavar="S[,S...]", help=SEEDS_HELP)
-@click.option("--metric", type=click.Choice(["psnr", "ssim"]), default="psnr", show_default=True, help="Metric that ranks the settings.")
+@click.option("--metric", type=click.Choice(METRIC_CHOICES), default="psnr", show_default=True, help="Metric that ranks the settings.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for sweep.md, sweep.json and one run folder per point: new, empty, or an interrupted sweep to resume [default: runs/<time>-sweep].")
 @retry_option
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json instead of the table.")

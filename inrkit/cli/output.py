@@ -21,10 +21,12 @@ def pm(mean: float | None, std: float | None, digits: int) -> str:
 
 
 def print_metrics_table(metrics: RunMetrics, run_dir: Any) -> None:
-    # PSNR, SSIM, then any reference figures a signal adds (super-resolution: bicubic_psnr, ...).
-    keys = metrics.metric_names()
+    # PSNR, SSIM, MS-SSIM, then any reference figures a signal adds (super-resolution: bicubic_psnr, ...);
+    # a score no item has (MS-SSIM of small images, SSIM of a video) is left out, MS-SSIM with a line saying why.
+    names = metrics.metric_names()
+    keys = [k for k in names if k == "psnr" or any(item.scores().get(k) is not None for item in metrics.items)]
     digits = {k: 4 if "ssim" in k else 2 for k in keys}
-    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
+    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM"}
     rows = [
         (item.name, "x".join(str(s) for s in item.shape), *(fmt(item.scores().get(k), digits[k]) for k in keys))
         for item in metrics.items
@@ -43,6 +45,9 @@ def print_metrics_table(metrics: RunMetrics, run_dir: Any) -> None:
         click.echo(line(row))
     click.echo("  ".join("-" * w for w in widths))
     click.echo(line(mean))
+    click.echo(f"PSNR of the mean MSE: {fmt(metrics.psnr_of_mean_mse, 2)} dB (the mean above averages the items' PSNRs)")
+    if "ms_ssim" in names and "ms_ssim" not in keys:
+        click.echo("MS-SSIM: n/a (defined for images of at least 161 pixels on the shorter side)")
     p = metrics.params
     click.echo(f"params: total {p.total:,} · shared {p.shared:,} · per item {p.per_item:,}")
     click.echo(

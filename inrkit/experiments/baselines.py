@@ -1,9 +1,10 @@
 """Image codec baselines (JPEG, WebP, AVIF through Pillow) measured like an INR.
 
 The same images an INR run fits (its signal's items: same resize, same colour, 8-bit values) are
-encoded at a quality, decoded again, and scored with inrkit's own PSNR and SSIM. The rate is the
-encoded files' real size: bits per pixel = 8 x the bytes of every image / every image's pixels.
-PSNR and SSIM are means over the images, as a run reports them.
+encoded at a quality, decoded again, and scored with inrkit's own PSNR, SSIM and MS-SSIM. The rate
+is the encoded files' real size: bits per pixel = 8 x the bytes of every image / every image's
+pixels. PSNR, SSIM and MS-SSIM are means over the images, as a run reports them, beside the PSNR of
+the images' mean squared error (``psnr_of_mean_mse``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from inrkit.errors import ConfigError
 from inrkit.images import to_pixels
-from inrkit.metrics import psnr, ssim
+from inrkit.metrics import ms_ssim, psnr, psnr_of_mean_mse, ssim
 
 #: Codec name -> (Pillow format, default qualities swept by ``inrkit rd``).
 CODECS: dict[str, tuple[str, tuple[int, ...]]] = {
@@ -62,6 +63,7 @@ def codec_point(images: Sequence[np.ndarray], codec: str, quality: int) -> dict[
     sizes: list[int] = []
     psnrs: list[float] = []
     ssims: list[float | None] = []
+    ms_ssims: list[float | None] = []
     pixels = 0
     for image in images:
         if image.ndim != 3 or image.shape[-1] not in (1, 3):
@@ -72,11 +74,15 @@ def codec_point(images: Sequence[np.ndarray], codec: str, quality: int) -> dict[
         sizes.append(size)
         psnrs.append(psnr(back, target))
         ssims.append(ssim(back, target))
+        ms_ssims.append(ms_ssim(back, target))
         pixels += image.shape[0] * image.shape[1]
     finite = [p for p in psnrs if np.isfinite(p)]
     scored = [s for s in ssims if s is not None]  # SSIM needs images of 11 pixels or more
+    multi = [s for s in ms_ssims if s is not None]  # MS-SSIM needs 161 pixels: all or none counted
     return {
         "method": codec, "setting": f"q{quality}", "quality": quality, "bytes": int(sum(sizes)), "pixels": pixels,
         "bpp": 8 * sum(sizes) / pixels, "psnr": float(np.mean(finite)) if finite else None,
-        "ssim": float(np.mean(scored)) if scored else None, "item_bytes": sizes,
+        "psnr_of_mean_mse": psnr_of_mean_mse(psnrs),
+        "ssim": float(np.mean(scored)) if scored else None,
+        "ms_ssim": float(np.mean(multi)) if multi and len(multi) == len(ms_ssims) else None, "item_bytes": sizes,
     }

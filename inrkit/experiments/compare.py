@@ -5,7 +5,9 @@ run configuration, e.g. ``w/o projection:sharing.projection=false``. ``--sharing
 shorthand for variants ``a:sharing.name=a`` and ``b:sharing.name=b``. With ``seeds`` every
 variant is fitted once per seed (``OUT/<variant>/seed-<n>/``); the table then gives each method's
 mean ± std over seeds and its paired difference to a reference method (same items, same seed)
-with a 95% interval (:mod:`inrkit.experiments.stats`). ``table.md`` (the layout of the paper's Table I) and
+with a 95% interval (:mod:`inrkit.experiments.stats`), in PSNR unless ``metric`` says otherwise.
+The table gives PSNR both as the mean of the items' PSNRs (the paper's average, the headline) and
+as the PSNR of their mean squared error, with SSIM and MS-SSIM. ``table.md`` (the layout of the paper's Table I) and
 ``table.json`` are rewritten after each fit, and the same ``--out`` resumes an interrupted
 comparison (:mod:`inrkit.experiments.runner`).
 """
@@ -24,7 +26,23 @@ from inrkit.experiments import runner as experiments
 from inrkit.experiments import stats
 from inrkit.experiments.runner import PointResult, Variant
 
-__all__ = ["Variant", "compare", "markdown_table", "parse_variant", "sharing_variants", "summarise", "variant_config"]
+__all__ = [
+    "METRICS", "Variant", "compare", "markdown_table", "metric_key", "parse_variant", "sharing_variants", "summarise",
+    "variant_config",
+]
+
+#: Per-item scores a comparison or a sweep can pair and rank by, as the CLI spells them -> their key.
+METRICS = {"psnr": "psnr", "ssim": "ssim", "ms-ssim": "ms_ssim"}
+#: How a metric's values are shown: label, unit of a difference, digits.
+METRIC_LABELS = {"psnr": ("PSNR (dB)", "dB", 2), "ssim": ("SSIM", "SSIM", 4), "ms_ssim": ("MS-SSIM", "MS-SSIM", 4)}
+
+
+def metric_key(name: str) -> str:
+    """A metric as the CLI or the API names it (``psnr``, ``ssim``, ``ms-ssim``/``ms_ssim``) -> its score key."""
+    key = METRICS.get(name, name)
+    if key not in METRICS.values():
+        raise ConfigError(f"--metric {name!r}: choose one of {', '.join(METRICS)}")
+    return key
 
 TABLE_MD = "table.md"
 TABLE_JSON = "table.json"
@@ -66,9 +84,12 @@ def summarise(
     """One table row: a method's runs (one per seed) summarised, with its paired difference in
     ``metric`` to the reference method's runs when given (items without a score, such as a
     perfect fit's infinite PSNR, are left out of the pairing)."""
+    metric = metric_key(metric)
     first = results[0].metrics
     psnr = [r.metrics.psnr_mean for r in results if r.metrics.psnr_mean is not None]
+    pooled = [r.metrics.psnr_of_mean_mse for r in results if r.metrics.psnr_of_mean_mse is not None]
     ssim = [r.metrics.ssim_mean for r in results if r.metrics.ssim_mean is not None]
+    ms_ssim = [m for m in (r.metrics.summary("ms_ssim")[0] for r in results) if m is not None]
     several = len(results) > 1
     row: dict[str, Any] = {
         "method": variant.name,
@@ -81,8 +102,12 @@ def summarise(
         # One seed: mean ± std over the items (as a single run reports). Several: over the seeds.
         "psnr_mean": statistics.fmean(psnr) if psnr else None,
         "psnr_std": (statistics.stdev(psnr) if len(psnr) > 1 else None) if several else first.psnr_std,
+        "psnr_of_mean_mse": statistics.fmean(pooled) if len(pooled) == len(results) else None,
         "ssim_mean": statistics.fmean(ssim) if ssim else None,
         "ssim_std": (statistics.stdev(ssim) if len(ssim) > 1 else None) if several else first.ssim_std,
+        "ms_ssim_mean": statistics.fmean(ms_ssim) if len(ms_ssim) == len(results) else None,
+        "ms_ssim_std": ((statistics.stdev(ms_ssim) if len(ms_ssim) > 1 else None) if several else first.summary("ms_ssim")[1])
+        if len(ms_ssim) == len(results) else None,
         "spread": "seeds" if several else "items",
         "psnr_interval": stats.t_interval(psnr).as_dict() if len(psnr) > 1 else None,
         "seconds": statistics.fmean(r.metrics.seconds for r in results),
@@ -93,7 +118,8 @@ def summarise(
         "runs": [
             {
                 "seed": r.point.seed, "run_dir": r.point.folder, "psnr_mean": r.metrics.psnr_mean,
-                "ssim_mean": r.metrics.ssim_mean, "seconds": r.metrics.seconds, "psnr": r.item_scores("psnr"),
+                "psnr_of_mean_mse": r.metrics.psnr_of_mean_mse, "ssim_mean": r.metrics.ssim_mean,
+                "ms_ssim_mean": r.metrics.summary("ms_ssim")[0], "seconds": r.metrics.seconds, "psnr": r.item_scores("psnr"),
             }
             for r in results
         ],
@@ -102,6 +128,7 @@ def summarise(
         paired = stats.paired_difference(_scores(results, metric), _scores(reference, metric))
         row["reference"] = reference_name
         row["vs_reference"] = paired.as_dict() if paired is not None else None
+        row["paired_metric"] = metric
     return row
 
 
@@ -115,23 +142,26 @@ def _millions(params: int) -> str:
     return f"{params / 1e6:.2f}" if params >= 10_000 else f"{params / 1e6:.4f}"
 
 
-def _paired_cell(row: Mapping[str, Any]) -> str:
+def _paired_cell(row: Mapping[str, Any], digits: int) -> str:
     paired = row.get("vs_reference")
     if row.get("reference") is None:
         return "(reference)"
     if paired is None:
         return "n/a"
-    return stats.Interval.from_dict(paired).format(2, signed=True)
+    return stats.Interval.from_dict(paired).format(digits, signed=True)
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], failures: Sequence[experiments.FailedPoint] = ()) -> str:
-    """The paper's Table I layout; with seeds or a reference, the paired column and a legend."""
+    """The paper's Table I layout (PSNR as the mean of the items' PSNRs), with the PSNR of the
+    mean MSE and MS-SSIM beside it; with seeds or a reference, the paired column and a legend."""
     reference = next((r["reference"] for r in rows if r.get("reference")), None)
+    paired_metric = next((r["paired_metric"] for r in rows if r.get("paired_metric")), "psnr")
+    _, unit, digits = METRIC_LABELS[paired_metric]
     seeded = any(len(r.get("seeds") or [None]) > 1 for r in rows)
-    head = "| Method | Params (M) | PSNR (dB) | SSIM | Seconds |"
-    rule = "| --- | --- | --- | --- | --- |"
+    head = "| Method | Params (M) | PSNR (dB) | PSNR of mean MSE (dB) | SSIM | MS-SSIM | Seconds |"
+    rule = "| --- | --- | --- | --- | --- | --- | --- |"
     if reference is not None:
-        head += f" vs {reference} (dB, paired) |"
+        head += f" vs {reference} ({unit}, paired) |"
         rule += " --- |"
     if seeded or reference is not None:
         head += " Seeds |"
@@ -140,25 +170,31 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], failures: Sequence[experim
     for r in rows:
         line = (
             f"| {r['method']} | {_millions(r['params'])} | {_pm(r['psnr_mean'], r['psnr_std'], 2)} | "
-            f"{_pm(r['ssim_mean'], r['ssim_std'], 2)} | {r['seconds']:.1f} |"
+            f"{_pm(r.get('psnr_of_mean_mse'), None, 2)} | {_pm(r['ssim_mean'], r['ssim_std'], 2)} | "
+            f"{_pm(r.get('ms_ssim_mean'), r.get('ms_ssim_std'), 4)} | {r['seconds']:.1f} |"
         )
         if reference is not None:
-            line += f" {_paired_cell(r)} |"
+            line += f" {_paired_cell(r, digits)} |"
         if seeded or reference is not None:
             line += f" {len(r.get('seeds') or [None])} |"
         lines.append(line)
     text = "\n".join(lines) + "\n"
+    notes = []
+    if any(r.get("ms_ssim_mean") is None for r in rows):
+        notes.append("MS-SSIM is n/a where an image's shorter side is under 161 pixels (or the signal is not an image)")
     if seeded or reference is not None:
         units = {str(r["vs_reference"]["unit"]) for r in rows if r.get("vs_reference")}
         text += (
             "\n± is the standard deviation over " + ("seeds" if seeded else "the items")
             + (
-                f"; the paired column is the mean difference to {reference} on the same items and seed, "
+                f"; the paired column is the mean {METRIC_LABELS[paired_metric][1]} difference to {reference} on the same items and seed, "
                 f"± the half-width of its 95% t-interval over {' and '.join(sorted(units)) or 'seeds'}"
                 if reference is not None else ""
             )
             + ".\n"
         )
+    if notes:
+        text += ("\n" if not (seeded or reference is not None) else "") + "".join(f"{n}.\n" for n in notes)
     return text + experiments.failure_lines(failures)
 
 
@@ -169,6 +205,7 @@ def compare(
     *,
     seeds: Sequence[int] | None = None,
     reference: str | None = None,
+    metric: str = "psnr",
     progress: bool = False,
     on_note: Callable[[str], None] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
@@ -177,9 +214,10 @@ def compare(
 ) -> list[dict[str, Any]]:
     """Fit every variant of ``base`` (at every seed) into ``out`` and write the tables; returns
     the rows. ``reference`` (a variant name; with seeds, the first variant by default) adds each
-    method's paired difference to it. An ``out`` written by an earlier, interrupted ``compare``
+    method's paired difference to it, in ``metric`` (``psnr``, ``ssim`` or ``ms-ssim``). An ``out`` written by an earlier, interrupted ``compare``
     with the same base config is resumed; a fit that fails (diverges) is listed under the table and
     the others go on (see :func:`inrkit.experiments.runner.run`)."""
+    metric = metric_key(metric)
     if not variants:
         raise ConfigError("nothing to compare: give --sharing NAME[,NAME...] and/or --variant NAME:KEY=VALUE")
     names = [v.name for v in variants]
@@ -193,7 +231,7 @@ def compare(
     def write(folder: Path, done: experiments.Collected) -> None:
         by_variant = done.by_variant
         ref = by_variant.get(reference) if reference is not None else None
-        rows[:] = [summarise(v, by_variant[v.name], ref, reference) for v in variants if v.name in by_variant]
+        rows[:] = [summarise(v, by_variant[v.name], ref, reference, metric) for v in variants if v.name in by_variant]
         for row in rows:
             row["failed_seeds"] = [f.point.seed for f in done.failures if f.point.variant.name == row["method"]]
         files.write_json(folder / TABLE_JSON, rows)

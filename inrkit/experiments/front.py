@@ -148,9 +148,11 @@ def rows_for(
 
 
 def markdown(rows: Sequence[Mapping[str, Any]], reference: str) -> str:
+    """One row per budget and method: PSNR (the mean of the items' PSNRs, mean over seeds, with its
+    interval), the PSNR of the items' mean MSE, MS-SSIM, and the paired PSNR difference."""
     lines = [
-        f"| Budget | Method | Width | Params | PSNR (dB), 95% CI | vs {reference} (paired) | Seeds |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| Budget | Method | Width | Params | PSNR (dB), 95% CI | PSNR of mean MSE (dB) | MS-SSIM | vs {reference} (paired) | Seeds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: (r["budget"], r["method"] != reference)):
         interval = r.get("psnr_interval")
@@ -161,9 +163,14 @@ def markdown(rows: Sequence[Mapping[str, Any]], reference: str) -> str:
         paired = r.get("vs_reference")
         versus = "(reference)" if r["method"] == reference else stats.paired_cell(paired)
         lines.append(
-            f"| {r['budget']:,} | {r['method']} | {r['width']} | {r['params']:,} | {cell} | {versus} | {len(r['seeds'])} |"
+            f"| {r['budget']:,} | {r['method']} | {r['width']} | {r['params']:,} | {cell} | {_fmt(r.get('psnr_of_mean_mse'), 2)} | "
+            f"{_fmt(r.get('ms_ssim_mean'), 4)} | {versus} | {len(r['seeds'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:

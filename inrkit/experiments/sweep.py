@@ -4,7 +4,7 @@
 names ``width``, ``layers``, ``steps``, ``lr``, ``activation``, ``sharing`` and ``signal`` stand
 for their config keys). Each setting is fitted at every seed into ``OUT/<setting>/seed-<n>/``,
 resumable point by point (:mod:`inrkit.experiments.runner`). ``sweep.md`` ranks the settings by the
-metric's mean over seeds with its 95% t-interval and gives each setting's paired difference to the
+metric's mean over seeds (``psnr``, ``ssim`` or ``ms-ssim``) with its 95% t-interval and gives each setting's paired difference to the
 best one (same seeds, same items): a setting whose interval includes zero is not resolved from
 the best by this many seeds.
 """
@@ -21,12 +21,12 @@ from inrkit import files
 from inrkit.errors import ConfigError
 from inrkit.experiments import runner as experiments
 from inrkit.experiments import stats
-from inrkit.experiments.compare import summarise
+from inrkit.experiments.compare import METRIC_LABELS, METRICS, metric_key, summarise
 from inrkit.experiments.runner import PointResult, Variant
 
 SWEEP_JSON = "sweep.json"
 SWEEP_MD = "sweep.md"
-METRICS = ("psnr", "ssim")
+__all__ = ["Axis", "METRICS", "best_line", "grid_variants", "markdown", "parse_axis", "rank", "sweep"]
 #: The run flags' names, usable as grid keys.
 ALIASES = {
     "width": "model.width", "layers": "model.layers", "steps": "train.steps", "lr": "train.lr",
@@ -131,12 +131,11 @@ def rank(
 
 
 def markdown(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
-    label = "PSNR (dB)" if metric == "psnr" else metric.upper()
+    label, _, digits = METRIC_LABELS[metric_key(metric)]
     lines = [
         f"| Rank | Setting | Params | {label}, 95% CI | vs best (paired) | Seconds | Seeds |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    digits = 2 if metric == "psnr" else 4
     for r in rows:
         interval = r["metric_interval"]
         cell = "n/a" if interval is None else stats.Interval.from_dict(interval).format(digits)
@@ -186,8 +185,7 @@ def sweep(
     """Fit the grid × seeds into ``out`` (resuming it), writing ``sweep.json`` and ``sweep.md``
     after every point; returns the folder and the ranked rows. A setting that fails (diverges)
     at some seed is listed under the table, and the sweep goes on."""
-    if metric not in METRICS:
-        raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
+    metric = metric_key(metric)
     variants = grid_variants(axes)
     rows: list[dict[str, Any]] = []
 

@@ -85,6 +85,9 @@ class CompressResult:
     psnr_before: float | None = None
     psnr_after: float | None = None
     ssim_after: float | None = None
+    #: After quantisation: mean MS-SSIM (``None`` where undefined) and the PSNR of the mean MSE.
+    ms_ssim_after: float | None = None
+    psnr_of_mean_mse_after: float | None = None
     item_psnr_after: list[float | None] | None = None
     note: str | None = None
 
@@ -94,6 +97,7 @@ class CompressResult:
             "qat_steps": self.qat_steps, "qat_kept_step": self.qat_kept_step, "encoded_from": self.encoded_from,
             **self.rate.to_dict(),
             "psnr_before": self.psnr_before, "psnr_after": self.psnr_after, "ssim_after": self.ssim_after,
+            "ms_ssim_after": self.ms_ssim_after, "psnr_of_mean_mse_after": self.psnr_of_mean_mse_after,
             "item_psnr_after": self.item_psnr_after, "note": self.note,
         }
 
@@ -220,6 +224,7 @@ def compress(
     after = evaluate(CompressedRun(result.path).model(), items, resolved.signal, torch.device("cpu"))
     result.psnr_before = before.summary("psnr")[0]
     result.psnr_after, result.ssim_after = after.summary("psnr")[0], after.summary("ssim")[0]
+    result.ms_ssim_after, result.psnr_of_mean_mse_after = after.summary("ms_ssim")[0], after.psnr_of_mean_mse()
     result.item_psnr_after = [it.psnr for it in after.items]
     return result
 
@@ -257,6 +262,10 @@ def summary(result: CompressResult) -> list[str]:
                f"{result.qat_kept_step} kept)" if result.qat_steps else "")
         lines.append(f"  PSNR {result.psnr_before:.2f} dB before quantisation, {result.psnr_after:.2f} dB after{how} "
                      f"({result.psnr_after - result.psnr_before:+.2f} dB)")
+        after = [f"PSNR of the mean MSE {result.psnr_of_mean_mse_after:.2f} dB"] if result.psnr_of_mean_mse_after is not None else []
+        after += [f"{name} {value:.4f}" for name, value in (("SSIM", result.ssim_after), ("MS-SSIM", result.ms_ssim_after)) if value is not None]
+        if after:
+            lines.append("  after: " + ", ".join(after))
     elif result.note:
         lines.append(f"  {result.note}")
     return lines

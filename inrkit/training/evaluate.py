@@ -2,8 +2,8 @@
 
 The model is rendered at every point of each item's evaluation view (super-resolution: the
 full-size image, not the downsampled one it was fitted to), in chunks, and scored per item:
-PSNR on outputs clamped to [0, 1], SSIM as Wang et al., plus the signal's own reference
-figures. :class:`~inrkit.results.RunMetrics` summarises the result for ``metrics.json``.
+PSNR on outputs clamped to [0, 1], SSIM as Wang et al., MS-SSIM where it is defined
+(:mod:`inrkit.metrics`), plus the signal's own reference figures. :class:`~inrkit.results.RunMetrics` summarises the result for ``metrics.json``.
 
 Items are rendered in blocks of about :data:`EVAL_BLOCK_POINTS` points, so that a collection's
 reconstructions are never all in memory at once: scores are computed block by block, and
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from inrkit.interfaces import INRModel, Item, Signal
-from inrkit.metrics import psnr, ssim
+from inrkit.metrics import ms_ssim, psnr, ssim
 from inrkit.results import Evaluation, item_metrics
 from inrkit.training.points import EVAL_BLOCK_POINTS, PointSet, auto_chunk_rows, render_points
 
@@ -146,7 +146,10 @@ def evaluate(
         arrays = recons.render(block)
         for i, recon in zip(block, arrays, strict=True):
             item, target = items[i], signal.eval_view(items[i])
-            scores.append(item_metrics(item.name, target, _finite(psnr(recon, target)), ssim(recon, target), signal.extra_metrics(item)))
+            scores.append(item_metrics(
+                item.name, target, _finite(psnr(recon, target)), ssim(recon, target), signal.extra_metrics(item),
+                ms_ssim=ms_ssim(recon, target),
+            ))
         recons.cache(block, arrays)  # the last block stays: a run of one block is rendered once
     return Evaluation(step=step, items=scores, reconstructions=recons, final=final)
 

@@ -118,8 +118,8 @@ def test_a_run_written_by_inrkit_0_1_0_still_loads():
 
 def test_metrics_of_a_newer_format_are_refused():
     from inrkit.errors import CheckpointError
-    from inrkit.results import RunMetrics
+    from inrkit.results import METRICS_FORMAT_VERSION, RunMetrics
 
     data = {"format_version": 99}
-    with pytest.raises(CheckpointError, match="format version 99; this inrkit reads up to 1"):
+    with pytest.raises(CheckpointError, match=f"format version 99; this inrkit reads up to {METRICS_FORMAT_VERSION}"):
         RunMetrics.from_dict(data)
