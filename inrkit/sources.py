@@ -3,7 +3,9 @@
 A source is a file, a folder (its files with one of the signal's suffixes, not subfolders) or a
 glob (quoted, ``**`` recursive); each expands to a sorted list of regular files, or to one
 :class:`~inrkit.errors.DataError` naming the source. Item names come from file stems and are made
-unique, since run folders and reconstructions are named after them.
+unique, since run folders and reconstructions are named after them. :func:`expand_classes` also
+reads a folder laid out as torchvision's ``ImageFolder`` (``root/<class>/<file>``), keeping each
+file's class.
 
 Only regular files are read: a named pipe, a device or a socket given as data would block or never
 end, so it is refused. A recursive glob follows links to folders once: a link back to a folder
@@ -45,6 +47,57 @@ def expand(source: str, suffixes: Collection[str], what: str = "files") -> list[
         raise DataError(f"no such file or folder: {source}")
     check_regular_file(path, "data")
     return [source]
+
+
+def expand_classes(source: str, suffixes: Collection[str], what: str = "files") -> list[tuple[str, str | None]]:
+    """:func:`expand`, each file with its class: ``None``, except for a folder that holds no
+    matching files itself but class subfolders that do (torchvision's ``ImageFolder`` layout,
+    ``root/<class>/<file>``), whose files come sorted by class then by name, each with its
+    folder's name as the class.
+
+    A folder with matching files of its own is read as :func:`expand` reads it (its subfolders
+    are not looked into). Hidden subfolders (``.name``) are skipped, so are subfolders without
+    matching files and deeper folders; a link to a folder counts as that folder, once (a second
+    path to a folder or a file already listed is skipped).
+    """
+    path = Path(source)
+    plain = not source.strip() or "\x00" in source or any(ch in source for ch in "*?[")  # expand refuses or globs
+    if plain or not path.is_dir() or _has_files(path, suffixes):
+        return [(file, None) for file in expand(source, suffixes, what)]
+    found: list[tuple[str, str | None]] = []
+    seen_folders: set[str] = set()
+    seen_files: set[str] = set()
+    for name in _entries(source):
+        folder = path / name
+        if name.startswith(".") or not folder.is_dir():
+            continue
+        real = os.path.realpath(folder)
+        if real in seen_folders:
+            continue
+        seen_folders.add(real)
+        for file in _unique_files(sorted(str(p) for p in _files_in(folder) if p.suffix.lower() in suffixes)):
+            key = os.path.realpath(file)
+            if key not in seen_files:
+                seen_files.add(key)
+                found.append((file, name))
+    if not found:
+        raise DataError(
+            f"folder {source} holds no {what}, neither directly nor in class subfolders "
+            f"(looked for {', '.join(sorted(suffixes))})"
+        )
+    return found
+
+
+def _files_in(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
+
+
+def _has_files(folder: Path, suffixes: Collection[str]) -> bool:
+    """Whether ``folder`` holds a regular file (or a link to one) ending in ``suffixes``."""
+    return any(_unique_files([str(p)]) for p in _files_in(folder) if p.suffix.lower() in suffixes)
 
 
 def _unique_files(paths: list[str]) -> list[str]:

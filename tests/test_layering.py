@@ -31,7 +31,7 @@ LAYERS: list[tuple[tuple[str, ...], str]] = [
     (("limits", "names", "devices", "results"),
      "size limits and the machine's resources, safe file names, device choice, typed results"),
     (("files", "interfaces"), "atomic writes, JSON and SHA256SUMS; the four plugin interfaces and the model protocol"),
-    (("images", "sources", "plugins/"), "helpers signal plugins share; hook specs, discovery and the registry"),
+    (("images", "arrays", "sources", "plugins/"), "helpers signal plugins share; hook specs, discovery and the registry"),
     (("config", "nn"), "the run configuration as plain data; modules for many INRs at once and their state"),
     (("factory", "training/"), "names to a model (`create_model`); the trainer, points and chunks, processes, evaluation"),
     (("codec/",), "quantisation, entropy coding, the `.inrz` container, quantisation-aware training"),

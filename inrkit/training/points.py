@@ -293,12 +293,11 @@ class PointSet:
         distributed run; a set holding every item of the run in order needs neither, and stores none.
         """
         counts = [int(np.prod(a.shape[:-1])) for a in arrays]
-        coded = integer_codes(arrays)
-        codes = None if coded is None else coded[0]
+        codes = code_scale(arrays)
         dtype = torch.float32 if codes is None else CODE_DTYPES[codes]
         targets = torch.zeros(len(arrays), max(counts), arrays[0].shape[-1], dtype=dtype)
-        for i, arr in enumerate(arrays):
-            values = to_signed(arr) if coded is None else torch.from_numpy(coded[1][i])
+        for i, arr in enumerate(arrays):  # item by item: no second copy of all items is ever held
+            values = to_signed(arr) if codes is None else torch.from_numpy(_to_codes(arr, codes))
             targets[i, : counts[i]] = einops.rearrange(values, "... c -> (...) c")
         whole = loss_items in (None, len(arrays)) and (item_ids is None or list(item_ids) == list(range(len(arrays))))
         ids = None if whole or item_ids is None else torch.tensor(list(item_ids), dtype=torch.long)
@@ -315,18 +314,23 @@ def integer_codes(arrays: Sequence[np.ndarray]) -> tuple[int, list[np.ndarray]] 
     """``(255, codes)`` or ``(65535, codes)`` when every array holds exactly ``k / 255``
     (``k / 65535``) in float32, the values 8-bit (16-bit) images load as, with each array's
     stored codes (see :data:`CODE_DTYPES`); else ``None`` (the targets stay float32)."""
+    scale = code_scale(arrays)
+    return None if scale is None else (scale, [_to_codes(a, scale) for a in arrays])
+
+
+def code_scale(arrays: Sequence[np.ndarray]) -> int | None:
+    """The scale of :func:`integer_codes` (255 or 65535), or ``None``, without keeping the
+    codes: each array's temporaries are freed before the next is checked."""
     if not all(a.dtype == np.float32 and a.size and a.min() >= 0.0 and a.max() <= 1.0 for a in arrays):
         return None
     for scale in (255, 65535):
-        codes = []
-        for a in arrays:
-            k = np.rint(a * scale)
-            if not np.array_equal(k.astype(np.float32) / np.float32(scale), a):
-                break
-            codes.append((k.astype(np.int64) - _SHIFT[scale]).astype(np.uint8 if scale == 255 else np.int16))
-        else:
-            return scale, codes
+        if all(np.array_equal(np.rint(a * scale).astype(np.float32) / np.float32(scale), a) for a in arrays):
+            return scale
     return None
+
+
+def _to_codes(a: np.ndarray, scale: int) -> np.ndarray:
+    return (np.rint(a * scale).astype(np.int64) - _SHIFT[scale]).astype(np.uint8 if scale == 255 else np.int16)
 
 
 def from_codes(codes: torch.Tensor, scale: int) -> torch.Tensor:
