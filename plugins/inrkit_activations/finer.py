@@ -3,6 +3,7 @@
 The scale ``|z| + 1`` is computed without gradient, as the reference code does. Weights use
 SIREN's initialisation; ``first_bias_scale`` k draws the first layer's bias from ``U(±k)``
 (k of about 1 to 20 widens the represented spectrum), otherwise biases keep PyTorch's default.
+``init_scale`` multiplies the weight bounds of every layer but the last, as for SIREN.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Finer(Activation):
         omega: float = pydantic.Field(30.0, gt=0)
         #: k of the first layer's bias ``U(±k)``; ``None`` keeps ``U(±1/sqrt(fan_in))``.
         first_bias_scale: float | None = pydantic.Field(None, gt=0)
+        #: Weight scaling: the initial weight bounds of every layer but the last times this (1: SIREN's).
+        init_scale: float = pydantic.Field(1.0, gt=0, le=100)
 
     options: Options
 
@@ -43,7 +46,7 @@ class Finer(Activation):
         return omega, finer
 
     def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
-        weight, bias = siren_bounds(position, fan_in, self.options.omega)
+        weight, bias = siren_bounds(position, fan_in, self.options.omega, self.options.init_scale)
         if position == "first" and self.options.first_bias_scale is not None:
             bias = self.options.first_bias_scale
         return weight, bias

@@ -2,6 +2,8 @@
 
 Initialisation as the reference implementation: first layer ``W ~ U(±1/fan_in)``, hidden and last
 layers ``W ~ U(±sqrt(6/fan_in)/omega)``, biases PyTorch's default ``U(±1/sqrt(fan_in))``.
+``init_scale`` multiplies the weight bounds of every layer but the last (Yeom et al.'s weight
+scaling, ICLR 2025; :func:`inrkit.inits.siren_bounds`); 1, the default, is the reference scheme.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class Siren(Activation):
         omega: float = pydantic.Field(30.0, gt=0)
         #: Frequency factor of the first layer; ``None`` uses ``omega``.
         first_omega: float | None = pydantic.Field(None, gt=0)
+        #: Weight scaling: the initial weight bounds of every layer but the last times this (1: SIREN's).
+        init_scale: float = pydantic.Field(1.0, gt=0, le=100)
 
     options: Options
 
@@ -38,7 +42,7 @@ class Siren(Activation):
         return self._omega(layer.position), torch.sin
 
     def init_bounds(self, position: LayerPosition, fan_in: int) -> tuple[float, float]:
-        return siren_bounds(position, fan_in, self.options.omega)
+        return siren_bounds(position, fan_in, self.options.omega, self.options.init_scale)
 
 
 @inrkit.hookimpl

@@ -110,6 +110,38 @@ def test_initialisation_bounds_match_reference(name, position, fan_in):
     assert as_real(bias).abs().max() <= b_bound * (1 + 1e-6)
 
 
+@pytest.mark.parametrize("name", ["siren", "finer"])
+@pytest.mark.parametrize("scale", [0.5, 2.0, 3.0])
+def test_init_scale_multiplies_every_weight_bound_but_the_last(name, scale):
+    """Yeom et al.'s weight scaling: first and hidden weights times the factor; biases and the last layer as SIREN."""
+    plain, scaled = activation(name), activation(name, init_scale=scale)
+    for position in ("first", "hidden", "last"):
+        (w0, b0), (w1, b1) = plain.init_bounds(position, 64), scaled.init_bounds(position, 64)
+        assert w1 == pytest.approx(w0 * (scale if position != "last" else 1.0)) and b1 == b0
+    weight, bias = torch.empty(2, 512), torch.empty(512)
+    scaled.init_(weight, bias, "first")
+    assert 0.9 * scale / 2 < weight.abs().max() <= scale / 2  # U(±scale/fan_in), fan_in 2
+
+
+def test_init_scale_1_is_the_reference_initialisation_exactly():
+    default = inrkit.create_model(n_items=2, item_shapes=[(8, 8)] * 2, width=16, layers=4, seed=3)
+    explicit = inrkit.create_model(activation=activation("siren", init_scale=1.0), n_items=2, item_shapes=[(8, 8)] * 2,
+                                   width=16, layers=4, seed=3)
+    for (name, a), (_, b) in zip(default.state_dict().items(), explicit.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "101", "x"])
+def test_init_scale_out_of_range_is_one_clear_error(bad):
+    from click.testing import CliRunner
+
+    from inrkit.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--steps", "1", "--width", "8", "--set", f"activation.init_scale={bad}", "--no-progress"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "activation.init_scale" in result.output, result.output
+
+
 def test_finer_first_bias_scale():
     act = activation("finer", first_bias_scale=5.0)
     weight, bias = torch.empty(2, 256), torch.empty(256)
