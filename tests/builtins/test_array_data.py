@@ -232,3 +232,16 @@ def test_fortran_ordered_arrays_read_as_their_values(tmp_path: Path, save):
     path = tmp_path / ("f.npy" if save is np.save else "f.npz")
     assert arrays.open_array(path).fortran_order
     np.testing.assert_array_equal(np.stack([it.data for it in signal().load([str(path)])]), data / np.float32(255))
+
+
+def test_items_of_mixed_channels_are_named_by_kind_not_one_by_one():
+    from inrkit.errors import DataError
+    from inrkit.interfaces import Item
+    from inrkit.runs.fit import check_items
+
+    items = [Item(name=f"rgb-{i}", data=np.zeros((2, 2, 3), np.float32)) for i in range(5000)]
+    items.append(Item(name="gray", data=np.zeros((2, 2, 1), np.float32)))
+    with pytest.raises(DataError) as caught:
+        check_items(items, "custom")
+    message = str(caught.value)
+    assert "5,000 like rgb-0: (2, 2, 3)" in message and "1 like gray: (2, 2, 1)" in message and len(message) < 300

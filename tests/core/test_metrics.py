@@ -34,7 +34,7 @@ def _pair(side: int, noise: float, channels: int = 3, seed: int = 0) -> tuple[np
 
 def test_ms_ssim_is_one_for_a_perfect_match_and_falls_with_noise():
     _, target = _pair(MS_SSIM_MIN_SIDE, 0.0)
-    assert ms_ssim(target, target) == pytest.approx(1.0, abs=1e-9)
+    assert ms_ssim(target, target) == pytest.approx(1.0, abs=1e-6)
     values = [ms_ssim(*_pair(MS_SSIM_MIN_SIDE, noise)) for noise in (0.01, 0.05, 0.2)]
     assert all(v is not None and 0.0 < v < 1.0 for v in values)
     assert values[0] > values[1] > values[2]
@@ -60,7 +60,7 @@ def test_ms_ssim_is_pytorch_msssim_per_channel_on_the_hwc_image():
                         data_range=1.0))
         for c in range(3)
     ]
-    assert ms_ssim(recon, target) == pytest.approx(np.mean(per_channel), abs=1e-9)
+    assert ms_ssim(recon, target) == pytest.approx(np.mean(per_channel), abs=1e-6)  # computed in float32
     gray, gray_target = _pair(200, 0.05, channels=1)
     assert ms_ssim(gray, gray_target) is not None
 
@@ -69,7 +69,7 @@ def test_ms_ssim_clamps_the_reconstruction_like_psnr():
     recon, target = _pair(180, 0.05)
     overshoot = recon.copy()
     overshoot[recon > 0.99] = 1.5  # outputs beyond [0, 1] score as if clamped
-    assert ms_ssim(overshoot, target) == pytest.approx(ms_ssim(np.clip(overshoot, 0, 1), target), abs=1e-12)
+    assert ms_ssim(overshoot, target) == pytest.approx(ms_ssim(np.clip(overshoot, 0, 1), target), abs=1e-7)
 
 
 # -- the two PSNR averages -------------------------------------------------------------------------
