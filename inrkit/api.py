@@ -214,6 +214,7 @@ def fit(
     plots: bool = False,
     resume: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
+    run_group: str | None = None,
 ) -> FitResult:
     """Fit a run: load the signal's items, build the shared model, train, evaluate, save.
 
@@ -223,7 +224,8 @@ def fit(
     ``on_note`` receives informational messages (e.g. that the demo schedule is in use);
     ``plots`` draws training curves and reconstruction figures into ``<run>/plots/``;
     ``progress`` shows a progress bar; ``callbacks`` (:class:`inrkit.interfaces.Callback`
-    instances) watch the fit beside the config's ``train.callbacks``.
+    instances) watch the fit beside the config's ``train.callbacks``; ``run_group`` names the
+    experiment the fit belongs to, by which trackers (wandb, mlflow) group their runs.
     ``resume`` continues an interrupted run folder from its last snapshot (``resume.pt``, written
     every ``train.checkpoint_every`` steps and on Ctrl-C) with the run's own config; with the
     same seed on the CPU it ends exactly as an uninterrupted run would.
@@ -264,7 +266,7 @@ def fit(
         prepared = prepare(cfg, registry)
     return fit_run(
         prepared, out=out, save=save, callbacks=_callbacks(registry, progress, callbacks), plots=plots,
-        resume_dir=resume_dir, resume_state=resume_state,
+        resume_dir=resume_dir, resume_state=resume_state, run_group=run_group,
     )
 
 

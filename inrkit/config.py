@@ -243,13 +243,20 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
-    """Apply ``KEY=VALUE`` assignments (dotted keys) to a nested config dict, returning a copy."""
+    """Apply ``KEY=VALUE`` assignments (dotted keys) to a nested config dict, returning a copy.
+
+    ``callbacks.NAME.OPTION=VALUE`` sets an option of the callback ``NAME`` in
+    ``train.callbacks``, adding the callback when it is not listed yet.
+    """
     data = copy.deepcopy(data)
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE with a dotted key, e.g. train.steps=500")
+        if key.split(".")[0] == "callbacks":
+            _set_callback_option(data, assignment, key, parse_value(raw))
+            continue
         *parents, leaf = key.split(".")
         node = data
         for part in parents:
@@ -259,6 +266,30 @@ def apply_overrides(data: dict[str, Any], assignments: Iterable[str]) -> dict[st
             node = child
         node[leaf] = parse_value(raw)
     return data
+
+
+def _set_callback_option(data: dict[str, Any], assignment: str, key: str, value: Any) -> None:
+    """``--set callbacks.NAME.OPTION=VALUE``: the option of ``NAME``'s entry in ``train.callbacks``."""
+    parts = key.split(".")
+    if len(parts) != 3:
+        raise ConfigError(f"--set {assignment!r}: expected callbacks.NAME.OPTION=VALUE, e.g. callbacks.tensorboard.max_items=4")
+    _, name, option = parts
+    if option == "name":
+        raise ConfigError(f"--set {assignment!r}: a callback's name is chosen with --log NAME")
+    train = data.setdefault("train", {})
+    if not isinstance(train, dict):
+        raise ConfigError(f"--set {assignment!r}: 'train' is a value, not a section")
+    listed = train.get("callbacks")
+    given = [listed] if isinstance(listed, (str, dict)) else list(listed or [])
+    if not all(isinstance(e, (str, dict)) for e in given):
+        raise ConfigError(f"--set {assignment!r}: train.callbacks must list names or tables")
+    entries: list[dict[str, Any]] = [{"name": e} if isinstance(e, str) else e for e in given]
+    entry = next((e for e in entries if e.get("name") == name), None)
+    if entry is None:
+        entry = {"name": name}
+        entries.append(entry)
+    entry[option] = value
+    train["callbacks"] = entries
 
 
 def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import numpy as np
 import pydantic
 
 from inrkit.inits import pytorch_default_bounds
-from inrkit.results import Evaluation, StepLog, TrainResult
+from inrkit.results import Evaluation, RunMetrics, StepLog, TrainResult
 
 if TYPE_CHECKING:
     import torch
@@ -472,6 +472,13 @@ class FitContext:
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: The model being trained, to read (its weights, their gradients after a step); never to change.
     model: INRModel | None = None
+    #: The experiment this fit belongs to (``"compare:<folder>"`` for the fits of one ``inrkit
+    #: compare``, likewise ``sweep``, ``front``, ``rd``); ``None`` for a single run. Trackers group by it.
+    group: str | None = None
+    #: True when :meth:`Callback.on_results` follows :meth:`Callback.on_fit_end` (a run through
+    #: :func:`inrkit.fit` and the CLI); false for a bare :meth:`inrkit.Trainer.fit`, whose last hook is
+    #: ``on_fit_end``.
+    results_follow: bool = False
 
 
 class Callback(Plugin):
@@ -482,7 +489,9 @@ class Callback(Plugin):
     :meth:`on_snapshot` after a resumable snapshot is taken, :meth:`on_evaluate` after an
     evaluation every ``train.eval_every`` steps); :meth:`on_evaluate` for the final evaluation;
     :meth:`on_fit_end`, which is always called, also when training stops with an error or
-    Ctrl-C (``result`` is then ``None``). In a distributed run callbacks run on rank 0 only.
+    Ctrl-C (``result`` is then ``None``); then, for a run that writes results (:func:`inrkit.fit`,
+    the CLI; ``context.results_follow``) and whose training ended well, :meth:`on_results` once
+    ``metrics.json``, ``recon/`` and the plots are written. In a distributed run callbacks run on rank 0 only.
     Hooks must not change the model: a run's results are the same with or without callbacks.
     """
 
@@ -502,6 +511,13 @@ class Callback(Plugin):
 
     def on_fit_end(self, context: FitContext, result: TrainResult | None) -> None:
         """The fit ended (``result`` is ``None`` when it stopped with an error); release resources."""
+
+    def on_results(self, context: FitContext, metrics: RunMetrics | None, run_dir: Path | None) -> None:
+        """The run's results are written: ``metrics`` is ``metrics.json``'s content and ``run_dir``
+        holds it with ``recon/`` and ``plots/`` (``None`` when nothing is saved). Called after
+        :meth:`on_fit_end` when ``context.results_follow`` and training ended well; ``metrics`` is
+        ``None`` when writing the results failed (the error follows). A tracker that keeps its
+        run open for these results closes it here."""
 
 
 PLUGIN_BASES: dict[str, type[Plugin]] = {

@@ -93,7 +93,8 @@ def test_no_exported_name_shadows_a_submodule(package: str):
 
 #: ``inrkit.x`` strings that are values, not references: file-format identifiers written into
 #: checkpoints, experiment folders, failed-run markers and rd summaries.
-FORMAT_IDS = {"inrkit.checkpoint", "inrkit.experiment", "inrkit.failed", "inrkit.rd"}
+FORMAT_IDS = {"inrkit.checkpoint", "inrkit.experiment", "inrkit.failed", "inrkit.rd",
+              "inrkit.group", "inrkit.role", "inrkit.run_dir"}  # the mlflow callback's run tags
 REFERENCE = re.compile(r"(?<![\w./-])inrkit(?:\.[A-Za-z_]\w*)+")
 DOCUMENTS = sorted(
     [

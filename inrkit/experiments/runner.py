@@ -334,6 +334,7 @@ def run(
     group, _ = distributed.join(resolve_device(configs[0].train.device))
     folder = group.on_main(lambda: _open(out, kind, base, planned, seeded))
     results: list[PointResult] = []
+    run_group = f"{kind}:{folder.name}"  # the callbacks' context.group: trackers group the fits by it
     try:
         for point, config in zip(planned, configs, strict=True):
             run_dir = folder / point.folder
@@ -351,7 +352,7 @@ def run(
                 continue
             try:
                 if (run_dir / layout.RESUME_FILE).is_file():
-                    fitted = api.fit(resume=run_dir, progress=progress, on_note=on_note)
+                    fitted = api.fit(resume=run_dir, progress=progress, on_note=on_note, run_group=run_group)
                 else:
                     if run_dir.is_dir() and any(run_dir.iterdir()) and not layout.is_failed_run(run_dir):
                         if not _unfinished_single_run(run_dir):
@@ -363,7 +364,7 @@ def run(
                         group.on_main(functools.partial(
                             layout.mark_failed, run_dir, "an unfinished point of an interrupted experiment"
                         ))
-                    fitted = api.fit(config, out=run_dir, progress=progress, on_note=on_note)
+                    fitted = api.fit(config, out=run_dir, progress=progress, on_note=on_note, run_group=run_group)
             except (TrainingError, DataError) as exc:
                 if isinstance(exc, TrainingInterrupted):
                     raise

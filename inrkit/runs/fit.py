@@ -8,6 +8,7 @@ the same path: the process group decides who trains which items and who writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -36,7 +37,7 @@ from inrkit.runs.folder import RunFolder
 from inrkit.training.distributed import ProcessGroup, join
 from inrkit.training.evaluate import evaluate
 from inrkit.training.points import CODE_DTYPES, integer_codes
-from inrkit.training.trainer import Trainer, fit_memory
+from inrkit.training.trainer import CallbackList, Trainer, fit_memory
 
 
 @dataclasses.dataclass
@@ -139,9 +140,12 @@ def check_items(items: list[Item], signal_name: str) -> None:
     channels = {item.channels for item in items}
     ndims = {item.data.ndim for item in items}
     if len(channels) > 1 or len(ndims) > 1:
+        kinds: dict[tuple[int, int], list[Item]] = {}
+        for it in items:  # one example per kind: a 100,000-item message would be unreadable
+            kinds.setdefault((it.channels, it.data.ndim), []).append(it)
+        shown = [f"{len(group):,} like {group[0].name}: {group[0].data.shape}" for group in kinds.values()]
         raise DataError(
-            "items differ in channel count or dimensionality ("
-            + ", ".join(f"{it.name}: {it.data.shape}" for it in items)
+            "items differ in channel count or dimensionality (" + "; ".join(shown)
             + "); all items of a run must have the same channels"
         )
     for item in items:
@@ -171,6 +175,8 @@ class RunSession:
     folder: RunFolder | None = None
     #: ``time.perf_counter()`` when training started (``metrics.total_seconds`` counts from it).
     started: float = 0.0
+    #: The experiment the fit belongs to (the callbacks' ``context.group``).
+    run_group: str | None = None
 
 
 def fit_run(
@@ -183,10 +189,13 @@ def fit_run(
     encoded_from: str | None = None,
     resume_dir: Path | None = None,
     resume_state: dict[str, Any] | None = None,
+    run_group: str | None = None,
 ) -> FitResult:
     """Train the model's trainable parameters on the items, evaluate, write the run folder.
 
-    ``callbacks`` run after the config's own (``train.callbacks``). Under torchrun the items are
+    ``callbacks`` run after the config's own (``train.callbacks``); after their ``on_fit_end``
+    they hear of the written results (``on_results``). ``run_group`` names the experiment the fit
+    belongs to (``context.group``, by which trackers group their runs). Under torchrun the items are
     split across the processes; rank 0 evaluates and writes, the other ranks return the trained
     model without metrics (``FitResult.is_main`` is false there).
 
@@ -199,6 +208,7 @@ def fit_run(
     The steps, in order: :func:`begin`, :func:`open_folder`, :func:`train`, :func:`finish`.
     """
     session = begin(prepared, callbacks=callbacks, plots=plots, encoded_from=encoded_from)
+    session.run_group = run_group
     open_folder(session, out=out, save=save, resume_dir=resume_dir)
     try:
         return finish(session, train(session, resume_state))
@@ -267,6 +277,8 @@ def train(session: RunSession, resume_state: dict[str, Any] | None = None) -> Tr
         resume_state=resume_state,
         on_snapshot=folder.save_snapshot if folder is not None else None,
         group=session.group,
+        run_group=session.run_group,
+        results_follow=True,
     )
 
 
@@ -278,16 +290,25 @@ def finish(session: RunSession, result: TrainResult) -> FitResult:
     cfg, model, items = prepared.resolved.config, prepared.model, prepared.items
 
     def write() -> FitResult:
-        metrics, recons = run_metrics(prepared, result, trainer, group.world_size, session.encoded_from)
-        if folder is not None:
-            metadata = checkpoint_metadata(prepared, session.encoded_from)
-            folder.write_results(
-                model, metadata, metrics, prepared.resolved.signal, items, recons, plots=session.plots,
-                started=session.started, final_snapshot=trainer.final_snapshot,
-            )
-        else:
-            metrics.total_seconds = time.perf_counter() - session.started
-        return FitResult(cfg, metrics, model, items, recons, folder.path if folder is not None else None)
+        run_dir = folder.path if folder is not None else None
+        try:
+            metrics, recons = run_metrics(prepared, result, trainer, group.world_size, session.encoded_from)
+            if folder is not None:
+                metadata = checkpoint_metadata(prepared, session.encoded_from)
+                folder.write_results(
+                    model, metadata, metrics, prepared.resolved.signal, items, recons, plots=session.plots,
+                    started=session.started, final_snapshot=trainer.final_snapshot,
+                )
+            else:
+                metrics.total_seconds = time.perf_counter() - session.started
+        except BaseException:
+            if trainer.context is not None:  # the callbacks still close what they kept open for the results
+                with contextlib.suppress(Exception):
+                    CallbackList(session.callbacks).on_results(trainer.context, None, run_dir)
+            raise
+        if trainer.context is not None:
+            CallbackList(session.callbacks).on_results(trainer.context, metrics, run_dir)
+        return FitResult(cfg, metrics, model, items, recons, run_dir)
 
     done: list[FitResult] = []
     group.on_main(lambda: done.append(write()))

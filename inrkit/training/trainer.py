@@ -41,7 +41,7 @@ from inrkit.errors import (
 from inrkit.interfaces import Callback, FitContext, Forward, INRModel
 from inrkit.metrics import psnr_from_mse
 from inrkit.nn import check_state, state_bytes, trainable_bytes
-from inrkit.results import Evaluation, StepLog, TrainResult
+from inrkit.results import Evaluation, RunMetrics, StepLog, TrainResult
 from inrkit.training.batches import ItemBatches
 from inrkit.training.distributed import ProcessGroup, join, partition
 from inrkit.training.optim import LazyItemAdam
@@ -175,6 +175,10 @@ class CallbackList:
         for c in self.callbacks:
             c.on_fit_end(context, result)
 
+    def on_results(self, context: FitContext, metrics: RunMetrics | None, run_dir: Path | None) -> None:
+        for c in self.callbacks:
+            c.on_results(context, metrics, run_dir)
+
 
 class Trainer:
     """Adam with ``lr * ratio ** (t / T)`` decay over chunked full-image steps.
@@ -208,6 +212,8 @@ class Trainer:
         #: After a fit that completed its steps: the finished training as a snapshot (what
         #: ``resume.pt`` would hold), for saving when the results cannot be written.
         self.final_snapshot: Callable[[], dict[str, Any]] | None = None
+        #: The callbacks' context of the last fit (set when it starts).
+        self.context: FitContext | None = None
 
     def plan_chunks(self, points: PointSet, model: INRModel | None = None) -> list[Chunk]:
         """How a step walks through the points.
@@ -293,6 +299,8 @@ class Trainer:
         resume_state: dict[str, Any] | None = None,
         on_snapshot: SnapshotWriter | None = None,
         group: ProcessGroup | None = None,
+        run_group: str | None = None,
+        results_follow: bool = False,
     ) -> TrainResult:
         """Train ``model`` on ``data`` and return the steps, time, loss history and evaluation.
 
@@ -303,8 +311,10 @@ class Trainer:
         :class:`~inrkit.errors.TrainingInterrupted`); ``resume_state`` is such a snapshot to
         continue from. Under torchrun (or with an explicit ``group``) each process trains its
         share of the items; shared gradients are summed each step and every process ends
-        holding the whole trained model. ``item_names``, ``run_dir`` and ``run_config`` are
-        what the callbacks are told about the fit.
+        holding the whole trained model. ``item_names``, ``run_dir``, ``run_config``,
+        ``run_group`` (the experiment the fit belongs to) and ``results_follow`` (the caller calls
+        the callbacks' ``on_results`` after ``on_fit_end``) are what the callbacks are told about
+        the fit (:class:`~inrkit.interfaces.FitContext`; :attr:`context` keeps it).
         """
         if group is None:
             group, self.device = join(self.device)
@@ -314,6 +324,7 @@ class Trainer:
             state = self.setup(
                 model, points, group, callbacks=callbacks, evaluator=evaluator, item_names=item_names, run_dir=run_dir,
                 run_config=run_config, resume_state=resume_state, on_snapshot=on_snapshot,
+                run_group=run_group, results_follow=results_follow,
             )
             return self.train(state)
 
@@ -392,6 +403,8 @@ class Trainer:
         run_config: Mapping[str, Any] | None = None,
         resume_state: dict[str, Any] | None = None,
         on_snapshot: SnapshotWriter | None = None,
+        run_group: str | None = None,
+        results_follow: bool = False,
     ) -> FitState:
         """Everything before the first step: the model's claims checked, the chunks planned, the
         optimiser and its schedule built (and restored from ``resume_state``), the callbacks'
@@ -422,8 +435,10 @@ class Trainer:
         names = tuple(item_names) if item_names is not None else tuple(str(i) for i in range(points.loss_items))
         context = FitContext(
             total_steps=steps, start_step=first_step - 1, item_names=names, lr=lr, device=str(self.device),
-            run_dir=run_dir, config=dict(run_config or {}), model=model,
+            run_dir=run_dir, config=dict(run_config or {}), model=model, group=run_group,
+            results_follow=results_follow,
         )
+        self.context = context
         hooks = CallbackList(callbacks if group.is_main else [])
         plan, reason = self._compile_plan(cfg, model, self.device, steps - first_step + 1)
         compiling = plan == "compile"
