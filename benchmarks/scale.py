@@ -3,6 +3,7 @@
     python benchmarks/scale.py crops --data ../shared/data --out /tmp/scale   # make the crops
     python benchmarks/scale.py linear --out /tmp/scale --n 1000 3000 10000    # time and memory vs N
     python benchmarks/scale.py tradeoff --out /tmp/scale --n 1000 --k 64 256 all --epochs 30
+    python benchmarks/scale.py npy --out /tmp/scale --n 10000 30000 100000 --k 1024 --epochs 1
 
 **Crops** (a fixed, documented tiling): the Kodak photos (``kodak/*.png``) then the ImageNet
 samples (``imagenet100/*``), each in sorted file order, are cut into non-overlapping 32x32 tiles
@@ -17,7 +18,15 @@ resident memory (``wait4``'s ``ru_maxrss``) against ``inrkit params --memory`` f
 and the time at which the training PSNR (a running mean over one epoch of steps) first reaches
 the full batch's final training PSNR.
 
-Prints markdown tables and writes ``scale-linear.json`` / ``scale-tradeoff.json`` to ``--out``.
+**npy**: the first N tiles as one ``(N, 32, 32, 3)`` uint8 ``.npy`` (past the tiling's end the
+tiles again, flipped and transposed: the eight symmetries of the square, in a fixed order), then
+for each N: the load alone in a child process (seconds and peak RSS of the image signal reading
+the array), and ``inrkit run --data crops-N.npy`` as in **linear** (seconds per epoch, peak RSS
+against ``params --memory``). For contrast, the load of the same tiles as PNG files for the
+smallest N.
+
+Prints markdown tables and writes ``scale-linear.json`` / ``scale-tradeoff.json`` /
+``scale-npy.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -64,6 +73,83 @@ def make_crops(data: Path, out: Path, n: int) -> Path:
                 if made == n:
                     return folder
     raise SystemExit(f"the tiling gives only {made} crops, fewer than {n}")
+
+
+def make_array(data: Path, out: Path, n: int) -> Path:
+    """The first ``n`` tiles of the fixed tiling as one ``(n, 32, 32, 3)`` uint8 ``.npy`` (made once);
+    past the tiling's end, the tiles again under each of the square's other seven symmetries."""
+    from PIL import Image
+
+    path = out / f"crops-{n}.npy"
+    if path.is_file():
+        return path
+    base = []
+    for source in tiles(data):
+        image = np.asarray(Image.open(source).convert("RGB"))
+        for top in range(0, image.shape[0] - SIDE + 1, SIDE):
+            for left in range(0, image.shape[1] - SIDE + 1, SIDE):
+                base.append(image[top : top + SIDE, left : left + SIDE])
+    tiles_ = np.stack(base)
+    variants = [tiles_, tiles_[:, ::-1], tiles_[:, :, ::-1], tiles_[:, ::-1, ::-1]]
+    variants += [v.transpose(0, 2, 1, 3) for v in variants]
+    array = np.concatenate(variants)[:n]
+    if len(array) < n:
+        raise SystemExit(f"the tiling and its symmetries give only {len(array)} tiles, fewer than {n}")
+    np.save(path, np.ascontiguousarray(array))
+    return path
+
+
+LOAD = "import sys, time; from inrkit.plugins import get_registry; signal = get_registry().get('signal', 'image')({}); " \
+       "t = time.perf_counter(); items = signal.load(sys.argv[1:]); print(time.perf_counter() - t, len(items))"
+
+
+def load_only(sources: list[str]) -> dict:
+    """The image signal loading ``sources`` in a child process: seconds (the load alone) and peak RSS."""
+    with tempfile.TemporaryFile("w+") as stdout:
+        proc = subprocess.Popen([sys.executable, "-c", LOAD, *sources], stdout=stdout, stderr=subprocess.DEVNULL, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"loading {sources[:1]} failed")
+        stdout.seek(0)
+        seconds, count = stdout.read().split()
+    return {"seconds": float(seconds), "items": int(count), "peak_rss": usage.ru_maxrss * 1024}
+
+
+def made_in_child(what: str, data: Path, out: Path, n: int) -> Path:
+    """``crops`` / ``array`` made by a child process: this one stays small, since a child's peak
+    RSS (``ru_maxrss``) counts the memory of the process that started it until its ``exec``."""
+    done = subprocess.run([sys.executable, __file__, what, "--data", str(data), "--out", str(out), "--n", str(n)],
+                          capture_output=True, text=True, check=True)
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def npy(args: argparse.Namespace) -> None:
+    rows = []
+    folder = made_in_child("crops", args.data, args.out, min(args.n))
+    png = load_only([str(folder)])
+    print(f"{min(args.n):,} PNG crops: loaded in {png['seconds']:.1f} s, peak {png['peak_rss'] / 2**20:.0f} MiB", flush=True)
+    for n in args.n:
+        path = made_in_child("array", args.data, args.out, n)
+        loaded = load_only([str(path)])
+        k = args.k[0]
+        steps = steps_for(n, k, args.epochs)
+        run = fit(path, args.out / f"npy-{n}-{k}", k, steps, args.extra)
+        m = run["metrics"]
+        rows.append({"n": n, "k": k, "steps": steps, "epochs": args.epochs, "load_seconds": loaded["seconds"],
+                     "load_peak_rss": loaded["peak_rss"], "file_bytes": path.stat().st_size,
+                     "seconds_per_epoch": m["seconds"] / args.epochs, "wall": run["wall"], "peak_rss": run["peak_rss"],
+                     "estimate": estimate(path, k, args.extra), "psnr": m["psnr_mean"]})
+        r = rows[-1]
+        print(f"N={n}: load {r['load_seconds']:.1f} s ({r['load_peak_rss'] / 2**20:.0f} MiB), {r['seconds_per_epoch']:.1f} s/epoch, "
+              f"peak {r['peak_rss'] / 2**20:.0f} MiB, estimate {r['estimate'] / 2**20:.0f} MiB", flush=True)
+    (args.out / "scale-npy.json").write_text(json.dumps({"png_load": png, "rows": rows}, indent=1) + "\n")
+    print(f"\n{min(args.n):,} crops as PNG files: load {png['seconds']:.1f} s, peak {png['peak_rss'] / 2**20:.0f} MiB\n")
+    print(f"| N | .npy size | load | load peak RSS | K | s / epoch | run peak RSS | estimate | estimate / peak | PSNR after "
+          f"{args.epochs} epoch(s) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['n']:,} | {r['file_bytes'] / 2**20:.0f} MiB | {r['load_seconds']:.1f} s | {r['load_peak_rss'] / 2**20:.0f} MiB | "
+              f"{r['k']} | {r['seconds_per_epoch']:.1f} | {r['peak_rss'] / 2**20:,.0f} MiB | {r['estimate'] / 2**20:,.0f} MiB | "
+              f"{r['estimate'] / r['peak_rss']:.2f} | {r['psnr']:.2f} |")
 
 
 def settings(folder: Path, k: str, extra: list[str]) -> list[str]:
@@ -154,7 +240,7 @@ def tradeoff(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["crops", "linear", "tradeoff"])
+    parser.add_argument("what", choices=["crops", "array", "linear", "tradeoff", "npy"])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 3000, 10000])
@@ -163,11 +249,11 @@ def main() -> None:
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further inrkit run options")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.what == "crops":
+    if args.what in ("crops", "array"):
         for n in args.n:
-            print(make_crops(args.data, args.out, n))
+            print((make_crops if args.what == "crops" else make_array)(args.data, args.out, n))
     else:
-        {"linear": linear, "tradeoff": tradeoff}[args.what](args)
+        {"linear": linear, "tradeoff": tradeoff, "npy": npy}[args.what](args)
 
 
 if __name__ == "__main__":
