@@ -98,11 +98,14 @@ def main() -> None:
                 "n/a" if paired is None else f"{paired['mean']:+.2f} ± {paired['half_width']:.2f}" if paired.get("half_width") is not None
                 else f"{paired['mean']:+.2f}")
             found = [s for s in reached if s is not None]
-            median_steps = f"{statistics.median(found):.0f}" if len(found) == len(reached) else "not reached"
+            median_steps = f"{statistics.median(found):.0f}" if len(found) == len(reached) else "not on every seed"
+            per_seed = ", ".join("never" if s is None else str(s) for s in reached)
+            known = [e for e in early if e is not None]
+            spread = f" ± {row['psnr_std']:.2f}" if row.get("psnr_std") is not None else ""
             lines.append(
-                f"| {strategy} | {scale:g} | {row['psnr_mean']:.2f} ± {row['psnr_std'] or 0:.2f} | {versus} | "
-                f"{statistics.fmean(e for e in early if e is not None):.2f} | {median_steps} ({', '.join(str(s) for s in reached)}) | "
-                f"{statistics.median(seconds):.1f} |" if seconds else f"| {strategy} | {scale:g} | {row['psnr_mean']:.2f} | {versus} | – | never | – |"
+                f"| {strategy} | {scale:g} | {row['psnr_mean']:.2f}{spread} | {versus} | "
+                f"{statistics.fmean(known) if known else float('nan'):.2f} | {median_steps} ({per_seed}) | "
+                + (f"{statistics.median(seconds):.1f} |" if len(seconds) == len(reached) else "– |")
             )
             raw[f"{strategy} {scale:g}"] = {"rows": row, "steps_to_reference": reached}
         print("\n".join(lines[-len(rows):]), flush=True)

@@ -134,7 +134,7 @@ def test_compare_runs_all_seven_methods_end_to_end(image_dir: Path, tmp_path: Pa
             assert key in row
         assert (out / row["run_dir"] / "checkpoint.safetensors").is_file()
     table = (out / "table.md").read_text()
-    assert table.startswith("| Method | Params (M) | PSNR (dB) | SSIM | Seconds |")
+    assert table.startswith("| Method | Params (M) | PSNR (dB) | PSNR of mean MSE (dB) | SSIM | MS-SSIM | Seconds |")
     assert "| coinpp |" in table and "| minr w/o projection |" in table
     by = {r["method"]: r for r in rows}
     assert by["row"]["params"] == by["column"]["params"] == by["grid"]["params"] == by["id"]["params"] - 16

@@ -35,7 +35,7 @@ def test_plugin_section_without_name_keeps_default_plugin():
 def test_normalized_config_spells_out_every_option():
     resolved = ResolvedRun(api.as_config({}))
     saved = resolved.normalized_config()
-    assert saved.activation.options == {"omega": 30.0, "first_omega": None}
+    assert saved.activation.options == {"omega": 30.0, "first_omega": None, "init_scale": 1.0}
     assert saved.sharing.options == {"projection": True, "shared_layers": None}
 
 
