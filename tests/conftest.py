@@ -51,6 +51,25 @@ def make_image(height: int, width: int, seed: int = 0, channels: int = 3) -> np.
     return np.round(img * 255).astype(np.uint8)
 
 
+def half_transparent_red(*leading: int) -> np.ndarray:
+    """An 8×8 RGBA uint8 image (a stack of them with ``leading`` sizes): the left half opaque red,
+    the right half transparent."""
+    rgba = np.zeros((*leading, 8, 8, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., :, :4, 3] = 255
+    return rgba
+
+
+def assert_composited_over_white_or_kept(load) -> None:
+    """``load(channels)`` (the first loaded item of :func:`half_transparent_red`): composited over
+    white by default, the alpha kept with ``channels="rgba"``."""
+    rgb = load("auto").data
+    np.testing.assert_allclose(rgb[0, 0], [1, 0, 0])
+    np.testing.assert_allclose(rgb[0, 7], [1, 1, 1])
+    kept = load("rgba")
+    assert kept.channels == 4 and kept.data[0, 7, 3] == 0.0
+
+
 @pytest.fixture
 def image_dir(tmp_path: Path) -> Path:
     """A folder of four small RGB PNGs, 24x24."""

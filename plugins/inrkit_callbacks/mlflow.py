@@ -33,7 +33,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import math
 import re
 import sys
 import tempfile
@@ -44,7 +43,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
 import pydantic
 
 import inrkit
@@ -52,6 +50,8 @@ from inrkit import files
 from inrkit.errors import ConfigError, InrkitError, one_line
 from inrkit.interfaces import Callback, FitContext, PluginOptions
 from inrkit.results import Evaluation, RunMetrics, StepLog, TrainResult
+
+from .tracking import as_uint8, finite, shown_images, step_scalars, summary_values, tag
 
 MISSING = (
     "the mlflow callback needs the mlflow package, which is not installed: pip install 'inrkit[mlflow]'"
@@ -84,10 +84,6 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, st
             yield name, value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _missing_module(exc: BaseException | None) -> str | None:
     """The module an error (or an error it was raised from) says is not installed."""
     while exc is not None:
@@ -100,16 +96,6 @@ def _missing_module(exc: BaseException | None) -> str | None:
 def _quiet() -> None:
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def summary_values(metrics: RunMetrics) -> dict[str, float]:
-    """``metrics.json``'s finite numbers: the top-level scalars (``psnr_mean``, ``steps`` ...),
-    the signal's ``summaries`` (``ms_ssim_mean`` ...) and the parameter counts (``params/total``)."""
-    data = metrics.to_dict()
-    values = {k: v for k, v in data.items() if k != "format_version" and _finite(v)}
-    values.update({k: v for k, v in (data.get("summaries") or {}).items() if _finite(v)})
-    values.update({f"params/{k}": v for k, v in (data.get("params") or {}).items() if _finite(v)})
-    return values
 
 
 class MlflowTracker(Callback):
@@ -245,17 +231,14 @@ class MlflowTracker(Callback):
 
     def _log(self, what: str, values: Mapping[str, Any], step: int) -> None:
         now = int(time.time() * 1000)
-        metrics = [self._metric(_key(k), float(v), now, step) for k, v in values.items() if _finite(v)]
+        metrics = [self._metric(_key(k), float(v), now, step) for k, v in values.items() if finite(v)]
         if metrics:
             self._safely(what, lambda: self._client.log_batch(self.run_id, metrics=metrics))
 
     def on_step_end(self, context: FitContext, log: StepLog) -> None:
         if not self.run_id or not log.logged:
             return
-        values: dict[str, Any] = {"train/loss": log.loss, "train/psnr": log.psnr, "train/lr": log.lr}
-        for name, value in list(zip(context.item_names, log.item_psnr or (), strict=False))[: self.options.max_items]:
-            values[f"train_item_psnr/{name}"] = value
-        self._log("logging a step", values, log.step)
+        self._log("logging a step", step_scalars(context, log, self.options.max_items), log.step)
 
     def on_evaluate(self, context: FitContext, evaluation: Evaluation) -> None:
         if not self.run_id:
@@ -265,14 +248,8 @@ class MlflowTracker(Callback):
             return
 
         def images() -> None:
-            shown = zip(evaluation.items[: self.options.max_images], evaluation.reconstructions, strict=False)
-            for item, recon in shown:
-                if recon.ndim == 3 and recon.shape[-1] in (1, 3, 4):
-                    image = (np.clip(recon, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-                    self._client.log_image(
-                        self.run_id, image[..., 0] if image.shape[-1] == 1 else image,
-                        artifact_file=f"reconstructions/{_key(item.name).replace('/', '_')}.png",
-                    )
+            for name, image in shown_images(evaluation, self.options.max_images):
+                self._client.log_image(self.run_id, as_uint8(image), artifact_file=f"reconstructions/{_key(tag(name))}.png")
 
         self._safely("logging the reconstructions", images)
 

@@ -17,11 +17,9 @@ A resumed run drops the events logged after its snapshot (TensorBoard's ``purge_
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydantic
 
 import inrkit
@@ -29,14 +27,12 @@ from inrkit.errors import ConfigError
 from inrkit.interfaces import Callback, FitContext, PluginOptions
 from inrkit.results import Evaluation, StepLog, TrainResult
 
+from .tracking import shown_images, step_scalars, tag
+
 MISSING = (
     "the tensorboard callback needs the tensorboard package, which is not installed: "
     "pip install 'inrkit[tensorboard]'"
 )
-
-
-def _tag(name: str) -> str:
-    return re.sub(r"[\s/]+", "_", name) or "_"
 
 
 class TensorBoard(Callback):
@@ -78,11 +74,8 @@ class TensorBoard(Callback):
         if self._writer is None or not log.logged:
             return
         w, step = self._writer, log.step
-        w.add_scalar("train/loss", log.loss, step)
-        w.add_scalar("train/psnr", log.psnr, step)
-        w.add_scalar("train/lr", log.lr, step)
-        for name, value in list(zip(context.item_names, log.item_psnr or (), strict=False))[: self.options.max_items]:
-            w.add_scalar(f"train_item_psnr/{_tag(name)}", value, step)
+        for key, value in step_scalars(context, log, self.options.max_items).items():
+            w.add_scalar(key, value, step)
 
     def on_evaluate(self, context: FitContext, evaluation: Evaluation) -> None:
         if self._writer is None:
@@ -94,15 +87,9 @@ class TensorBoard(Callback):
                 w.add_scalar(f"eval/{key}_mean", mean, step)
         for item in evaluation.items[: self.options.max_items]:
             if item.psnr is not None:
-                w.add_scalar(f"eval_item_psnr/{_tag(item.name)}", item.psnr, step)
-        shown = zip(evaluation.items[: self.options.max_images], evaluation.reconstructions, strict=False)
-        for item, recon in shown:
-            if recon.ndim == 3 and recon.shape[-1] in (1, 3, 4):
-                image = np.clip(recon, 0.0, 1.0)
-                if image.shape[-1] == 1:
-                    w.add_image(f"reconstruction/{_tag(item.name)}", image[..., 0], step, dataformats="HW")
-                else:
-                    w.add_image(f"reconstruction/{_tag(item.name)}", image, step, dataformats="HWC")
+                w.add_scalar(f"eval_item_psnr/{tag(item.name)}", item.psnr, step)
+        for name, image in shown_images(evaluation, self.options.max_images):
+            w.add_image(f"reconstruction/{tag(name)}", image, step, dataformats="HW" if image.ndim == 2 else "HWC")
         w.flush()
 
     def on_snapshot(self, context: FitContext, step: int, path: Path | None) -> None:

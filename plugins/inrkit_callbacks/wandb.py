@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import math
 import netrc
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable, Mapping
@@ -37,7 +35,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-import numpy as np
 import pydantic
 
 import inrkit
@@ -46,13 +43,11 @@ from inrkit.errors import ConfigError, InrkitError, one_line
 from inrkit.interfaces import Callback, FitContext, PluginOptions
 from inrkit.results import Evaluation, RunMetrics, StepLog, TrainResult
 
+from .tracking import as_uint8, finite, shown_images, step_scalars, summary_values, tag
+
 MISSING = (
     "the wandb callback needs the wandb package, which is not installed: pip install 'inrkit[wandb]'"
 )
-
-
-def _tag(name: str) -> str:
-    return re.sub(r"[\s/]+", "_", name) or "_"
 
 
 def api_key_configured(environ: Mapping[str, str] | None = None) -> bool:
@@ -78,20 +73,6 @@ def default_mode(option: str | None, environ: Mapping[str, str] | None = None) -
     if env.get("WANDB_MODE"):
         return env["WANDB_MODE"]
     return "online" if api_key_configured(env) else "offline"
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def summary_values(metrics: RunMetrics) -> dict[str, float]:
-    """``metrics.json``'s finite numbers: the top-level scalars (``psnr_mean``, ``steps`` ...),
-    the signal's ``summaries`` (``ms_ssim_mean`` ...) and the parameter counts (``params/total``)."""
-    data = metrics.to_dict()
-    values = {k: v for k, v in data.items() if k != "format_version" and _finite(v)}
-    values.update({k: v for k, v in (data.get("summaries") or {}).items() if _finite(v)})
-    values.update({f"params/{k}": v for k, v in (data.get("params") or {}).items() if _finite(v)})
-    return values
 
 
 class WandbTracker(Callback):
@@ -181,10 +162,8 @@ class WandbTracker(Callback):
     def on_step_end(self, context: FitContext, log: StepLog) -> None:
         if self._run is None or not log.logged:
             return
-        values: dict[str, float | None] = {"train/lr": log.lr, "train/loss": log.loss, "train/psnr": log.psnr}
-        for name, value in list(zip(context.item_names, log.item_psnr or (), strict=False))[: self.options.max_items]:
-            values[f"train_item_psnr/{_tag(name)}"] = value
-        data = {k: v for k, v in values.items() if _finite(v)}
+        values = step_scalars(context, log, self.options.max_items)
+        data = {k: v for k, v in values.items() if finite(v)}
         self._safely("logging a step", lambda: self._run.log(data, step=log.step))
 
     def on_evaluate(self, context: FitContext, evaluation: Evaluation) -> None:
@@ -193,14 +172,11 @@ class WandbTracker(Callback):
         data: dict[str, Any] = {}
         for key in evaluation.metric_names():
             mean, _ = evaluation.summary(key)
-            if _finite(mean):
+            if finite(mean):
                 data[f"eval/{key}_mean"] = mean
-        if evaluation.final and self.options.max_images:
-            shown = zip(evaluation.items[: self.options.max_images], evaluation.reconstructions, strict=False)
-            for item, recon in shown:
-                if recon.ndim == 3 and recon.shape[-1] in (1, 3, 4):
-                    image = (np.clip(recon, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-                    data[f"reconstruction/{_tag(item.name)}"] = self._wandb.Image(image[..., 0] if image.shape[-1] == 1 else image)
+        if evaluation.final:
+            for name, image in shown_images(evaluation, self.options.max_images):
+                data[f"reconstruction/{tag(name)}"] = self._wandb.Image(as_uint8(image))
         self._safely("logging an evaluation", lambda: self._run.log(data, step=evaluation.step))
 
     def on_fit_end(self, context: FitContext, result: TrainResult | None) -> None:

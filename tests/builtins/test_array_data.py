@@ -13,7 +13,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_image
+from conftest import assert_composited_over_white_or_kept, half_transparent_red, make_image
 
 from inrkit import arrays
 from inrkit.cli import main
@@ -77,15 +77,9 @@ def test_uint16_float_and_gray_arrays(tmp_path: Path):
 
 
 def test_channel_modes_and_max_side_apply_as_to_image_files(tmp_path: Path):
-    rgba = np.zeros((2, 8, 8, 4), np.uint8)
-    rgba[..., 0] = 255
-    rgba[:, :, :4, 3] = 255  # left half opaque red, right half transparent
+    rgba = half_transparent_red(2)
     np.save(tmp_path / "rgba.npy", rgba)
-    over_white = signal().load([str(tmp_path / "rgba.npy")])[0].data
-    np.testing.assert_allclose(over_white[0, 0], [1, 0, 0])
-    np.testing.assert_allclose(over_white[0, 7], [1, 1, 1])
-    kept = signal(channels="rgba").load([str(tmp_path / "rgba.npy")])[1]
-    assert kept.channels == 4 and kept.data[0, 7, 3] == 0.0
+    assert_composited_over_white_or_kept(lambda channels: signal(channels=channels).load([str(tmp_path / "rgba.npy")])[1])
     iio.imwrite(tmp_path / "one.png", rgba[0])
     for mode in ("gray", "rgb", "rgba"):
         from_png = signal(channels=mode).load([str(tmp_path / "one.png")])[0].data

@@ -7,7 +7,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import make_image
+from conftest import assert_composited_over_white_or_kept, half_transparent_red, make_image
 
 from inrkit.errors import DataError
 from inrkit.images import read_image, write_image
@@ -47,15 +47,8 @@ def test_grayscale_alone_stays_gray_and_mixed_becomes_rgb(tmp_path: Path):
 
 
 def test_rgba_is_composited_over_white_or_kept(tmp_path: Path):
-    rgba = np.zeros((8, 8, 4), np.uint8)
-    rgba[..., 0] = 255  # red
-    rgba[:, :4, 3] = 255  # left half opaque, right half transparent
-    iio.imwrite(tmp_path / "a.png", rgba)
-    rgb = signal().load([str(tmp_path / "a.png")])[0].data
-    np.testing.assert_allclose(rgb[0, 0], [1, 0, 0])
-    np.testing.assert_allclose(rgb[0, 7], [1, 1, 1])
-    kept = signal(channels="rgba").load([str(tmp_path / "a.png")])[0]
-    assert kept.channels == 4 and kept.data[0, 7, 3] == 0.0
+    iio.imwrite(tmp_path / "a.png", half_transparent_red())
+    assert_composited_over_white_or_kept(lambda channels: signal(channels=channels).load([str(tmp_path / "a.png")])[0])
 
 
 def test_sixteen_bit_is_scaled_and_written_back_at_sixteen_bits(tmp_path: Path):
