@@ -37,8 +37,7 @@ import re
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -51,7 +50,7 @@ from inrkit.errors import ConfigError, InrkitError, one_line
 from inrkit.interfaces import Callback, FitContext, PluginOptions
 from inrkit.results import Evaluation, RunMetrics, StepLog, TrainResult
 
-from .tracking import as_uint8, finite, shown_images, step_scalars, summary_values, tag
+from .tracking import GuardedLogging, as_uint8, finite, shown_images, step_scalars, summary_values, tag
 
 MISSING = (
     "the mlflow callback needs the mlflow package, which is not installed: pip install 'inrkit[mlflow]'"
@@ -98,8 +97,9 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-class MlflowTracker(Callback):
+class MlflowTracker(GuardedLogging, Callback):
     name = "mlflow"
+    service = "MLflow"
 
     class Options(PluginOptions):
         #: The tracking store (``sqlite:///path.db``, ``http://host:5000``); not set: ``sqlite:///<run>/mlflow/mlflow.db``.
@@ -140,18 +140,10 @@ class MlflowTracker(Callback):
 
     # -- guarding: a tracker failure never stops the fit -----------------------------------------
 
-    def _safely(self, what: str, action: Callable[[], Any]) -> None:
-        if self.run_id is None:
-            return
-        try:
-            action()
-        except Exception as exc:  # noqa: BLE001 - a tracker's failure must not lose the run
-            self._give_up(what, exc)
+    def _is_open(self) -> bool:
+        return self.run_id is not None
 
-    def _give_up(self, what: str, exc: BaseException) -> None:
-        if not self._warned:
-            self._warned = True
-            warnings.warn(f"mlflow: {what} failed ({exc}); the run goes on without MLflow logging", RuntimeWarning, stacklevel=3)
+    def _abandon(self) -> None:
         self._finish("FAILED")
 
     # -- setup ----------------------------------------------------------------------------------

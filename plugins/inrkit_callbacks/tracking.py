@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from typing import Any
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -57,3 +58,35 @@ def shown_images(evaluation: Evaluation, max_images: int) -> Iterator[tuple[str,
 def as_uint8(image: np.ndarray) -> np.ndarray:
     """An image in [0, 1] as 8-bit values, rounded."""
     return (image * 255.0 + 0.5).astype(np.uint8)
+
+
+class GuardedLogging:
+    """A tracker's calls to its service, guarded: a failure is warned about once, the service's
+    run is abandoned and the fit goes on (a tracker must never lose a run). Subclasses say
+    whether a run is open and how to abandon it."""
+
+    name: ClassVar[str]
+    #: The service's name in the warning ("W&B", "MLflow").
+    service: ClassVar[str] = "the tracker"
+    _warned = False
+
+    def _is_open(self) -> bool:
+        raise NotImplementedError
+
+    def _abandon(self) -> None:
+        raise NotImplementedError
+
+    def _safely(self, what: str, action: Callable[[], Any]) -> None:
+        if not self._is_open():
+            return
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - a tracker's failure must not lose the run
+            self._give_up(what, exc)
+
+    def _give_up(self, what: str, exc: BaseException) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"{self.name}: {what} failed ({exc}); the run goes on without {self.service} logging",
+                          RuntimeWarning, stacklevel=3)
+        self._abandon()

@@ -29,8 +29,7 @@ import contextlib
 import netrc
 import os
 import sys
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -43,7 +42,7 @@ from inrkit.errors import ConfigError, InrkitError, one_line
 from inrkit.interfaces import Callback, FitContext, PluginOptions
 from inrkit.results import Evaluation, RunMetrics, StepLog, TrainResult
 
-from .tracking import as_uint8, finite, shown_images, step_scalars, summary_values, tag
+from .tracking import GuardedLogging, as_uint8, finite, shown_images, step_scalars, summary_values, tag
 
 MISSING = (
     "the wandb callback needs the wandb package, which is not installed: pip install 'inrkit[wandb]'"
@@ -75,8 +74,9 @@ def default_mode(option: str | None, environ: Mapping[str, str] | None = None) -
     return "online" if api_key_configured(env) else "offline"
 
 
-class WandbTracker(Callback):
+class WandbTracker(GuardedLogging, Callback):
     name = "wandb"
+    service = "W&B"
 
     class Options(PluginOptions):
         #: The W&B project.
@@ -106,18 +106,10 @@ class WandbTracker(Callback):
 
     # -- guarding: a tracker failure never stops the fit -----------------------------------------
 
-    def _safely(self, what: str, action: Callable[[], Any]) -> None:
-        if self._run is None:
-            return
-        try:
-            action()
-        except Exception as exc:  # noqa: BLE001 - a tracker's failure must not lose the run
-            self._give_up(what, exc)
+    def _is_open(self) -> bool:
+        return self._run is not None
 
-    def _give_up(self, what: str, exc: BaseException) -> None:
-        if not self._warned:
-            self._warned = True
-            warnings.warn(f"wandb: {what} failed ({exc}); the run goes on without W&B logging", RuntimeWarning, stacklevel=3)
+    def _abandon(self) -> None:
         run, self._run = self._run, None
         if run is not None:
             with contextlib.suppress(Exception):  # already given up
