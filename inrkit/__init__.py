@@ -7,10 +7,18 @@ The public names below are imported on first use, so ``import inrkit`` in a plug
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from inrkit._version import __version__
 from inrkit.plugins.hookspecs import hookimpl
+
+# Intel MKL picks its code path per process (memory alignment, thread count), so two identical
+# CPU runs could differ in the last bits (measured: 1 run in 12 at float32). Strict conditional
+# numerical reproducibility makes every rerun on the same machine bit-identical, at a cost within
+# noise (benchmarks/RESULTS.md). It must be set before MKL starts, i.e. before torch is imported;
+# a value the user set is kept.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 if TYPE_CHECKING:
     from inrkit import coords
