@@ -133,22 +133,24 @@ def npy(args: argparse.Namespace) -> None:
         loaded = load_only([str(path)])
         k = args.k[0]
         steps = steps_for(n, k, args.epochs)
-        run = fit(path, args.out / f"npy-{n}-{k}", k, steps, args.extra)
+        run = fit(path, args.out / f"npy-{n}-{k}", k, steps, args.extra, recon=not args.no_recon)
         m = run["metrics"]
         rows.append({"n": n, "k": k, "steps": steps, "epochs": args.epochs, "load_seconds": loaded["seconds"],
                      "load_peak_rss": loaded["peak_rss"], "file_bytes": path.stat().st_size,
                      "seconds_per_epoch": m["seconds"] / args.epochs, "wall": run["wall"], "peak_rss": run["peak_rss"],
+                     "after_training": m["total_seconds"] - m["seconds"],
                      "estimate": estimate(path, k, args.extra), "psnr": m["psnr_mean"]})
         r = rows[-1]
         print(f"N={n}: load {r['load_seconds']:.1f} s ({r['load_peak_rss'] / 2**20:.0f} MiB), {r['seconds_per_epoch']:.1f} s/epoch, "
-              f"peak {r['peak_rss'] / 2**20:.0f} MiB, estimate {r['estimate'] / 2**20:.0f} MiB", flush=True)
+              f"{r['after_training']:.1f} s after training, peak {r['peak_rss'] / 2**20:.0f} MiB, "
+              f"estimate {r['estimate'] / 2**20:.0f} MiB", flush=True)
     (args.out / "scale-npy.json").write_text(json.dumps({"png_load": png, "rows": rows}, indent=1) + "\n")
     print(f"\n{min(args.n):,} crops as PNG files: load {png['seconds']:.1f} s, peak {png['peak_rss'] / 2**20:.0f} MiB\n")
-    print(f"| N | .npy size | load | load peak RSS | K | s / epoch | run peak RSS | estimate | estimate / peak | PSNR after "
-          f"{args.epochs} epoch(s) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| N | .npy size | load | load peak RSS | K | s / epoch | after training | run peak RSS | estimate | estimate / peak "
+          f"| PSNR after {args.epochs} epoch(s) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['n']:,} | {r['file_bytes'] / 2**20:.0f} MiB | {r['load_seconds']:.1f} s | {r['load_peak_rss'] / 2**20:.0f} MiB | "
-              f"{r['k']} | {r['seconds_per_epoch']:.1f} | {r['peak_rss'] / 2**20:,.0f} MiB | {r['estimate'] / 2**20:,.0f} MiB | "
+              f"{r['k']} | {r['seconds_per_epoch']:.1f} | {r['after_training']:.1f} s | {r['peak_rss'] / 2**20:,.0f} MiB | {r['estimate'] / 2**20:,.0f} MiB | "
               f"{r['estimate'] / r['peak_rss']:.2f} | {r['psnr']:.2f} |")
 
 
@@ -158,10 +160,10 @@ def settings(folder: Path, k: str, extra: list[str]) -> list[str]:
     return ["--data", str(folder), "--sharing", "minr", "--width", "64", *batch, *extra]
 
 
-def fit(folder: Path, out: Path, k: str, steps: int, extra: list[str]) -> dict:
+def fit(folder: Path, out: Path, k: str, steps: int, extra: list[str], recon: bool = True) -> dict:
     """``inrkit run`` in a child process; its metrics plus the child's peak RSS and wall time."""
     args = [*INRKIT, "run", *settings(folder, k, extra), "--steps", str(steps), "--no-progress", "--no-plots", "--json",
-            "--out", str(out)]
+            "--out", str(out), *([] if recon else ["--no-recon"])]
     shutil.rmtree(out, ignore_errors=True)  # this benchmark's own folder from an earlier run
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
@@ -246,6 +248,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 3000, 10000])
     parser.add_argument("--k", nargs="+", default=["256"], help="items per step, or 'all'")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--no-recon", action="store_true", help="npy: runs write no recon/ (inrkit run --no-recon)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further inrkit run options")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -212,6 +212,7 @@ def fit(
     registry: PluginRegistry | None = None,
     on_note: Callable[[str], None] | None = None,
     plots: bool = False,
+    recon: bool = True,
     resume: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
     run_group: str | None = None,
@@ -223,6 +224,8 @@ def fit(
     receives ``config.json``, ``metrics.json``, ``recon/`` and ``checkpoint.safetensors``.
     ``on_note`` receives informational messages (e.g. that the demo schedule is in use);
     ``plots`` draws training curves and reconstruction figures into ``<run>/plots/``;
+    ``recon=False`` writes no ``<run>/recon/`` (every item's reconstruction: at 10^5 small items
+    they take longer to write than the checkpoint; ``inrkit decode RUN --all`` renders them later);
     ``progress`` shows a progress bar; ``callbacks`` (:class:`inrkit.interfaces.Callback`
     instances) watch the fit beside the config's ``train.callbacks``; ``run_group`` names the
     experiment the fit belongs to, by which trackers (wandb, mlflow) group their runs.
@@ -265,7 +268,7 @@ def fit(
     with loading_progress(progress):
         prepared = prepare(cfg, registry)
     return fit_run(
-        prepared, out=out, save=save, callbacks=_callbacks(registry, progress, callbacks), plots=plots,
+        prepared, out=out, save=save, callbacks=_callbacks(registry, progress, callbacks), plots=plots, recon=recon,
         resume_dir=resume_dir, resume_state=resume_state, run_group=run_group,
     )
 
@@ -280,6 +283,7 @@ def encode(
     progress: bool = False,
     registry: PluginRegistry | None = None,
     plots: bool = False,
+    recon: bool = True,
     init: str = "random",
     callbacks: Sequence[Callback] = (),
     on_note: Callable[[str], None] | None = None,
@@ -293,7 +297,8 @@ def encode(
 
     ``init="random"`` starts the new items' layers as a fresh fit would; ``"mean"`` starts them
     from the mean of the run's items' layers (they all feed the same shared layers, so they live
-    in one basis). Without shared layers (``separate``) both mean a fresh start.
+    in one basis). Without shared layers (``separate``) both mean a fresh start. ``plots`` and
+    ``recon`` are :func:`fit`'s.
     """
     if init not in ("mean", "random"):
         raise ConfigError(f"init must be 'mean' or 'random' (got {init!r})")
@@ -336,7 +341,7 @@ def encode(
                 if f"items.{key}" in means:
                     param.copy_(means[f"items.{key}"].expand_as(param))
     return fit_run(
-        prepared, out=out, save=save, callbacks=_callbacks(registry, progress, callbacks), plots=plots,
+        prepared, out=out, save=save, callbacks=_callbacks(registry, progress, callbacks), plots=plots, recon=recon,
         encoded_from=str(run.path),
     )
 

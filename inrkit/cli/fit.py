@@ -21,16 +21,23 @@ from inrkit.cli.options import (
 )
 from inrkit.cli.output import report_fit
 
+#: ``--no-recon``: no ``<run>/recon/`` (at 10^5 small items writing it takes longer than the checkpoint).
+RECON = click.option(
+    "--recon/--no-recon", default=True, show_default=True,
+    help="Write every item's reconstruction into <run>/recon (without: inrkit decode RUN --all renders them later).",
+)
+
 
 @click.command()
 @common_run_options()
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (new or empty) [default: runs/<time>-<activation>-<sharing>].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
 @click.option("--plots/--no-plots", default=None, help="Draw training curves and reconstruction figures into <run>/plots [default: on unless INRKIT_PLOTS=0].")
+@RECON
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue an interrupted run folder from its last snapshot.")
 def run(
     config_file: str | None, assignments: tuple[str, ...], as_json: bool, progress: bool | None, plots: bool | None,
-    out: str | None, resume: str | None, **flags: Any,
+    recon: bool, out: str | None, resume: str | None, **flags: Any,
 ) -> None:
     """Fit INRs to the items of a signal and write a run folder.
 
@@ -47,10 +54,10 @@ def run(
         given = [k for k, v in flags.items() if v not in (None, ())] + (["--config"] if config_file else [])
         if given or assignments or out:
             raise ConfigError("--resume continues a run with its own config; give no other run options")
-        result = api.fit(resume=resume, progress=progress, on_note=note, plots=plots)
+        result = api.fit(resume=resume, progress=progress, on_note=note, plots=plots, recon=recon)
     else:
         config = api.as_config(build_config_dict(config_file, flags, assignments))
-        result = api.fit(config, out=out, progress=progress, on_note=note, plots=plots)
+        result = api.fit(config, out=out, progress=progress, on_note=note, plots=plots, recon=recon)
     report_fit(result, as_json)
 
 
@@ -66,10 +73,11 @@ def run(
 @click.option("--init", type=click.Choice(["random", "mean"]), default="random", show_default=True, help="Start the new items' layers from the mean of the run's items' layers, or at random.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar [default: when stderr is a terminal].")
+@RECON
 @log_option
 def encode(
     run_dir: str, paths: tuple[str, ...], data: tuple[str, ...], out: str | None, init: str, as_json: bool,
-    progress: bool | None, log: tuple[str, ...], **train: Any,
+    progress: bool | None, recon: bool, log: tuple[str, ...], **train: Any,
 ) -> None:
     """Encode new items against a trained run's frozen shared layers (only their own layers train)."""
     from inrkit import api
@@ -80,7 +88,8 @@ def encode(
     overrides = {k: v for k, v in train.items() if v is not None}
     if log:
         overrides["callbacks"] = list(log)
-    result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress, init=init, on_note=note)
+    result = api.encode(run_dir, list(data), out=out, train=overrides, progress=progress, init=init, on_note=note,
+                        recon=recon)
     report_fit(result, as_json)
 
 

@@ -171,6 +171,8 @@ class RunSession:
     callbacks: list[Callback]
     plots: bool
     encoded_from: str | None
+    #: Whether ``recon/`` receives every item's reconstruction.
+    recon: bool = True
     #: The run folder on rank 0 once opened; ``None`` when nothing is saved and on the other ranks.
     folder: RunFolder | None = None
     #: ``time.perf_counter()`` when training started (``metrics.total_seconds`` counts from it).
@@ -186,6 +188,7 @@ def fit_run(
     save: bool,
     callbacks: Sequence[Callback] = (),
     plots: bool = False,
+    recon: bool = True,
     encoded_from: str | None = None,
     resume_dir: Path | None = None,
     resume_state: dict[str, Any] | None = None,
@@ -195,7 +198,8 @@ def fit_run(
 
     ``callbacks`` run after the config's own (``train.callbacks``); after their ``on_fit_end``
     they hear of the written results (``on_results``). ``run_group`` names the experiment the fit
-    belongs to (``context.group``, by which trackers group their runs). Under torchrun the items are
+    belongs to (``context.group``, by which trackers group their runs). Without ``recon`` the run
+    folder holds no ``recon/`` (the checkpoint renders every item later). Under torchrun the items are
     split across the processes; rank 0 evaluates and writes, the other ranks return the trained
     model without metrics (``FitResult.is_main`` is false there).
 
@@ -209,6 +213,7 @@ def fit_run(
     """
     session = begin(prepared, callbacks=callbacks, plots=plots, encoded_from=encoded_from)
     session.run_group = run_group
+    session.recon = recon
     open_folder(session, out=out, save=save, resume_dir=resume_dir)
     try:
         return finish(session, train(session, resume_state))
@@ -245,7 +250,7 @@ def open_folder(session: RunSession, *, out: str | Path | None, save: bool, resu
     def create() -> RunFolder | None:
         if resume_dir is None and not save:
             return None
-        check_disk(resume_dir or (Path(out) if out is not None else Path("runs")), prepared, session.plots)
+        check_disk(resume_dir or (Path(out) if out is not None else Path("runs")), prepared, session.plots, session.recon)
         if resume_dir is not None:
             files.check_writable(resume_dir)
             (resume_dir / layout.FAILED_FILE).unlink(missing_ok=True)  # continuing: no longer failed
@@ -296,7 +301,7 @@ def finish(session: RunSession, result: TrainResult) -> FitResult:
             if folder is not None:
                 metadata = checkpoint_metadata(prepared, session.encoded_from)
                 folder.write_results(
-                    model, metadata, metrics, prepared.resolved.signal, items, recons, plots=session.plots,
+                    model, metadata, metrics, prepared.resolved.signal, items, recons, plots=session.plots, recon=session.recon,
                     started=session.started, final_snapshot=trainer.final_snapshot,
                 )
             else:
@@ -342,7 +347,7 @@ SMALL_FILES_BYTES = 1 << 20
 PLOTS_BYTES = 32 << 20
 
 
-def check_disk(target: Path, prepared: Prepared, plots: bool) -> None:
+def check_disk(target: Path, prepared: Prepared, plots: bool, recon: bool = True) -> None:
     """Refuse a run whose files cannot fit on the disk that will hold them, before training: the
     checkpoint and snapshots (their sizes follow from the model), the reconstructions (at most
     their raw size) and the figures. An unwritable place is refused as such first (a read-only
@@ -359,11 +364,11 @@ def check_disk(target: Path, prepared: Prepared, plots: bool) -> None:
     snapshot = checkpoint + 2 * trainable
     # The snapshot being replaced and its successor exist at once; Ctrl-C writes one too.
     snapshots = snapshot * (2 if prepared.resolved.config.train.checkpoint_every else 1)
-    recon = sum(
+    recon_bytes = sum(
         math.prod(signal.eval_view(it).shape) * (2 if it.meta.get("bit_depth") == 16 else 1) * 102 // 100 + 4096 for it in items
-    )
+    ) if recon else 0
     parts = {
-        "checkpoint": checkpoint, "snapshots": snapshots, "reconstructions": recon,
+        "checkpoint": checkpoint, "snapshots": snapshots, "reconstructions": recon_bytes,
         "metrics": SMALL_FILES_BYTES + 4096 * len(items), "figures": PLOTS_BYTES if plots else 0,
     }
     need = sum(parts.values())

@@ -84,6 +84,7 @@ class RunFolder:
         reconstructions: Sequence[np.ndarray],
         *,
         plots: bool = False,
+        recon: bool = True,
         started: float | None = None,
         final_snapshot: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
@@ -92,6 +93,8 @@ class RunFolder:
         The snapshot is removed once the metrics are written: the run is finished. A figure that
         cannot be drawn is a warning; reconstructions that cannot be written are one
         :class:`~inrkit.errors.DataError` saying that the checkpoint and metrics are saved.
+        Without ``recon`` no per-item reconstructions are written (``inrkit decode RUN --all``
+        renders them later): at 10^5 small items they cost more time than the checkpoint.
         When the checkpoint or the metrics cannot be written (a full disk), ``final_snapshot()``
         (the finished training as a snapshot) is saved instead where possible, so that
         ``--resume`` writes the results later, and the :class:`~inrkit.errors.StorageError` says so.
@@ -120,6 +123,8 @@ class RunFolder:
                 )
             except Exception as exc:  # noqa: BLE001 - a figure must never cost the run
                 warnings.warn(f"could not draw the plots: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+        if not recon:
+            return
         try:
             signal.save_all(items, reconstructions, self.path / layout.RECON_DIR)
         except Exception as exc:  # noqa: BLE001 - any writer failure becomes one message

@@ -246,6 +246,21 @@ def test_reconstruction_write_failure_keeps_checkpoint_and_metrics(image_dir: Pa
     assert inrkit.load(tmp_path / "r").decode(0).shape == (24, 24, 3)
 
 
+def test_no_recon_writes_no_reconstructions_and_decode_renders_them_later(image_dir: Path, tmp_path: Path):
+    out = tmp_path / "r"
+    result = cli("run", "--data", image_dir, "--width", "8", "--steps", "2", "--out", out, "--no-progress", "--no-recon")
+    assert result.exit_code == 0, result.output
+    assert not (out / "recon").exists() and (out / "metrics.json").is_file()
+    assert len(json.loads((out / "metrics.json").read_text())["items"]) == 4  # every item still scored
+    assert cli("verify", out).exit_code == 0
+    decoded = cli("decode", out, "--all", "-o", tmp_path / "later")
+    assert decoded.exit_code == 0, decoded.output
+    assert sorted(p.name for p in (tmp_path / "later").iterdir()) == [f"img{i}.png" for i in range(4)]
+    api = inrkit.fit({"model": {"width": 8}, "train": {"steps": 2}}, data=str(image_dir), out=tmp_path / "api", recon=False)
+    assert api.run_dir is not None and not (api.run_dir / "recon").exists()
+    assert api.reconstructions[0].shape == (24, 24, 3)  # still rendered on demand
+
+
 def test_help_lists_commands():
     code, out = invoke("--help")
     assert code == 0 and all(cmd in out for cmd in ("run", "plugins", "params"))
