@@ -28,14 +28,20 @@ CHECKPOINT_VERSION = "1"
 
 
 def split_state(model: INRModel) -> dict[str, torch.Tensor]:
-    """State dict with per-item tensors split: ``items.first.weight`` -> ``items.<i>.first.weight``."""
+    """State dict with per-item tensors split: ``items.first.weight`` -> ``items.<i>.first.weight``.
+
+    An item's tensors are views into the stacked tensor, not copies: safetensors writes views
+    that do not overlap, and at 10^5 items a copy was the run's memory peak (1.7 GiB more than
+    training at width 64, ``benchmarks/RESULTS.md``). Shared tensors are small and copied.
+    """
     tensors: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         value = value.detach().cpu()
         if key.startswith("items."):
             rest = key[len("items.") :]
-            for i in range(value.shape[0]):
-                tensors[f"items.{i}.{rest}"] = value[i].contiguous().clone()
+            stacked = value.contiguous()
+            for i in range(stacked.shape[0]):
+                tensors[f"items.{i}.{rest}"] = stacked[i]
         else:
             tensors[key] = value.contiguous().clone()
     return tensors

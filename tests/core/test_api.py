@@ -55,6 +55,20 @@ def test_checkpoint_layout_and_single_item_reads(trained):
         assert torch.equal(state[key], expected), key
 
 
+def test_checkpoint_splits_items_without_copying_them(trained):
+    # At 10^5 items a copy of every item's tensors was the run's memory peak (RESULTS.md).
+    model = trained.model
+    tensors = checkpoint.split_state(model)
+    stacked = {key: value for key, value in model.state_dict().items() if key.startswith("items.")}
+    assert stacked
+    for key, value in stacked.items():
+        rest = key[len("items."):]
+        for i in range(model.n_items):
+            piece = tensors[f"items.{i}.{rest}"]
+            assert piece.untyped_storage().data_ptr() == value.untyped_storage().data_ptr(), key
+            assert torch.equal(piece, value[i]), key
+
+
 def test_broken_checkpoints_are_reported(trained, tmp_path: Path):
     path = trained.run_dir / layout.CHECKPOINT_FILE
     data = path.read_bytes()
