@@ -46,7 +46,7 @@ def test_chunks_skip_finished_items_without_changing_the_gradient():
         return [p.grad.clone() for p in model.parameters()]
 
     for a, b in zip(grads(16), grads(points.points)):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # float32 sums in another order; a lost chunk is off by far more
 
 
 def test_chunk_coordinates_equal_each_items_grid_without_storing_them():
@@ -95,7 +95,7 @@ def test_rows_of_per_item_layers_are_gathered_once_per_run_of_chunks():
     finally:
         BatchedLinear.gathered = original
     for a, b in zip(got, want, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # float32 sums in another order; a lost chunk is off by far more
     rest = PointSet.from_arrays([arrays[1]], item_ids=[1], loss_items=3)
     got_rest = grads(rest, 4)
     for a, b, c in zip(got_part, got_rest, want, strict=True):
