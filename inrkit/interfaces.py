@@ -46,7 +46,11 @@ class LayerDef:
     ... ``last`` for MLPs built by :func:`inrkit.nn.mlp_layer_defs`); ``shared`` says whether
     one weight serves every item or each item has its own; ``projection`` marks a per-item layer
     whose output feeds shared layers (MINR's projection layer, Eq. 2), which an activation may
-    treat like the shared layers it serves.
+    treat like the shared layers it serves. ``rank`` makes a per-item layer low-rank: each
+    item's weight is ``U_i @ V_i`` with ``U_i`` ``(in, rank)`` and ``V_i`` ``(rank, out)``
+    (:class:`inrkit.nn.LowRankBatchedLinear`); on a shared layer it adds a per-item low-rank
+    delta (LoRA): item ``i`` uses ``W + U_i @ V_i`` and ``b + b_i``, the shared part under
+    ``shared.<name>``, the delta under ``items.<name>``. ``None`` is a plain full weight.
     """
 
     name: str
@@ -55,6 +59,7 @@ class LayerDef:
     position: LayerPosition
     shared: bool
     projection: bool = False
+    rank: int | None = None
 
 
 @functools.cache

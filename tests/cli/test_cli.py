@@ -92,7 +92,7 @@ def test_config_file_and_set_overrides(image_dir: Path, tmp_path: Path):
     metrics = run_json("--config", str(cfg), "--set", "train.steps=3", "--out", str(tmp_path / "r"), "--no-progress")
     assert metrics["steps"] == 3
     config = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert config["sharing"] == {"name": "minr", "projection": False, "shared_layers": None}
+    assert config["sharing"] == {"name": "minr", "projection": "none", "rank": None, "shared_layers": None}
     assert config["model"] == {"width": 8, "layers": 4}
     yaml_cfg = tmp_path / "run.yaml"
     yaml_cfg.write_text("activation:\n  name: siren\n  omega: 20\ntrain:\n  steps: 1\nmodel:\n  width: 8\n")
@@ -105,7 +105,7 @@ def test_flag_naming_the_default_plugin_keeps_config_options(image_dir: Path, tm
     cfg.write_text("[sharing]\nprojection = false\n[model]\nwidth = 8\n[train]\nsteps = 1\n")
     r = cli("run", "--config", cfg, "--sharing", "minr", "--data", image_dir, "--out", tmp_path / "r", "--no-progress")
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "r" / "config.json").read_text())["sharing"]["projection"] is False
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["sharing"]["projection"] == "none"
 
 
 def test_plugins_command_lists_builtins():

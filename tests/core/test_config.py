@@ -29,14 +29,14 @@ def test_plugin_section_without_name_keeps_default_plugin():
     assert config.signal.name == "image" and config.signal.options == {"max_side": 32}
     assert config.sharing.name == "minr"
     resolved = ResolvedRun(config)
-    assert resolved.signal.options.max_side == 32 and resolved.sharing.options.projection is False
+    assert resolved.signal.options.max_side == 32 and resolved.sharing.options.projection == "none"
 
 
 def test_normalized_config_spells_out_every_option():
     resolved = ResolvedRun(api.as_config({}))
     saved = resolved.normalized_config()
     assert saved.activation.options == {"omega": 30.0, "first_omega": None, "init_scale": 1.0}
-    assert saved.sharing.options == {"projection": True, "shared_layers": None}
+    assert saved.sharing.options == {"projection": "full", "rank": None, "shared_layers": None}
 
 
 def test_read_config_file_formats_and_errors(tmp_path):
