@@ -241,17 +241,18 @@ class LowRankBatchedLinear(nn.Module):
 
     def init_(self, activation: Activation, layer: LayerDef) -> None:
         """The activation's initialisation, matched in spread: the biases as the activation sets
-        them, and ``U``, ``V`` uniform, scaled alike so that ``U_i @ V_i`` has the standard
-        deviation of the full weight the activation would draw (one item's, drawn on the CPU for
-        reference; works when the layer lives on the meta device). A sum of ``r`` products is
-        not uniform, but the layer's outputs, which sum over its inputs, see the variance they
-        would see with the full weight."""
+        them, and ``U``, ``V`` uniform, scaled alike so that ``U_i @ V_i`` has the root mean
+        square (for zero-mean weights, the standard deviation) of the full weight the activation
+        would draw (one item's, drawn on the CPU for reference; works when the layer lives on
+        the meta device). A sum of ``r`` products is not uniform, but the layer's outputs, which
+        sum over its inputs, see the variance they would see with the full weight."""
         reference = torch.empty(1, self.in_features, self.out_features, dtype=self.u.dtype, device="cpu")
         activation.init_layer_(reference, self.bias, layer)
         # U(-1, 1) has variance 1/3 per real part: an entry of U V sums r products.
         parts = 2 if self.u.is_complex() else 1
         product_std = math.sqrt(self.rank) * parts / 3.0
-        scale = math.sqrt(float(reference.std()) / product_std)
+        spread = float(reference.abs().square().mean().sqrt())  # root mean square: defined for one weight too
+        scale = math.sqrt(spread / product_std)
         with torch.no_grad():
             self.u.uniform_(-scale, scale)
             self.v.uniform_(-scale, scale)

@@ -79,7 +79,9 @@ class Minr(SharingStrategy):
         if form in ("lowrank", "lora"):
             width = activation.hidden_width(spec.width)
             rank = self.options.rank or max(1, width // (16 if form == "lora" else 4))
-            if rank * 2 * width >= width * width:
+            # An explicit rank that saves nothing is a mistake; the default at a tiny width
+            # (a budget search trying width 2) is rank 1, whatever it costs.
+            if self.options.rank is not None and rank * 2 * width >= width * width:
                 raise ConfigError(
                     f"sharing.rank={rank}: a rank-{rank} projection of width {width} holds {rank * 2 * width:,} "
                     f"weights, no fewer than the full projection's {width * width:,}; use a rank below "

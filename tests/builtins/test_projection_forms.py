@@ -117,3 +117,12 @@ def test_a_rank_that_saves_nothing_is_one_clear_error(image_dir: Path, tmp_path:
     ])
     assert result.exit_code != 0 and "sharing.rank=16" in result.output and "rank below 16" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+def test_a_budget_search_may_try_tiny_widths():
+    # front's width search builds width 1 and 2: the default rank is 1 there, never NaN weights
+    for width in (1, 2):
+        model = inrkit.create_model("siren", "minr-lowrank", n_items=2, width=width, layers=3)
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(inrkit.errors.ConfigError, match="sharing.rank=2"):
+        inrkit.create_model("siren", "minr-lowrank", n_items=2, width=4, layers=3, sharing_options={"rank": 2})
