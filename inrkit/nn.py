@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -321,12 +321,6 @@ class MultiINR(nn.Module):
             if d.shared:
                 module: Linear | BatchedLinear = Linear(d.in_features, d.out_features, dtype=dtype)
                 self.shared[d.name] = module
-                if d.rank is not None:  # shared weight plus each item's low-rank delta (LoRA)
-                    activation.init_layer_(module.weight, module.bias, d)
-                    delta = LowRankBatchedLinear(spec.n_items, d.in_features, d.out_features, d.rank, dtype=dtype)
-                    delta.init_delta_()
-                    self.items[d.name] = delta
-                    continue
             elif d.rank is not None:
                 low = LowRankBatchedLinear(spec.n_items, d.in_features, d.out_features, d.rank, dtype=dtype)
                 self.items[d.name] = low
@@ -336,6 +330,10 @@ class MultiINR(nn.Module):
                 module = BatchedLinear(spec.n_items, d.in_features, d.out_features, dtype=dtype)
                 self.items[d.name] = module
             activation.init_layer_(module.weight, module.bias, d)
+            if d.shared and d.rank is not None:  # each item's low-rank delta on the shared weight (LoRA)
+                delta = LowRankBatchedLinear(spec.n_items, d.in_features, d.out_features, d.rank, dtype=dtype)
+                delta.init_delta_()
+                self.items[d.name] = delta
         #: Each layer's ``f(omega * z)`` form or ``None`` (see :meth:`_scaled_forms`): a plain
         #: dict read in every forward pass, so ``torch.compile`` traces through it.
         self.scaled_forms = self._scaled_forms()
@@ -430,11 +428,12 @@ def mlp_layer_defs(
     spec: ModelSpec,
     activation: Activation,
     shared_hidden: Sequence[bool],
-    projection: bool | Literal["lora"] = False,
+    projection: bool = False,
     *,
     in_dim: int | None = None,
     share_ends: bool = False,
     projection_rank: int | None = None,
+    projection_shared: bool = False,
 ) -> list[LayerDef]:
     """Layer list of a plain (``layers``-deep) MLP, optionally with a per-item projection layer.
 
@@ -444,7 +443,7 @@ def mlp_layer_defs(
     and hidden width come from the activation (coordinate encodings, complex layers); ``in_dim``
     overrides the coordinate count (an appended item index), ``share_ends`` shares the first and
     last layers too (one network for all items), ``projection_rank`` makes the projection layer
-    low-rank (:class:`LowRankBatchedLinear`), or, with ``projection="lora"``, a shared layer with
+    low-rank (:class:`LowRankBatchedLinear`), or, with ``projection_shared``, a shared layer with
     per-item rank-``projection_rank`` deltas.
     """
     n_hidden = spec.layers - 2
@@ -454,8 +453,7 @@ def mlp_layer_defs(
     w = activation.hidden_width(spec.width)
     defs = [LayerDef("first", in_features, w, "first", shared=share_ends)]
     if projection:
-        shared_projection = projection == "lora"
-        defs.append(LayerDef("projection", w, w, "hidden", shared=shared_projection, projection=True, rank=projection_rank))
+        defs.append(LayerDef("projection", w, w, "hidden", shared=projection_shared, projection=True, rank=projection_rank))
     for k, shared in enumerate(shared_hidden):
         defs.append(LayerDef(f"hidden{k + 2}", w, w, "hidden", shared=shared))
     defs.append(LayerDef("last", w, spec.out_dim, "last", shared=share_ends))

@@ -87,8 +87,10 @@ class Minr(SharingStrategy):
                     f"weights, no fewer than the full projection's {width * width:,}; use a rank below "
                     f"{max(width // 2, 1)} or sharing.projection=full"
                 )
-        projection: bool | Literal["lora"] = "lora" if form == "lora" else form != "none"
-        defs = mlp_layer_defs(spec, activation, self.shared_flags(spec.layers), projection=projection, projection_rank=rank)
+        defs = mlp_layer_defs(
+            spec, activation, self.shared_flags(spec.layers), projection=form != "none",
+            projection_rank=rank, projection_shared=form == "lora",
+        )
         return MultiINR(activation, spec, defs)
 
 
